@@ -1,0 +1,77 @@
+/*
+ * config.h: the INI configuration parsed into one typed, immutable struct.
+ * Every key is validated when the file is read; errors name file:line and
+ * the key. A loaded config is never modified: a reload builds a new one.
+ */
+#ifndef PAYHOOKD_CONFIG_H
+#define PAYHOOKD_CONFIG_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* One entry of trusted_proxies: an address with a prefix length. */
+struct config_net {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    unsigned prefix;
+};
+
+struct config_server {
+    char *listen; /* as written, for messages */
+    struct sockaddr_storage listen_addr;
+    socklen_t listen_len;
+    unsigned threads; /* resolved: 0 in the file means the CPU count */
+    size_t max_body;
+    unsigned connection_timeout; /* seconds */
+    unsigned max_connections;
+    unsigned max_connections_per_ip; /* untrusted peers only */
+    struct config_net *trusted;
+    size_t n_trusted;
+    int log_level;
+    unsigned drain_timeout; /* seconds SIGTERM waits for in-flight requests */
+};
+
+struct config_store {
+    char *path;
+    int synchronous_full; /* 1 = FULL, 0 = NORMAL */
+    unsigned batch_max;   /* most rows committed in one transaction */
+    unsigned queue_max;   /* pending writes before intake answers 503 */
+    unsigned rejections_keep;
+    unsigned rejection_body_max; /* bytes of a rejected body kept */
+};
+
+struct config_baidu_tp {
+    int enabled; /* the [baidu.tp] section is present */
+    char *path;
+    char *client_id;
+    char *token;
+    uint8_t aes_key[32];
+    int allow_plaintext;
+};
+
+struct config {
+    char *file;
+    struct config_server server;
+    struct config_store store;
+    struct config_baidu_tp tp;
+};
+
+/*
+ * Read and validate a config file. Returns 0 and sets *out, or -errno with
+ * a message like "payhookd.conf:12: [server] max_body: must be between 1024
+ * and 67108864" in err.
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+
+/* Free a config (secrets are wiped); NULL-safe; returns NULL. */
+struct config *config_free(struct config *c);
+
+/* 1 when addr (sockaddr_in or sockaddr_in6) is in the trusted proxy list. */
+int config_is_trusted(const struct config *c, const struct sockaddr *addr);
+
+/* Same test for a textual address (from X-Forwarded-For). */
+int config_is_trusted_text(const struct config *c, const char *addr);
+
+#endif

@@ -1,0 +1,648 @@
+/*
+ * http.c: the HTTP intake on libmicrohttpd.
+ *
+ * One callback in: the first call of the access handler routes the request
+ * and refuses what it can from the headers alone (404, 405, 413 from
+ * Content-Length); later calls collect the body up to max_body; the last
+ * call hands it to the route's provider. A rejection is answered at once; an
+ * event is queued to the store and the connection SUSPENDED, so no thread
+ * waits for the fsync. The store's writer calls http_stored after the commit,
+ * which records the answer and resumes the connection; the handler then runs
+ * once more and sends it.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#define HTTP_ADDR_MAX    64
+#define HTTP_XFF_MAX     1024
+#define HTTP_IP_BUCKETS  1024
+#define HTTP_LOG_EVERY_NS (10ull * 1000000000ull)
+
+enum http_state { REQ_READING, REQ_WAITING, REQ_DONE };
+enum http_builtin { BUILTIN_NONE, BUILTIN_HEALTHZ, BUILTIN_READYZ, BUILTIN_METRICS };
+
+/* Open connections of one untrusted address (for the per-address limit). */
+struct http_ip {
+    struct http_ip *next;
+    uint8_t key[16];
+    unsigned count;
+};
+
+struct http {
+    struct MHD_Daemon *mhd;
+    struct daemon *d;
+    struct store *store;
+    atomic_long in_flight;
+    pthread_mutex_t ip_lock;
+    struct http_ip *ips[HTTP_IP_BUCKETS];
+    atomic_ullong last_refusal_log;
+    atomic_ulong refusals_unlogged;
+    int route_unmatched, route_builtin[4];
+    MHD_socket quiesced_fd;
+};
+
+/* Per-connection state: the address key it is counted under, if any. */
+struct http_conn {
+    int counted;
+    uint8_t key[16];
+};
+
+/* One request from its first header to its answer. */
+struct http_req {
+    struct http *h;
+    struct runtime *rt;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    enum http_builtin builtin;
+    enum http_state state;
+    int metrics;
+    uint64_t t0;
+    struct buf body;
+    size_t max_body;
+    int overflow;
+    char remote[HTTP_ADDR_MAX];
+    struct arena arena;
+    struct provider_reply reply;
+    int status;
+    int counted; /* in the request metrics already */
+    const char *answer;
+    const char *answer_type;
+};
+
+/* ---- addresses and the per-address limit ----------------------------- */
+
+/* A 16-byte key for an address (IPv4 as IPv4-mapped IPv6); 0 or -1. */
+static int http_addr_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    if (!sa)
+        return -1;
+    if (sa->sa_family == AF_INET) {
+        memset(key, 0, 10);
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return 0;
+    }
+    return -1;
+}
+
+/* Text form of an address ("192.0.2.1", "2001:db8::1"). */
+static void http_addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    const void *a = NULL;
+
+    if (sa && sa->sa_family == AF_INET)
+        a = &((const struct sockaddr_in *)sa)->sin_addr;
+    else if (sa && sa->sa_family == AF_INET6)
+        a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (!a || !inet_ntop(sa->sa_family, a, out, (socklen_t)len))
+        snprintf(out, len, "unknown");
+}
+
+/* Bucket index of an address key (FNV-1a). */
+static unsigned http_ip_bucket(const uint8_t key[16])
+{
+    uint32_t h = 2166136261u;
+    int i;
+
+    for (i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    return h % HTTP_IP_BUCKETS;
+}
+
+/* Open connections of an address (lock held). */
+static struct http_ip **http_ip_find(struct http *h, const uint8_t key[16])
+{
+    struct http_ip **p = &h->ips[http_ip_bucket(key)];
+
+    while (*p && memcmp((*p)->key, key, 16) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+/* Add delta to an address's count; entries vanish at zero. */
+static void http_ip_add(struct http *h, const uint8_t key[16], int delta)
+{
+    struct http_ip **p, *e;
+
+    pthread_mutex_lock(&h->ip_lock);
+    p = http_ip_find(h, key);
+    e = *p;
+    if (!e && delta > 0 && (e = calloc(1, sizeof(*e))) != NULL) {
+        memcpy(e->key, key, 16);
+        *p = e;
+    }
+    if (e) {
+        e->count = delta > 0 ? e->count + 1 : (e->count ? e->count - 1 : 0);
+        if (e->count == 0) {
+            *p = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&h->ip_lock);
+}
+
+/* Current open connections of an address. */
+static unsigned http_ip_count(struct http *h, const uint8_t key[16])
+{
+    unsigned n;
+
+    pthread_mutex_lock(&h->ip_lock);
+    n = *http_ip_find(h, key) ? (*http_ip_find(h, key))->count : 0;
+    pthread_mutex_unlock(&h->ip_lock);
+    return n;
+}
+
+/* Log a refused connection, at most once every 10 s (floods must not flood the log). */
+static void http_log_refusal(struct http *h, const struct sockaddr *sa, unsigned limit)
+{
+    uint64_t now = util_now_ns(), last = atomic_load(&h->last_refusal_log);
+    char addr[HTTP_ADDR_MAX];
+    unsigned long skipped;
+
+    if (now - last < HTTP_LOG_EVERY_NS ||
+        !atomic_compare_exchange_strong(&h->last_refusal_log, &last, now)) {
+        atomic_fetch_add(&h->refusals_unlogged, 1);
+        return;
+    }
+    skipped = atomic_exchange(&h->refusals_unlogged, 0);
+    http_addr_text(sa, addr, sizeof(addr));
+    log_msg(LOG_WARNING, (const char *[]){"REMOTE", addr, "REASON", "per_ip_limit", NULL},
+            "refused a connection from %s: %u connections open (max_connections_per_ip); "
+            "%lu more refusals since the last such line",
+            addr, limit, skipped);
+}
+
+/* MHD accept policy: untrusted addresses get at most max_connections_per_ip. */
+static enum MHD_Result http_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+    struct http *h = cls;
+    struct runtime *rt = daemon_runtime_acquire(h->d);
+    unsigned limit = rt->cfg->server.max_connections_per_ip;
+    int trusted = config_is_trusted(rt->cfg, sa);
+    uint8_t key[16];
+
+    daemon_runtime_release(rt);
+    if (trusted || http_addr_key(sa, key) < 0 || http_ip_count(h, key) < limit)
+        return MHD_YES;
+    metrics_rejection(metrics_reason("per_ip_limit"));
+    http_log_refusal(h, sa, limit);
+    return MHD_NO;
+}
+
+/* MHD connection start/close: keep the per-address counts. */
+static void http_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                            enum MHD_ConnectionNotificationCode code)
+{
+    struct http *h = cls;
+    struct http_conn *hc = *socket_ctx;
+    const union MHD_ConnectionInfo *ci;
+    struct runtime *rt;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        metrics_add_connections(1);
+        hc = calloc(1, sizeof(*hc));
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!hc || !ci)
+            goto out;
+        rt = daemon_runtime_acquire(h->d);
+        hc->counted = !config_is_trusted(rt->cfg, ci->client_addr) &&
+                      http_addr_key(ci->client_addr, hc->key) == 0;
+        daemon_runtime_release(rt);
+        if (hc->counted)
+            http_ip_add(h, hc->key, 1);
+    out:
+        *socket_ctx = hc;
+        return;
+    }
+    metrics_add_connections(-1);
+    if (hc && hc->counted)
+        http_ip_add(h, hc->key, -1);
+    free(hc);
+    *socket_ctx = NULL;
+}
+
+/* MHD header iterator: keep the LAST X-Forwarded-For (the one our proxy wrote). */
+static enum MHD_Result http_last_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    if (strcasecmp(key, "X-Forwarded-For") == 0)
+        *(const char **)cls = value;
+    return MHD_YES;
+}
+
+/*
+ * The client's address: the TCP peer, unless the peer is a trusted proxy;
+ * then X-Forwarded-For is read from the right, skipping trusted proxies,
+ * and the first untrusted address is the client (entries further left were
+ * written by the client itself and prove nothing).
+ */
+static void http_client_addr(struct http_req *rq, const struct sockaddr *peer)
+{
+    const char *xff = NULL;
+    char list[HTTP_XFF_MAX], *tok;
+    uint8_t raw[16];
+
+    http_addr_text(peer, rq->remote, sizeof(rq->remote));
+    if (!config_is_trusted(rq->rt->cfg, peer))
+        return;
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, http_last_xff, &xff);
+    if (!xff)
+        return;
+    snprintf(list, sizeof(list), "%s", xff);
+    while ((tok = strrchr(list, ',')) || list[0]) {
+        char *a = tok ? tok + 1 : list;
+        a += strspn(a, " \t");
+        a[strcspn(a, " \t")] = '\0';
+        if (inet_pton(AF_INET, a, raw) != 1 && inet_pton(AF_INET6, a, raw) != 1)
+            return; /* garbage: keep the last address we could trust */
+        snprintf(rq->remote, sizeof(rq->remote), "%s", a);
+        if (!config_is_trusted_text(rq->rt->cfg, a) || !tok)
+            return;
+        *tok = '\0';
+    }
+}
+
+/* ---- answers ---------------------------------------------------------- */
+
+/* Queue an answer (copied). */
+static enum MHD_Result http_send(struct http_req *rq, int status, const char *type,
+                                 const char *body, const char *allow)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    ret = MHD_queue_response(rq->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    rq->status = status;
+    rq->state = REQ_DONE;
+    if (!rq->counted && ret == MHD_YES) {
+        rq->counted = 1;
+        metrics_request(rq->metrics, status, util_now_ns() - rq->t0);
+    }
+    return ret;
+}
+
+/* Refuse a request: log it, count it, record it, answer it. */
+static enum MHD_Result http_reject(struct http_req *rq, int status, const char *reason,
+                                   const char *detail, const char *body, const char *type,
+                                   const char *allow)
+{
+    const char *route = rq->route ? rq->route->path : "unmatched";
+    char st[8];
+    struct store_rejection rej = {
+        route, rq->remote, status, reason, detail, rq->body.data,
+        rq->body.len < rq->rt->cfg->store.rejection_body_max
+            ? rq->body.len
+            : rq->rt->cfg->store.rejection_body_max,
+    };
+
+    snprintf(st, sizeof(st), "%d", status);
+    log_msg(status == 404 ? LOG_INFO : LOG_WARNING,
+            (const char *[]){"ROUTE", route, "REMOTE", rq->remote, "STATUS", st, "REASON",
+                             reason, NULL},
+            "rejected %s from %s: %d %s: %s", route, rq->remote, status, reason, detail);
+    metrics_rejection(metrics_reason(reason));
+    store_reject(rq->h->store, &rej);
+    return http_send(rq, status, type ? type : "text/plain; charset=utf-8", body, allow);
+}
+
+/* ---- the store's answer ----------------------------------------------- */
+
+/* Writer thread: the commit is done (or failed); set the answer and resume. */
+static void http_stored(void *data, const struct store_result *res)
+{
+    struct http_req *rq = data;
+    struct provider_reply *p = &rq->reply;
+
+    if (res->outcome == STORE_FAILED) {
+        log_msg(LOG_ERR,
+                (const char *[]){"ROUTE", rq->route->path, "REMOTE", rq->remote, "REASON",
+                                 "store_failed", NULL},
+                "could not store a %s event from %s, answered %d so the platform retries: %s",
+                p->ev.provider, rq->remote, p->fail_status, res->error);
+        rq->status = p->fail_status;
+        rq->answer = p->fail_body;
+    } else {
+        rq->status = 200;
+        rq->answer = arena_strdup(&rq->arena, res->answer);
+        if (!rq->answer) {
+            rq->status = p->fail_status;
+            rq->answer = p->fail_body;
+        }
+        if (res->outcome == STORE_DUPLICATE)
+            metrics_duplicate(rq->metrics);
+        log_debug("stored %s %s event %lld (delivery %lld) from %s", p->ev.provider,
+                  p->ev.kind, (long long)res->id, (long long)res->deliveries, rq->remote);
+    }
+    rq->answer_type = p->answer_type;
+    rq->state = REQ_DONE;
+    MHD_resume_connection(rq->conn);
+}
+
+/* ---- request handling ------------------------------------------------- */
+
+/* The body is complete: let the provider decide, then answer or wait for the store. */
+static enum MHD_Result http_dispatch(struct http_req *rq)
+{
+    const struct route *rt = rq->route;
+    struct provider_reply *p = &rq->reply;
+    struct provider_request prq;
+    enum provider_verdict v;
+
+    if (rq->overflow)
+        return http_reject(rq, 413, "body_too_large", "body exceeds max_body",
+                           "body too large\n", NULL, NULL);
+    memset(&prq, 0, sizeof(prq));
+    prq.path = rt->path;
+    prq.content_type = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!rt->ops->accepts(prq.content_type))
+        return http_reject(rq, 415, "unsupported_type", prq.content_type,
+                           "unsupported Content-Type\n", NULL, NULL);
+    if (buf_append(&rq->body, "", 0) < 0)
+        return MHD_NO;
+    prq.body = rq->body.data;
+    prq.body_len = rq->body.len;
+    prq.remote_addr = rq->remote;
+    prq.cfg = rq->rt->cfg;
+    p->arena = &rq->arena;
+    v = rt->ops->handle(rt->state, &prq, p);
+    if (v == PROVIDER_ANSWER && p->status >= 400)
+        return http_reject(rq, p->status, p->reason, p->detail, p->body, p->content_type, NULL);
+    if (v == PROVIDER_ANSWER)
+        return http_send(rq, p->status, p->content_type, p->body, NULL);
+    if (p->unverified)
+        log_msg(LOG_WARNING, (const char *[]){"ROUTE", rt->path, "REMOTE", rq->remote, NULL},
+                "storing an UNAUTHENTICATED %s body from %s (verified = 0)", rt->ops->kind,
+                rq->remote);
+    /* Suspend first: the writer may finish before store_submit returns. */
+    rq->state = REQ_WAITING;
+    MHD_suspend_connection(rq->conn);
+    if (store_submit(rq->h->store, &p->ev, http_stored, rq) < 0) {
+        log_msg(LOG_ERR, (const char *[]){"ROUTE", rt->path, "REASON", "queue_full", NULL},
+                "write queue full or store stopping: answered %d", p->fail_status);
+        metrics_rejection(metrics_reason("queue_full"));
+        rq->status = p->fail_status;
+        rq->answer = p->fail_body;
+        rq->answer_type = p->answer_type;
+        rq->state = REQ_DONE;
+        MHD_resume_connection(rq->conn);
+    }
+    return MHD_YES;
+}
+
+/* Answer a built-in GET endpoint. */
+static enum MHD_Result http_builtin(struct http_req *rq, const char *method)
+{
+    struct buf out = {0};
+    enum MHD_Result ret;
+
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return http_reject(rq, 405, "bad_method", method, "method not allowed\n", NULL,
+                           "GET, HEAD");
+    if (rq->builtin == BUILTIN_HEALTHZ)
+        return http_send(rq, 200, "text/plain; charset=utf-8", "ok\n", NULL);
+    if (rq->builtin == BUILTIN_READYZ)
+        return store_ready(rq->h->store)
+                   ? http_send(rq, 200, "text/plain; charset=utf-8", "ready\n", NULL)
+                   : http_send(rq, 503, "text/plain; charset=utf-8", "store not writable\n",
+                               NULL);
+    if (metrics_render(&out) < 0) {
+        buf_free(&out);
+        return MHD_NO;
+    }
+    ret = http_send(rq, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, NULL);
+    buf_free(&out);
+    return ret;
+}
+
+/* First call: route, check method and announced size. */
+static enum MHD_Result http_begin(struct http_req *rq, const char *url, const char *method)
+{
+    static const char *const builtins[] = {NULL, "/healthz", "/readyz", "/metrics"};
+    const char *cl;
+    unsigned long long n;
+    int i;
+
+    for (i = 1; i < 4; i++)
+        if (strcmp(url, builtins[i]) == 0)
+            rq->builtin = (enum http_builtin)i;
+    if (rq->builtin) {
+        rq->metrics = rq->h->route_builtin[rq->builtin];
+        return http_builtin(rq, method);
+    }
+    rq->route = routes_find(rq->rt->routes, url);
+    if (!rq->route) {
+        rq->metrics = rq->h->route_unmatched;
+        return http_reject(rq, 404, "unknown_path", url, "not found\n", NULL, NULL);
+    }
+    rq->metrics = rq->route->metrics;
+    if (strcmp(method, "POST") != 0)
+        return http_reject(rq, 405, "bad_method", method, "method not allowed\n", NULL, "POST");
+    cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && sscanf(cl, "%llu", &n) == 1 && n > rq->max_body)
+        return http_reject(rq, 413, "body_too_large", "Content-Length exceeds max_body",
+                           "body too large\n", NULL, NULL);
+    return MHD_YES;
+}
+
+/* A new request: take the current runtime, note the client. */
+static struct http_req *http_req_new(struct http *h, struct MHD_Connection *c)
+{
+    struct http_req *rq = calloc(1, sizeof(*rq));
+    const union MHD_ConnectionInfo *ci;
+
+    if (!rq)
+        return NULL;
+    rq->h = h;
+    rq->conn = c;
+    rq->t0 = util_now_ns();
+    rq->rt = daemon_runtime_acquire(h->d);
+    rq->max_body = rq->rt->cfg->server.max_body;
+    rq->metrics = -1;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    http_client_addr(rq, ci ? ci->client_addr : NULL);
+    atomic_fetch_add(&h->in_flight, 1);
+    metrics_add_in_flight(1);
+    return rq;
+}
+
+/* MHD access handler: called for the headers, each body chunk, the end, and after resume. */
+static enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload, size_t *upload_size, void **req_cls)
+{
+    struct http_req *rq = *req_cls;
+
+    if (!rq) {
+        rq = http_req_new(cls, c);
+        if (!rq)
+            return MHD_NO;
+        *req_cls = rq;
+        return http_begin(rq, url, method);
+    }
+    if (rq->state == REQ_DONE && rq->answer)
+        return http_send(rq, rq->status, rq->answer_type, rq->answer, NULL);
+    if (rq->state != REQ_READING)
+        return MHD_YES;
+    if (*upload_size) {
+        if (!rq->overflow && rq->body.len + *upload_size > rq->max_body)
+            rq->overflow = 1;
+        if (!rq->overflow && buf_append(&rq->body, upload, *upload_size) < 0)
+            return MHD_NO;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return http_dispatch(rq);
+}
+
+/* MHD: the request is over (answered, or the client went away). */
+static void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    struct http_req *rq = *req_cls;
+
+    if (!rq)
+        return;
+    if (!rq->counted) /* the client went away before an answer was queued */
+        metrics_request(rq->metrics, 0, util_now_ns() - rq->t0);
+    if (rq->reply.json)
+        cJSON_Delete(rq->reply.json);
+    arena_free(&rq->arena);
+    buf_free(&rq->body);
+    daemon_runtime_release(rq->rt);
+    atomic_fetch_sub(&rq->h->in_flight, 1);
+    metrics_add_in_flight(-1);
+    free(rq);
+    *req_cls = NULL;
+}
+
+/* libmicrohttpd's own messages go to our log. */
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_msg(LOG_NOTICE, NULL, "libmicrohttpd: %s", msg);
+}
+
+/* Start the MHD daemon with the fixed settings of the current runtime. */
+int http_start(struct daemon *d, struct store *store, int listen_fd, struct http **out,
+               char *err, size_t errlen)
+{
+    struct http *h = calloc(1, sizeof(*h));
+    struct runtime *rt;
+    const struct config_server *s;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem opts[16];
+    int n = 0;
+
+    if (!h)
+        return -ENOMEM;
+    h->d = d;
+    h->store = store;
+    h->quiesced_fd = MHD_INVALID_SOCKET;
+    pthread_mutex_init(&h->ip_lock, NULL);
+    h->route_unmatched = metrics_route("unmatched");
+    h->route_builtin[BUILTIN_HEALTHZ] = metrics_route("/healthz");
+    h->route_builtin[BUILTIN_READYZ] = metrics_route("/readyz");
+    h->route_builtin[BUILTIN_METRICS] = metrics_route("/metrics");
+    rt = daemon_runtime_acquire(d);
+    s = &rt->cfg->server;
+    if (s->listen_addr.ss_family == AF_INET6 && listen_fd < 0)
+        flags |= MHD_USE_IPv6;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)http_mhd_log, NULL};
+    if (s->threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_completed, h};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_connection, h};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+    if (listen_fd >= 0) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+    } else {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)&s->listen_addr};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    h->mhd = MHD_start_daemon(flags, 0, http_accept, h, http_access, h, MHD_OPTION_ARRAY, opts,
+                              MHD_OPTION_END);
+    if (!h->mhd)
+        snprintf(err, errlen, "cannot listen on %s (address in use, or not permitted?)",
+                 listen_fd >= 0 ? "the inherited socket" : s->listen);
+    daemon_runtime_release(rt);
+    if (!h->mhd) {
+        pthread_mutex_destroy(&h->ip_lock);
+        free(h);
+        return -EADDRINUSE;
+    }
+    *out = h;
+    return 0;
+}
+
+/* Stop accepting. The listening socket may still be in use by MHD's
+ * threads, so it is closed only after MHD_stop_daemon. */
+void http_quiesce(struct http *h)
+{
+    if (h->quiesced_fd == MHD_INVALID_SOCKET)
+        h->quiesced_fd = MHD_quiesce_daemon(h->mhd);
+}
+
+long http_in_flight(struct http *h)
+{
+    return atomic_load(&h->in_flight);
+}
+
+/* Stop the server and free the per-address table. */
+struct http *http_stop(struct http *h)
+{
+    struct http_ip *e, *next;
+    int i;
+
+    if (!h)
+        return NULL;
+    MHD_stop_daemon(h->mhd);
+    if (h->quiesced_fd != MHD_INVALID_SOCKET)
+        close(h->quiesced_fd);
+    for (i = 0; i < HTTP_IP_BUCKETS; i++) {
+        for (e = h->ips[i]; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&h->ip_lock);
+    free(h);
+    return NULL;
+}

@@ -1,0 +1,45 @@
+/*
+ * metrics.h: process-wide counters and histograms, rendered as Prometheus
+ * text for GET /metrics. Every function is thread-safe and lock-free on the
+ * hot path (labels are registered once and then indexed).
+ */
+#ifndef PAYHOOKD_METRICS_H
+#define PAYHOOKD_METRICS_H
+
+#include <stdint.h>
+
+#include "util.h"
+
+#define METRICS_MAX_LABELS 128
+
+/* Index of a route label ("/baidu/tp/events", "unmatched"), registered on
+ * first use; -1 when the table is full (the request is then not counted). */
+int metrics_route(const char *route);
+
+/* Index of a rejection reason label ("bad_signature", ...); -1 when full. */
+int metrics_reason(const char *reason);
+
+/* One answered request on a route with its HTTP status. */
+void metrics_request(int route, int status, uint64_t duration_ns);
+
+/* One rejected request (any status >= 400 decided by payhookd). */
+void metrics_rejection(int reason);
+
+/* One redelivery of an event already stored. */
+void metrics_duplicate(int route);
+
+/* One committed (or failed) transaction of `rows` rows taking ns. */
+void metrics_commit(unsigned rows, uint64_t ns, int ok);
+
+/* Rejection rows dropped because the write queue was full. */
+void metrics_rejection_unrecorded(void);
+
+/* Gauges. */
+void metrics_set_queue_depth(long n);
+void metrics_add_in_flight(int delta);
+void metrics_add_connections(int delta);
+
+/* Append the Prometheus text exposition. 0 or -ENOMEM. */
+int metrics_render(struct buf *out);
+
+#endif

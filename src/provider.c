@@ -1,0 +1,135 @@
+/*
+ * provider.c: the registry of providers and the route table built from them.
+ */
+#include "provider.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "metrics.h"
+
+extern const struct provider provider_baidu_tp;
+
+const struct provider *const providers[] = {
+    &provider_baidu_tp,
+    NULL,
+};
+
+#define ROUTES_MAX 64
+
+struct routes {
+    struct route r[ROUTES_MAX];
+    size_t n;
+    void *states[ROUTES_MAX]; /* one per provider, index as in providers[] */
+};
+
+/* Add a route. */
+int routes_add(struct routes *rt, const char *path, const struct route_ops *ops,
+               const void *state, char *err, size_t errlen)
+{
+    const struct route *old = routes_find(rt, path);
+
+    if (old) {
+        snprintf(err, errlen, "path %s is used twice (%s and %s)", path, old->ops->kind,
+                 ops->kind);
+        return -EEXIST;
+    }
+    if (rt->n == ROUTES_MAX) {
+        snprintf(err, errlen, "too many routes (max %d)", ROUTES_MAX);
+        return -E2BIG;
+    }
+    rt->r[rt->n].path = strdup(path);
+    if (!rt->r[rt->n].path)
+        return -ENOMEM;
+    rt->r[rt->n].ops = ops;
+    rt->r[rt->n].state = state;
+    rt->r[rt->n].metrics = metrics_route(path);
+    rt->n++;
+    return 0;
+}
+
+/* Find the route of a path (a handful of routes: a scan is fastest). */
+const struct route *routes_find(const struct routes *rt, const char *path)
+{
+    size_t i;
+
+    for (i = 0; i < rt->n; i++)
+        if (strcmp(rt->r[i].path, path) == 0)
+            return &rt->r[i];
+    return NULL;
+}
+
+/* Build the table: every provider loads its state and adds its routes. */
+int routes_build(const struct config *c, struct routes **out, char *err, size_t errlen)
+{
+    struct routes *rt = calloc(1, sizeof(*rt));
+    char msg[384];
+    size_t i;
+    int r;
+
+    if (!rt)
+        return -ENOMEM;
+    for (i = 0; providers[i]; i++) {
+        msg[0] = '\0';
+        r = providers[i]->load(c, rt, &rt->states[i], msg, sizeof(msg));
+        if (r < 0) {
+            snprintf(err, errlen, "%s: %s", providers[i]->name, msg);
+            routes_free(rt);
+            return r;
+        }
+    }
+    *out = rt;
+    return 0;
+}
+
+/* Free the table and provider states. */
+struct routes *routes_free(struct routes *rt)
+{
+    size_t i;
+
+    if (!rt)
+        return NULL;
+    for (i = 0; providers[i]; i++)
+        if (rt->states[i])
+            providers[i]->unload(rt->states[i]);
+    for (i = 0; i < rt->n; i++)
+        free(rt->r[i].path);
+    free(rt);
+    return NULL;
+}
+
+/* Fill a rejection. */
+enum provider_verdict provider_reject(struct provider_reply *out, int status,
+                                      const char *reason, const char *body, const char *fmt,
+                                      ...)
+{
+    va_list ap;
+
+    out->status = status;
+    out->reason = reason;
+    out->body = body;
+    out->content_type = "text/plain; charset=utf-8";
+    va_start(ap, fmt);
+    vsnprintf(out->detail, sizeof(out->detail), fmt, ap);
+    va_end(ap);
+    return PROVIDER_ANSWER;
+}
+
+/* JSON routes refuse bodies that announce themselves as forms or multipart. */
+int provider_accepts_json(const char *ct)
+{
+    return !ct || (strncasecmp(ct, "multipart/", 10) != 0 &&
+                   strcasestr(ct, "x-www-form-urlencoded") == NULL);
+}
+
+/* Form routes take any type a form can arrive with (the platforms' headers
+ * vary and are undocumented) but not multipart or JSON. */
+int provider_accepts_form(const char *ct)
+{
+    return !ct || (strncasecmp(ct, "multipart/", 10) != 0 &&
+                   strcasestr(ct, "json") == NULL);
+}

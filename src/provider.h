@@ -1,0 +1,104 @@
+/*
+ * provider.h: what a payment platform plugs into payhookd. A provider is one
+ * file filling one `struct provider`: from the config it builds its state
+ * (keys, secrets) and registers its routes; each route's handler parses and
+ * verifies a request and says either "store this event, then answer" or
+ * "answer this now" (a rejection). Adding a platform touches no other one.
+ */
+#ifndef PAYHOOKD_PROVIDER_H
+#define PAYHOOKD_PROVIDER_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+struct routes; /* the route table being built for one config */
+
+/* A request as a handler sees it: the body is complete and bounded. */
+struct provider_request {
+    const char *path;
+    const char *content_type; /* NULL when absent */
+    const char *body;         /* NUL-terminated copy; may contain NUL bytes */
+    size_t body_len;
+    const char *remote_addr;
+    const struct config *cfg;
+};
+
+/* What a handler decided. Strings live in `arena`, freed with the request. */
+struct provider_reply {
+    struct arena *arena;
+    /* PROVIDER_ANSWER: the immediate answer (a rejection when status >= 400) */
+    int status;
+    const char *content_type;
+    const char *body;
+    const char *reason;  /* machine-readable rejection reason (metrics label) */
+    char detail[256];    /* human-readable: what exactly was wrong */
+    /* PROVIDER_STORE: the event; its `answer` goes out once it is committed */
+    struct store_event ev;
+    const char *answer_type; /* Content-Type of the answer */
+    int fail_status;          /* answer when the store cannot commit */
+    const char *fail_body;
+    int unverified; /* stored with verified = 0: log it so */
+    struct cJSON *json; /* a parsed tree freed with the request, or NULL */
+};
+
+enum provider_verdict { PROVIDER_ANSWER, PROVIDER_STORE };
+
+/* One route: a path, its handler and the provider state it serves. */
+struct route_ops {
+    const char *kind; /* e.g. "tp_push", "pay_notify": the event kind stored */
+    /* 1 when a request with this Content-Type (NULL = none) may be parsed. */
+    int (*accepts)(const char *content_type);
+    enum provider_verdict (*handle)(const void *state, const struct provider_request *rq,
+                                    struct provider_reply *out);
+};
+
+struct route {
+    char *path;
+    const struct route_ops *ops;
+    const void *state; /* the provider's state for this route */
+    int metrics;       /* metrics route label index */
+};
+
+struct provider {
+    const char *name;
+    /* Build state from the config and add routes; *state may stay NULL when
+     * the platform is not configured. 0 or -errno with a reason in err. */
+    int (*load)(const struct config *c, struct routes *rt, void **state, char *err,
+                size_t errlen);
+    void (*unload)(void *state);
+};
+
+/* Every provider compiled in, NULL-terminated (providers/ each add one). */
+extern const struct provider *const providers[];
+
+/* Add a route; -EEXIST when the path is already taken (err says by what). */
+int routes_add(struct routes *rt, const char *path, const struct route_ops *ops,
+               const void *state, char *err, size_t errlen);
+
+/* The route for a path, or NULL. */
+const struct route *routes_find(const struct routes *rt, const char *path);
+
+/*
+ * Build the route table and every provider's state for a config. On failure
+ * nothing is left allocated and err names the provider and problem.
+ */
+int routes_build(const struct config *c, struct routes **out, char *err, size_t errlen);
+
+/* Free the table and the providers' states; NULL-safe; returns NULL. */
+struct routes *routes_free(struct routes *rt);
+
+/* Helpers for handlers. */
+
+/* Fill a rejection: status, reason label and a printf detail; returns PROVIDER_ANSWER. */
+enum provider_verdict provider_reject(struct provider_reply *out, int status,
+                                      const char *reason, const char *body, const char *fmt,
+                                      ...) __attribute__((format(printf, 5, 6)));
+
+/* Content-Type predicates for route_ops.accepts. */
+int provider_accepts_json(const char *content_type);
+int provider_accepts_form(const char *content_type);
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * baidu_tp.c: the Baidu third-party-platform message push (protocols.md
+ * section 2). An encrypted envelope {Nonce, TimeStamp, Encrypt, MsgSignature}
+ * is authenticated by its SHA1 message signature (checked in constant time
+ * before anything else is done with it), decrypted with the EncodingAESKey,
+ * its client id checked, and the JSON message inside is stored. Answer:
+ * the literal body "success".
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "json.h"
+#include "provider.h"
+
+#define TP_FIELD_MAX  4096 /* longest Nonce/TimeStamp/MsgSignature accepted */
+#define TP_MSG_DEPTH  8
+#define TP_APP_ID_MAX 32
+
+struct tp_state {
+    const struct config_baidu_tp *c;
+};
+
+/* What one push carries once it has been authenticated (or allowed plain). */
+struct tp_message {
+    cJSON *json;
+    const char *text; /* the message JSON as received/decrypted */
+    size_t len;
+    int verified;
+};
+
+static enum provider_verdict tp_handle(const void *state, const struct provider_request *rq,
+                                       struct provider_reply *out);
+
+static const struct route_ops tp_ops = {
+    "tp_push",
+    provider_accepts_json,
+    tp_handle,
+};
+
+/* Keep a ticket push's ticket as the latest one, in the event's transaction. */
+static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    const cJSON *msg = data;
+    const char *ticket = json_string(msg, "Ticket");
+    char ct[32];
+    long long create_time = 0;
+
+    if (!ticket)
+        return 0;
+    if (json_text(msg, "CreateTime", ct, sizeof(ct)) > 0)
+        create_time = strtoll(ct, NULL, 10);
+    return store_tx_set_ticket(tx, ticket, create_time);
+}
+
+/* Envelope field as text into the arena (strings or integers accepted). */
+static const char *tp_field(struct provider_reply *out, const cJSON *env, const char *key)
+{
+    char buf[TP_FIELD_MAX];
+
+    if (json_text(env, key, buf, sizeof(buf)) < 0)
+        return NULL;
+    return arena_strdup(out->arena, buf);
+}
+
+/* Check the envelope's signature and decrypt it into m. */
+static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
+                                              const cJSON *env, struct provider_reply *out,
+                                              struct tp_message *m)
+{
+    const char *nonce = tp_field(out, env, "Nonce");
+    const char *ts = tp_field(out, env, "TimeStamp");
+    const char *sig = json_string(env, "MsgSignature");
+    const char *enc = json_string(env, "Encrypt");
+    char expect[41], why[160];
+    char *msg = NULL;
+    size_t msg_len = 0;
+    int r;
+
+    if (!nonce || !ts || !sig || !enc)
+        return provider_reject(out, 400, "missing_field", "missing field",
+                               "envelope lacks %s (string)",
+                               !nonce ? "Nonce" : !ts ? "TimeStamp" : !sig ? "MsgSignature"
+                                                                       : "Encrypt");
+    crypto_tp_signature(c->token, ts, nonce, enc, expect);
+    if (strlen(sig) != 40 || !crypto_hexeq_nocase(sig, expect, 40))
+        return provider_reject(out, 401, "bad_signature", "invalid MsgSignature",
+                               "MsgSignature does not match the token");
+    r = crypto_tp_decrypt(c->aes_key, enc, strlen(enc), c->client_id, &msg, &msg_len, why,
+                          sizeof(why));
+    if (r == -EPERM)
+        return provider_reject(out, 401, "wrong_client_id", "wrong client id", "%s", why);
+    if (r < 0)
+        return provider_reject(out, 400, "bad_ciphertext", "bad ciphertext", "%s", why);
+    arena_adopt(out->arena, msg);
+    m->text = msg;
+    m->len = msg_len;
+    m->verified = 1;
+    return PROVIDER_STORE;
+}
+
+/* Parse the message JSON (it must be an object). */
+static enum provider_verdict tp_parse_message(struct provider_reply *out, struct tp_message *m)
+{
+    char why[160];
+
+    if (json_parse(m->text, m->len, TP_MSG_DEPTH, &m->json, why, sizeof(why)) < 0)
+        return provider_reject(out, 400, "bad_message", "bad message",
+                               "decrypted message: %s", why);
+    if (!cJSON_IsObject(m->json))
+        return provider_reject(out, 400, "bad_message", "bad message",
+                               "message is not a JSON object");
+    return PROVIDER_STORE;
+}
+
+/* Fill the event from an accepted message. */
+static enum provider_verdict tp_event(const struct provider_request *rq,
+                                      struct provider_reply *out, struct tp_message *m)
+{
+    struct store_event *ev = &out->ev;
+    const char *event = json_string(m->json, "event");
+    char app[TP_APP_ID_MAX], digest[65];
+    int is_ticket;
+
+    is_ticket = !event && (event = json_string(m->json, "MsgType")) != NULL &&
+                strcmp(event, "ticket") == 0;
+    if (!event)
+        event = json_string(m->json, "Event");
+    ev->provider = "baidu.tp";
+    ev->kind = tp_ops.kind;
+    ev->app = json_text(m->json, "appId", app, sizeof(app)) > 0 ? arena_strdup(out->arena, app)
+                                                                 : NULL;
+    ev->status = event ? arena_strdup(out->arena, event) : NULL;
+    ev->verified = m->verified;
+    /* Same message, same event, however it was (re-)encrypted; an
+     * unauthenticated plain body never shares a key with a verified one. */
+    crypto_sha256_hex(m->verified ? m->text : rq->body, m->verified ? m->len : rq->body_len,
+                      digest);
+    ev->dedupe_key = arena_printf(out->arena, "%s:%s", m->verified ? "baidu.tp" : "baidu.tp.plain",
+                                  digest);
+    ev->fields = m->text;
+    ev->body = rq->body;
+    ev->body_len = rq->body_len;
+    ev->remote_addr = rq->remote_addr;
+    ev->answer = "success";
+    if (is_ticket && m->verified) {
+        ev->in_tx = tp_in_tx_ticket;
+        ev->in_tx_data = m->json;
+    }
+    out->answer_type = "text/plain; charset=utf-8";
+    out->fail_status = 503;
+    out->fail_body = "store unavailable, retry later";
+    out->unverified = !m->verified;
+    return ev->dedupe_key ? PROVIDER_STORE
+                          : provider_reject(out, 503, "no_memory", "out of memory", "arena");
+}
+
+/* Handle one push. */
+static enum provider_verdict tp_handle(const void *state, const struct provider_request *rq,
+                                       struct provider_reply *out)
+{
+    const struct tp_state *st = state;
+    struct tp_message m = {0};
+    enum provider_verdict v;
+    cJSON *env = NULL;
+    char why[160];
+
+    if (json_parse(rq->body, rq->body_len, TP_MSG_DEPTH, &env, why, sizeof(why)) < 0)
+        return provider_reject(out, 400, "bad_json", "malformed JSON", "%s", why);
+    if (!cJSON_IsObject(env)) {
+        cJSON_Delete(env);
+        return provider_reject(out, 400, "bad_json", "malformed JSON",
+                               "body is not a JSON object");
+    }
+    if (cJSON_GetObjectItemCaseSensitive(env, "Encrypt")) {
+        v = tp_open_envelope(st->c, env, out, &m);
+    } else if (st->c->allow_plaintext) {
+        m.text = rq->body;
+        m.len = rq->body_len;
+        v = PROVIDER_STORE;
+    } else {
+        v = provider_reject(out, 401, "plaintext_refused", "encrypted envelope required",
+                            "body has no Encrypt field and [baidu.tp] allow_plaintext = no");
+    }
+    cJSON_Delete(env);
+    if (v == PROVIDER_STORE)
+        v = tp_parse_message(out, &m);
+    if (v == PROVIDER_STORE)
+        v = tp_event(rq, out, &m);
+    out->json = m.json; /* freed with the request; in_tx reads it */
+    return v;
+}
+
+/* Register the push route when [baidu.tp] is configured. */
+static int tp_load(const struct config *c, struct routes *rt, void **state, char *err,
+                   size_t errlen)
+{
+    struct tp_state *st;
+    int r;
+
+    if (!c->tp.enabled)
+        return 0;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->c = &c->tp;
+    r = routes_add(rt, c->tp.path, &tp_ops, st, err, errlen);
+    if (r < 0) {
+        free(st);
+        return r;
+    }
+    *state = st;
+    return 0;
+}
+
+/* Free the state. */
+static void tp_unload(void *state)
+{
+    free(state);
+}
+
+const struct provider provider_baidu_tp = {
+    "baidu.tp",
+    tp_load,
+    tp_unload,
+};

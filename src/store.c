@@ -1,0 +1,669 @@
+/*
+ * store.c: SQLite event store with a single writer thread and group commit.
+ *
+ * Every write goes through one queue to one thread, which takes everything
+ * waiting (up to batch_max), writes it in one transaction with a savepoint
+ * per item, commits (one fsync with synchronous=FULL), and only then calls
+ * each item's completion callback. So an answer can never go out before its
+ * row is durable, and under load many requests share one fsync.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "util.h"
+
+#define STORE_TRIM_EVERY 64 /* rejections inserted between trims */
+
+/* Statements prepared once, indexed by this enum (OpenSMTPD style). */
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_FIND_EVENT,
+    ST_BUMP_EVENT,
+    ST_INSERT_EVENT,
+    ST_INSERT_REJECTION,
+    ST_TRIM_REJECTIONS,
+    ST_SET_TICKET,
+    ST_PROBE,
+    ST__COUNT
+};
+
+static const char *const store_sql[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT item",
+    [ST_RELEASE] = "RELEASE item",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO item",
+    [ST_FIND_EVENT] = "SELECT id, deliveries, answer FROM events WHERE dedupe_key = ?1",
+    [ST_BUMP_EVENT] = "UPDATE events SET deliveries = deliveries + 1, last_received_at = ?2 "
+                      "WHERE id = ?1 RETURNING deliveries",
+    [ST_INSERT_EVENT] =
+        "INSERT INTO events (received_at, last_received_at, provider, kind, app, dedupe_key,"
+        " verified, order_id, merchant_order_id, amount_fen, status, remote_addr, answer,"
+        " fields, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [ST_INSERT_REJECTION] = "INSERT INTO rejections (received_at, route, remote_addr, status,"
+                            " reason, detail, body_prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_TRIM_REJECTIONS] = "DELETE FROM rejections WHERE id <= ?1",
+    [ST_SET_TICKET] = "INSERT INTO tp_ticket (id, ticket, create_time, received_at)"
+                      " VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET"
+                      " ticket = excluded.ticket, create_time = excluded.create_time,"
+                      " received_at = excluded.received_at"
+                      " WHERE excluded.create_time >= tp_ticket.create_time",
+    [ST_PROBE] = "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+};
+
+/* One queued write: an event waiting for its commit, or a rejection. */
+struct store_req {
+    struct store_req *next;
+    char received_at[32];
+    struct store_event *ev; /* NULL for a rejection */
+    store_done_fn done;
+    void *data;
+    struct store_result res;
+    char *answer_copy; /* a duplicate's stored answer */
+    /* rejection, copied into this allocation */
+    int status;
+    char *route, *remote_addr, *reason, *detail;
+    void *body_prefix;
+    size_t body_prefix_len;
+};
+
+struct store_tx {
+    struct store *s;
+    const char *received_at;
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__COUNT];
+    struct store_options o;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct store_req *head, *tail;
+    long depth;
+    int stopping;
+    atomic_int ready;
+    atomic_ullong heartbeat;
+    unsigned since_trim;
+    char last_error[256];
+};
+
+/* ---- opening and migrations ------------------------------------------ */
+
+/* Apply every embedded migration newer than the store's user_version. */
+static int store_migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    const struct store_migration *m;
+    sqlite3_stmt *st;
+    char *msg = NULL, pragma[64];
+    int version = 0, latest = 0;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        goto sqlerr;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    for (m = store_migrations; m->sql; m++)
+        latest = m->version;
+    if (version > latest) {
+        snprintf(err, errlen,
+                 "store schema version %d is newer than this payhookd knows (%d): "
+                 "refusing to touch it",
+                 version, latest);
+        return -EPROTO;
+    }
+    for (m = store_migrations; m->sql; m++) {
+        if (m->version <= version)
+            continue;
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, m->sql, NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+            snprintf(err, errlen, "migration %s failed: %s", m->name, msg ? msg : "?");
+            sqlite3_free(msg);
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return -EIO;
+        }
+    }
+    return 0;
+sqlerr:
+    snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
+    return -EIO;
+}
+
+/* Connection settings: WAL, the configured fsync policy, waits on locks. */
+static int store_pragmas(struct store *s, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    const char *sql = s->o.synchronous_full
+                          ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                            " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+                          : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                            " PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot configure the store: %s", msg ? msg : "?");
+        sqlite3_free(msg);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Prepare every statement once. */
+static int store_prepare(struct store *s, char *err, size_t errlen)
+{
+    int i;
+
+    for (i = 0; i < ST__COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot prepare statement %d: %s", i, sqlite3_errmsg(s->db));
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+static void *store_writer(void *arg);
+
+/* Open, migrate, prepare, start the writer. */
+int store_open(const struct store_options *o, struct store **out, char *err, size_t errlen)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    int r = -ENOMEM;
+
+    if (!s)
+        goto fail;
+    s->o = *o;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (sqlite3_open_v2(o->path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open store %s: %s", o->path,
+                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        r = -EIO;
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    if ((r = store_pragmas(s, err, errlen)) < 0 || (r = store_migrate(s->db, err, errlen)) < 0 ||
+        (r = store_prepare(s, err, errlen)) < 0)
+        goto fail;
+    atomic_store(&s->ready, 1);
+    atomic_store(&s->heartbeat, util_now_ns());
+    if (pthread_create(&s->thread, NULL, store_writer, s) != 0) {
+        snprintf(err, errlen, "cannot start the writer thread");
+        r = -EAGAIN;
+        goto fail;
+    }
+    s->thread_started = 1;
+    *out = s;
+    return 0;
+fail:
+    if (r == -ENOMEM && !s)
+        snprintf(err, errlen, "out of memory");
+    store_close(s);
+    return r;
+}
+
+/* ---- the queue -------------------------------------------------------- */
+
+/* Append a request and wake the writer; -EAGAIN when full or stopping. */
+static int store_enqueue(struct store *s, struct store_req *q, int force)
+{
+    int r = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping || (!force && s->depth >= (long)s->o.queue_max)) {
+        r = -EAGAIN;
+    } else {
+        if (s->tail)
+            s->tail->next = q;
+        else
+            s->head = q;
+        s->tail = q;
+        s->depth++;
+        metrics_set_queue_depth(s->depth);
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* Queue an event for the next transaction. */
+int store_submit(struct store *s, struct store_event *ev, store_done_fn done, void *data)
+{
+    struct store_req *q = calloc(1, sizeof(*q));
+    int r;
+
+    if (!q)
+        return -EAGAIN;
+    util_iso8601_now(q->received_at);
+    q->ev = ev;
+    q->done = done;
+    q->data = data;
+    r = store_enqueue(s, q, 0);
+    if (r < 0)
+        free(q);
+    return r;
+}
+
+/* Length of a string that may be NULL, plus its NUL. */
+static size_t store_slen(const char *p)
+{
+    return p ? strlen(p) + 1 : 0;
+}
+
+/* Copy a string into the arena at *pos; NULL stays NULL. */
+static char *store_scopy(char **pos, const char *p)
+{
+    char *d = *pos;
+    size_t n = store_slen(p);
+
+    if (!p)
+        return NULL;
+    memcpy(d, p, n);
+    *pos += n;
+    return d;
+}
+
+/* Record a rejection (copied, best effort). */
+void store_reject(struct store *s, const struct store_rejection *r)
+{
+    size_t n = sizeof(struct store_req) + store_slen(r->route) + store_slen(r->remote_addr) +
+               store_slen(r->reason) + store_slen(r->detail) + r->body_prefix_len;
+    struct store_req *q = calloc(1, n);
+    char *pos;
+
+    if (!q) {
+        metrics_rejection_unrecorded();
+        return;
+    }
+    util_iso8601_now(q->received_at);
+    pos = (char *)(q + 1);
+    q->status = r->status;
+    q->route = store_scopy(&pos, r->route ? r->route : "");
+    q->remote_addr = store_scopy(&pos, r->remote_addr);
+    q->reason = store_scopy(&pos, r->reason ? r->reason : "unknown");
+    q->detail = store_scopy(&pos, r->detail);
+    q->body_prefix = pos;
+    q->body_prefix_len = r->body_prefix_len;
+    if (r->body_prefix_len)
+        memcpy(pos, r->body_prefix, r->body_prefix_len);
+    if (store_enqueue(s, q, 0) < 0) {
+        metrics_rejection_unrecorded();
+        free(q);
+    }
+}
+
+/* ---- statements ------------------------------------------------------- */
+
+/* Run a statement that returns no rows; SQLITE_DONE or the error code. */
+static int store_run(struct store *s, int id)
+{
+    sqlite3_stmt *st = s->st[id];
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_DONE : rc;
+}
+
+/* Bind a possibly NULL text. */
+static void store_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Look the event up by dedupe key; 1 found (res filled), 0 not, <0 error. */
+static int store_find(struct store *s, struct store_req *q)
+{
+    sqlite3_stmt *st = s->st[ST_FIND_EVENT];
+    const unsigned char *a;
+    int rc;
+
+    sqlite3_bind_text(st, 1, q->ev->dedupe_key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        q->res.id = sqlite3_column_int64(st, 0);
+        a = sqlite3_column_text(st, 2);
+        q->answer_copy = util_strdup(a ? (const char *)a : "");
+        rc = q->answer_copy ? 1 : -ENOMEM;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : -EIO;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Count one more delivery of a stored event. */
+static int store_bump(struct store *s, struct store_req *q)
+{
+    sqlite3_stmt *st = s->st[ST_BUMP_EVENT];
+    int rc;
+
+    sqlite3_bind_int64(st, 1, q->res.id);
+    sqlite3_bind_text(st, 2, q->received_at, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        q->res.deliveries = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* Insert a new event row. */
+static int store_insert(struct store *s, struct store_req *q)
+{
+    sqlite3_stmt *st = s->st[ST_INSERT_EVENT];
+    const struct store_event *e = q->ev;
+    int rc;
+
+    sqlite3_bind_text(st, 1, q->received_at, -1, SQLITE_STATIC);
+    store_bind_text(st, 2, e->provider);
+    store_bind_text(st, 3, e->kind);
+    store_bind_text(st, 4, e->app);
+    store_bind_text(st, 5, e->dedupe_key);
+    sqlite3_bind_int(st, 6, e->verified ? 1 : 0);
+    store_bind_text(st, 7, e->order_id);
+    store_bind_text(st, 8, e->merchant_order_id);
+    if (e->has_amount)
+        sqlite3_bind_int64(st, 9, e->amount_fen);
+    else
+        sqlite3_bind_null(st, 9);
+    store_bind_text(st, 10, e->status);
+    store_bind_text(st, 11, e->remote_addr);
+    store_bind_text(st, 12, e->answer ? e->answer : "");
+    store_bind_text(st, 13, e->fields);
+    sqlite3_bind_blob(st, 14, e->body ? e->body : "", (int)e->body_len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    q->res.id = sqlite3_last_insert_rowid(s->db);
+    q->res.deliveries = 1;
+    return 0;
+}
+
+/* Write one event: a redelivery bumps the count, a new one runs in_tx and inserts. */
+static int store_write_event(struct store *s, struct store_req *q)
+{
+    struct store_tx tx = {s, q->received_at};
+    int r = store_find(s, q);
+
+    if (r < 0)
+        return r;
+    if (r == 1) {
+        q->res.outcome = STORE_DUPLICATE;
+        q->res.answer = q->answer_copy;
+        return store_bump(s, q);
+    }
+    if (q->ev->in_tx && (r = q->ev->in_tx(&tx, q->ev, q->ev->in_tx_data)) < 0)
+        return r;
+    q->res.outcome = STORE_NEW;
+    q->res.answer = q->ev->answer ? q->ev->answer : "";
+    return store_insert(s, q);
+}
+
+/* Write one rejection and trim the table now and then. */
+static int store_write_rejection(struct store *s, struct store_req *q)
+{
+    sqlite3_stmt *st = s->st[ST_INSERT_REJECTION];
+    sqlite3_int64 last;
+    int rc;
+
+    sqlite3_bind_text(st, 1, q->received_at, -1, SQLITE_STATIC);
+    store_bind_text(st, 2, q->route);
+    store_bind_text(st, 3, q->remote_addr);
+    sqlite3_bind_int(st, 4, q->status);
+    store_bind_text(st, 5, q->reason);
+    store_bind_text(st, 6, q->detail);
+    sqlite3_bind_blob(st, 7, q->body_prefix, (int)q->body_prefix_len, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    if (++s->since_trim >= STORE_TRIM_EVERY) {
+        s->since_trim = 0;
+        last = sqlite3_last_insert_rowid(s->db);
+        sqlite3_bind_int64(s->st[ST_TRIM_REJECTIONS], 1, last - (sqlite3_int64)s->o.rejections_keep);
+        rc = store_run(s, ST_TRIM_REJECTIONS);
+        return rc == SQLITE_DONE ? 0 : -EIO;
+    }
+    return 0;
+}
+
+/* Keep the latest TP ticket (called from an in_tx callback). */
+int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time)
+{
+    sqlite3_stmt *st = tx->s->st[ST_SET_TICKET];
+    int rc;
+
+    sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, create_time);
+    sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* ---- the writer ------------------------------------------------------- */
+
+/* Write one item inside its own savepoint, so a failure stays its own. */
+static void store_write_item(struct store *s, struct store_req *q)
+{
+    int r;
+
+    if (store_run(s, ST_SAVEPOINT) != SQLITE_DONE) {
+        r = -EIO;
+        goto failed;
+    }
+    r = q->ev ? store_write_event(s, q) : store_write_rejection(s, q);
+    if (r == 0) {
+        if (store_run(s, ST_RELEASE) == SQLITE_DONE)
+            return;
+        r = -EIO;
+    }
+    store_run(s, ST_ROLLBACK_TO);
+    store_run(s, ST_RELEASE);
+failed:
+    snprintf(s->last_error, sizeof(s->last_error), "%s",
+             r == -EIO ? sqlite3_errmsg(s->db) : strerror(-r));
+    q->res.outcome = STORE_FAILED;
+    q->res.error = s->last_error;
+}
+
+/* Write and commit a batch; on failure every item fails. Returns 1 if committed. */
+static int store_write_batch(struct store *s, struct store_req *batch, unsigned n)
+{
+    uint64_t t0 = util_now_ns();
+    struct store_req *q;
+    int ok;
+
+    ok = store_run(s, ST_BEGIN) == SQLITE_DONE;
+    if (ok) {
+        for (q = batch; q; q = q->next)
+            store_write_item(s, q);
+        ok = store_run(s, ST_COMMIT) == SQLITE_DONE;
+        if (!ok) {
+            snprintf(s->last_error, sizeof(s->last_error), "commit failed: %s",
+                     sqlite3_errmsg(s->db));
+            store_run(s, ST_ROLLBACK);
+        }
+    } else {
+        snprintf(s->last_error, sizeof(s->last_error), "cannot begin a transaction: %s",
+                 sqlite3_errmsg(s->db));
+    }
+    for (q = batch; !ok && q; q = q->next) {
+        q->res.outcome = STORE_FAILED;
+        q->res.error = s->last_error;
+    }
+    metrics_commit(n, util_now_ns() - t0, ok);
+    atomic_store(&s->ready, ok);
+    return ok;
+}
+
+/* Tell each item's owner how it went, then free the items. */
+static void store_finish_batch(struct store_req *batch)
+{
+    struct store_req *q, *next;
+
+    for (q = batch; q; q = next) {
+        next = q->next;
+        if (q->ev && q->done)
+            q->done(q->data, &q->res);
+        free(q->answer_copy);
+        free(q);
+    }
+}
+
+/* While the store is failing and idle, try a tiny write to notice recovery. */
+static void store_probe(struct store *s)
+{
+    char now[32];
+    int ok;
+
+    util_iso8601_now(now);
+    ok = store_run(s, ST_BEGIN) == SQLITE_DONE;
+    if (ok) {
+        sqlite3_bind_text(s->st[ST_PROBE], 1, now, -1, SQLITE_TRANSIENT);
+        ok = store_run(s, ST_PROBE) == SQLITE_DONE && store_run(s, ST_COMMIT) == SQLITE_DONE;
+        if (!ok)
+            store_run(s, ST_ROLLBACK);
+    }
+    atomic_store(&s->ready, ok);
+}
+
+/* Detach up to batch_max queued items (lock held). */
+static struct store_req *store_take(struct store *s, unsigned *n)
+{
+    struct store_req *batch = s->head, *q = batch;
+    unsigned i = 1;
+
+    while (q->next && i < s->o.batch_max) {
+        q = q->next;
+        i++;
+    }
+    s->head = q->next;
+    if (!s->head)
+        s->tail = NULL;
+    q->next = NULL;
+    s->depth -= i;
+    metrics_set_queue_depth(s->depth);
+    *n = i;
+    return batch;
+}
+
+/* The writer thread: wait, take a batch, commit, answer; until stopped and drained. */
+static void *store_writer(void *arg)
+{
+    struct store *s = arg;
+    struct store_req *batch;
+    struct timespec until;
+    unsigned n;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        atomic_store(&s->heartbeat, util_now_ns());
+        if (!s->head) {
+            if (s->stopping)
+                break;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT &&
+                !atomic_load(&s->ready)) {
+                pthread_mutex_unlock(&s->lock);
+                store_probe(s);
+                pthread_mutex_lock(&s->lock);
+            }
+            continue;
+        }
+        batch = store_take(s, &n);
+        pthread_mutex_unlock(&s->lock);
+        store_write_batch(s, batch, n);
+        store_finish_batch(batch);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ---- state ------------------------------------------------------------ */
+
+int store_ready(struct store *s)
+{
+    uint64_t age = util_now_ns() - atomic_load(&s->heartbeat);
+
+    return atomic_load(&s->ready) && age < 10ull * 1000000000ull;
+}
+
+long store_queue_depth(struct store *s)
+{
+    long n;
+
+    pthread_mutex_lock(&s->lock);
+    n = s->depth;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+uint64_t store_heartbeat(struct store *s)
+{
+    return atomic_load(&s->heartbeat);
+}
+
+/* Commit what is queued and stop the writer; later submits get -EAGAIN. */
+void store_stop(struct store *s)
+{
+    if (!s || !s->thread_started)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    s->thread_started = 0;
+    atomic_store(&s->ready, 0);
+}
+
+/* Stop if still running, then close the database. */
+struct store *store_close(struct store *s)
+{
+    int i;
+
+    if (!s)
+        return NULL;
+    store_stop(s);
+    for (i = 0; i < ST__COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    if (s->db)
+        sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+    return NULL;
+}

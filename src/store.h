@@ -1,0 +1,127 @@
+/*
+ * store.h: the durable event store. One writer thread owns the SQLite
+ * connection and commits queued writes in batches (group commit); a caller
+ * learns the outcome through its completion callback, which runs on the
+ * writer thread only after the transaction holding its row has committed
+ * (or failed). All SQL lives here and in sql/.
+ */
+#ifndef PAYHOOKD_STORE_H
+#define PAYHOOKD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct store_tx; /* the open transaction, handed to in_tx callbacks */
+
+/* One embedded migration (generated from sql/ by src/embed-sql.sh). */
+struct store_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+extern const struct store_migration store_migrations[];
+
+struct store_options {
+    const char *path;
+    int synchronous_full;
+    unsigned batch_max;
+    unsigned queue_max;
+    unsigned rejections_keep;
+};
+
+/* What a provider asks to store. Strings may be NULL where a column is
+ * nullable. The store copies nothing: the memory must stay valid until the
+ * completion callback has run. */
+struct store_event {
+    const char *provider;
+    const char *kind;
+    const char *app;
+    const char *dedupe_key;
+    int verified;
+    const char *order_id;
+    const char *merchant_order_id;
+    int has_amount;
+    int64_t amount_fen;
+    const char *status;
+    const char *remote_addr;
+    const char *fields; /* JSON text */
+    const void *body;
+    size_t body_len;
+    const char *answer; /* the answer to send and store (in_tx may replace it) */
+    /*
+     * Called inside the transaction when the event is new (not for a
+     * redelivery), before the row is inserted: decides the answer from the
+     * store's state, writes companion rows. Returns 0 or -errno (the event
+     * then fails alone, its savepoint rolled back). May be NULL.
+     */
+    int (*in_tx)(struct store_tx *tx, struct store_event *ev, void *data);
+    void *in_tx_data;
+};
+
+enum store_outcome {
+    STORE_NEW,       /* committed as a new row */
+    STORE_DUPLICATE, /* a redelivery: deliveries incremented, first answer returned */
+    STORE_FAILED,    /* not committed: nothing may be acknowledged */
+};
+
+struct store_result {
+    enum store_outcome outcome;
+    int64_t id;
+    int64_t deliveries;
+    const char *answer; /* valid only during the callback */
+    const char *error;  /* for STORE_FAILED: why */
+};
+
+typedef void (*store_done_fn)(void *data, const struct store_result *res);
+
+/* A rejected request, recorded best-effort (copied; never waits). */
+struct store_rejection {
+    const char *route;
+    const char *remote_addr;
+    int status;
+    const char *reason;
+    const char *detail;
+    const void *body_prefix;
+    size_t body_prefix_len;
+};
+
+/*
+ * Open (creating if needed) and migrate the store, then start the writer.
+ * Returns 0, or -errno with the reason in err (e.g. a schema newer than this
+ * binary, an unwritable directory).
+ */
+int store_open(const struct store_options *o, struct store **out, char *err, size_t errlen);
+
+/*
+ * Queue an event. done(data, result) is called exactly once, on the writer
+ * thread, after the commit (or its failure). Returns 0, or -EAGAIN when the
+ * queue is full or the store is stopping (done is then NOT called).
+ */
+int store_submit(struct store *s, struct store_event *ev, store_done_fn done, void *data);
+
+/* Record a rejection; dropped (and counted) when the queue is full. */
+void store_reject(struct store *s, const struct store_rejection *r);
+
+/* 1 when the writer is alive and the last transaction (or probe) committed. */
+int store_ready(struct store *s);
+
+/* Writes waiting in the queue. */
+long store_queue_depth(struct store *s);
+
+/* Nanosecond monotonic time of the writer's last loop (for the watchdog). */
+uint64_t store_heartbeat(struct store *s);
+
+/* Commit everything queued and stop the writer: afterwards store_submit
+ * returns -EAGAIN and store_ready 0. NULL-safe; idempotent. */
+void store_stop(struct store *s);
+
+/* Stop (if not yet), close; NULL-safe; returns NULL. */
+struct store *store_close(struct store *s);
+
+/* ---- for in_tx callbacks (writer thread, inside the transaction) ------ */
+
+/* Keep ticket as the latest TP ticket unless a newer one is stored. */
+int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time);
+
+#endif

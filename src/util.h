@@ -1,0 +1,67 @@
+/*
+ * util.h: small helpers shared by every module: a growable byte buffer,
+ * time stamps and string utilities.
+ */
+#ifndef PAYHOOKD_UTIL_H
+#define PAYHOOKD_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A growable byte buffer; always NUL-terminated after a successful append. */
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+/* Append n bytes; 0 or -ENOMEM (the buffer is unchanged on failure). */
+int buf_append(struct buf *b, const void *p, size_t n);
+/* Append a NUL-terminated string. */
+int buf_puts(struct buf *b, const char *s);
+/* Append printf-formatted text. */
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Release the memory; the buffer is empty and reusable afterwards. */
+void buf_free(struct buf *b);
+/* Take ownership of the bytes (NULL if nothing was ever appended). */
+char *buf_steal(struct buf *b);
+
+/* Wall-clock "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). */
+void util_iso8601_now(char out[32]);
+/* Monotonic clock in nanoseconds. */
+uint64_t util_now_ns(void);
+
+/* strdup that returns NULL only when s is NULL or on ENOMEM. */
+char *util_strdup(const char *s);
+/* Copy at most n bytes of s into a new NUL-terminated string. */
+char *util_strndup(const char *s, size_t n);
+
+/* Case-insensitive ASCII search for needle in the first n bytes of hay. */
+int util_contains_nocase(const char *hay, const char *needle);
+
+/* Bounded copy of possibly binary bytes into printable text for logs:
+ * non-printable bytes become '.', at most outlen-1 bytes. */
+void util_printable(const void *p, size_t n, char *out, size_t outlen);
+
+
+
+/* A region allocator for one request's strings: freed all at once. */
+struct arena {
+    struct arena_chunk *head;
+};
+
+/* n bytes (8-aligned) that live until arena_free; NULL on ENOMEM. */
+void *arena_alloc(struct arena *a, size_t n);
+/* Copies of strings in the arena (NULL in, NULL out). */
+char *arena_strdup(struct arena *a, const char *s);
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+/* printf into the arena. */
+char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adopt a malloc'd block: it is freed with the arena. Returns p. */
+void *arena_adopt(struct arena *a, void *p);
+/* Free everything; the arena is empty and reusable. */
+void arena_free(struct arena *a);
+#endif
