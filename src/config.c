@@ -26,35 +26,54 @@ struct conf_key;
 typedef int (*conf_parse_fn)(const struct conf_key *k, const char *v, void *dst, char *err,
                              size_t errlen);
 
+/* What a parsed value owns, so config_free can release any section generically. */
+enum conf_owns { OWN_NONE, OWN_STR, OWN_SECRET, OWN_KEY, OWN_STRV };
+
 /* One key of a section: how to parse it and where the result goes. */
 struct conf_key {
     const char *name;
     conf_parse_fn parse;
-    size_t off;       /* offset inside the section's struct */
-    long min, max;    /* bounds for numbers */
-    const char *def;  /* default, parsed with the same parser; NULL = none */
-    int required;     /* must be given when the section is present */
+    size_t off;                 /* offset inside the section's struct */
+    long min, max;              /* bounds for numbers */
+    const char *def;            /* default, parsed with the same parser; NULL = none */
+    int required;               /* must be given when the section is present */
     const char *const *choices; /* for conf_enum: NULL-terminated names */
+    enum conf_owns owns;
 };
 
-/* One section type: its keys and where its struct lives in struct config. */
+/* One section type: its keys, and where its struct (or array) lives in struct config. */
 struct conf_section {
     const char *name;
     const struct conf_key *keys;
-    size_t off; /* offset of the section's struct in struct config */
-    int (*finish)(struct config *c, char *err, size_t errlen);
+    int named;   /* [type NAME] sections, any number of them */
+    size_t off;  /* unnamed: offset of the struct; named: of the pointer array */
+    size_t noff; /* named: offset of the count */
+    size_t size; /* named: size of one instance */
+    /* checks across keys once the file is read; msg gets the reason */
+    int (*finish)(struct config *c, void *obj, const char *name, char *msg, size_t len);
 };
+
+/* One section occurrence in the file (a named one is created on first sight). */
+struct conf_inst {
+    int type;
+    void *obj;
+    char *name;
+    unsigned line;
+    uint64_t seen; /* bitmap of keys given */
+};
+
+#define CONF_MAX_INSTANCES 256
 
 /* Parser state shared with the inih callbacks. */
 struct conf_state {
     struct config *c;
     FILE *f;
     unsigned line;
-    char *long_value;           /* the value of a line too long for inih */
-    int long_error;             /* a long line that is not key = value */
-    uint64_t seen[8];           /* per section index: bitmap of keys given */
-    unsigned present;           /* bitmap of sections present */
-    char err[512];
+    char *long_value; /* the value of a line too long for inih */
+    int long_error;   /* a long line that is not key = value */
+    struct conf_inst inst[CONF_MAX_INSTANCES];
+    size_t n_inst;
+    char err[768];
     int failed;
 };
 
@@ -312,63 +331,254 @@ static int conf_aes_key(const struct conf_key *k, const char *v, void *dst, char
     return 0;
 }
 
+/* A URL path: starts with '/', only unreserved characters and '/'. */
+static int conf_path(const struct conf_key *k, const char *v, void *dst, char *err,
+                     size_t errlen)
+{
+    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789/-._~");
+
+    if (v[0] != '/' || v[n] != '\0' || strlen(v) > 200) {
+        snprintf(err, errlen,
+                 "'%s' is not a path: it must start with '/' and use only letters, digits "
+                 "and / - . _ ~",
+                 v);
+        return -EINVAL;
+    }
+    return conf_str(k, v, dst, err, errlen);
+}
+
+/* An RSA public key: bare base64, PEM text, or a path to a PEM key or certificate. */
+static int conf_pubkey(const struct conf_key *k, const char *v, void *dst, char *err,
+                       size_t errlen)
+{
+    struct crypto_key **p = dst, *key = NULL;
+    char why[256];
+
+    if (crypto_pubkey_load(v, &key, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -EINVAL;
+    }
+    crypto_key_free(*p);
+    *p = key;
+    return 0;
+}
+
+/* Free a NULL-terminated string vector. */
+static void conf_strv_free(char **v)
+{
+    size_t i;
+
+    for (i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* A list of words separated by spaces or commas (may be empty). */
+static int conf_words(const struct conf_key *k, const char *v, void *dst, char *err,
+                      size_t errlen)
+{
+    char ***p = dst, **list = calloc(1, sizeof(char *)), **grown, *copy = strdup(v), *tok,
+         *save = NULL;
+    size_t n = 0;
+
+    if (!list || !copy)
+        goto nomem;
+    for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+        grown = realloc(list, (n + 2) * sizeof(char *));
+        if (!grown)
+            goto nomem;
+        list = grown;
+        list[n + 1] = NULL;
+        if (!(list[n] = strdup(tok)))
+            goto nomem;
+        n++;
+    }
+    free(copy);
+    conf_strv_free(*p);
+    *p = list;
+    return 0;
+nomem:
+    free(copy);
+    conf_strv_free(list);
+    return -ENOMEM;
+}
+
 /* ---- the tables ------------------------------------------------------ */
 
 static const char *const sync_choices[] = {"normal", "full", NULL};
+static const char *const audit_choices[] = {"auto", "approve", "reject", NULL};
+static const char *const gw_sign_choices[] = {"md5_key", "md5_append", "rsa", NULL};
+static const char *const hex_choices[] = {"lower", "upper", NULL};
+static const char *const hash_choices[] = {"sha1", "sha256", NULL};
+
+#define END_KEYS {NULL, NULL, 0, 0, 0, NULL, 0, NULL, OWN_NONE}
 
 #define SRV(f) offsetof(struct config_server, f)
 static const struct conf_key server_keys[] = {
-    {"listen", conf_listen, SRV(listen), 0, 0, NULL, 1, NULL},
-    {"threads", conf_uint, SRV(threads), 0, 256, "0", 0, NULL},
-    {"max_body", conf_size, SRV(max_body), 1024, 64 * 1024 * 1024, "65536", 0, NULL},
-    {"connection_timeout", conf_uint, SRV(connection_timeout), 1, 3600, "10", 0, NULL},
-    {"max_connections", conf_uint, SRV(max_connections), 1, 65536, "1024", 0, NULL},
-    {"max_connections_per_ip", conf_uint, SRV(max_connections_per_ip), 1, 65536, "256", 0,
-     NULL},
-    {"trusted_proxies", conf_nets, SRV(trusted), 0, 0, "127.0.0.1 ::1", 0, NULL},
-    {"log_level", conf_log_level, SRV(log_level), 0, 0, "info", 0, NULL},
-    {"drain_timeout", conf_uint, SRV(drain_timeout), 1, 3600, "30", 0, NULL},
-    {NULL, NULL, 0, 0, 0, NULL, 0, NULL},
+    {"listen", conf_listen, SRV(listen), 0, 0, NULL, 1, NULL, OWN_STR},
+    {"threads", conf_uint, SRV(threads), 0, 256, "0", 0, NULL, OWN_NONE},
+    {"max_body", conf_size, SRV(max_body), 1024, 64 * 1024 * 1024, "65536", 0, NULL, OWN_NONE},
+    {"connection_timeout", conf_uint, SRV(connection_timeout), 1, 3600, "10", 0, NULL, OWN_NONE},
+    {"max_connections", conf_uint, SRV(max_connections), 1, 65536, "1024", 0, NULL, OWN_NONE},
+    {"max_connections_per_ip", conf_uint, SRV(max_connections_per_ip), 1, 65536, "256", 0, NULL,
+     OWN_NONE},
+    {"trusted_proxies", conf_nets, SRV(trusted), 0, 0, "127.0.0.1 ::1", 0, NULL, OWN_NONE},
+    {"log_level", conf_log_level, SRV(log_level), 0, 0, "info", 0, NULL, OWN_NONE},
+    {"drain_timeout", conf_uint, SRV(drain_timeout), 1, 3600, "30", 0, NULL, OWN_NONE},
+    END_KEYS,
 };
 
 #define STO(f) offsetof(struct config_store, f)
 static const struct conf_key store_keys[] = {
-    {"path", conf_str, STO(path), 0, 0, NULL, 1, NULL},
-    {"synchronous", conf_enum, STO(synchronous_full), 0, 0, "full", 0, sync_choices},
-    {"batch_max", conf_uint, STO(batch_max), 1, 100000, "512", 0, NULL},
-    {"queue_max", conf_uint, STO(queue_max), 16, 1000000, "16384", 0, NULL},
-    {"rejections_keep", conf_uint, STO(rejections_keep), 10, 10000000, "10000", 0, NULL},
-    {"rejection_body_max", conf_uint, STO(rejection_body_max), 0, 65536, "512", 0, NULL},
-    {NULL, NULL, 0, 0, 0, NULL, 0, NULL},
+    {"path", conf_str, STO(path), 0, 0, NULL, 1, NULL, OWN_STR},
+    {"synchronous", conf_enum, STO(synchronous_full), 0, 0, "full", 0, sync_choices, OWN_NONE},
+    {"batch_max", conf_uint, STO(batch_max), 1, 100000, "512", 0, NULL, OWN_NONE},
+    {"queue_max", conf_uint, STO(queue_max), 16, 1000000, "16384", 0, NULL, OWN_NONE},
+    {"rejections_keep", conf_uint, STO(rejections_keep), 10, 10000000, "10000", 0, NULL,
+     OWN_NONE},
+    {"rejection_body_max", conf_uint, STO(rejection_body_max), 0, 65536, "512", 0, NULL,
+     OWN_NONE},
+    END_KEYS,
 };
 
 #define TP(f) offsetof(struct config_baidu_tp, f)
 static const struct conf_key tp_keys[] = {
-    {"path", conf_str, TP(path), 0, 0, "/baidu/tp/events", 0, NULL},
-    {"client_id", conf_str, TP(client_id), 0, 0, NULL, 1, NULL},
-    {"token", conf_str, TP(token), 0, 0, NULL, 1, NULL},
-    {"encoding_aes_key", conf_aes_key, TP(aes_key), 0, 0, NULL, 1, NULL},
-    {"allow_plaintext", conf_bool, TP(allow_plaintext), 0, 0, "no", 0, NULL},
-    {NULL, NULL, 0, 0, 0, NULL, 0, NULL},
+    {"path", conf_path, TP(path), 0, 0, "/baidu/tp/events", 0, NULL, OWN_STR},
+    {"client_id", conf_str, TP(client_id), 0, 0, NULL, 1, NULL, OWN_STR},
+    {"token", conf_str, TP(token), 0, 0, NULL, 1, NULL, OWN_SECRET},
+    {"encoding_aes_key", conf_aes_key, TP(aes_key), 0, 0, NULL, 1, NULL, OWN_NONE},
+    {"allow_plaintext", conf_bool, TP(allow_plaintext), 0, 0, "no", 0, NULL, OWN_NONE},
+    END_KEYS,
 };
 
-static int conf_finish_tp(struct config *c, char *err, size_t errlen);
+#define BD(f) offsetof(struct config_baidu, f)
+static const struct conf_key baidu_keys[] = {
+    {"pay_notify_path", conf_path, BD(pay_notify_path), 0, 0, "/baidu/pay/notify", 0, NULL,
+     OWN_STR},
+    {"refund_audit_path", conf_path, BD(refund_audit_path), 0, 0, "/baidu/pay/refund-audit", 0,
+     NULL, OWN_STR},
+    {"refund_notify_path", conf_path, BD(refund_notify_path), 0, 0, "/baidu/pay/refund-notify",
+     0, NULL, OWN_STR},
+    END_KEYS,
+};
 
+#define BA(f) offsetof(struct config_baidu_app, f)
+static const struct conf_key baidu_app_keys[] = {
+    {"app_id", conf_str, BA(app_id), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"deal_id", conf_str, BA(deal_id), 0, 0, NULL, 1, NULL, OWN_STR},
+    {"app_key", conf_str, BA(app_key), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"platform_public_key", conf_pubkey, BA(platform_key), 0, 0, NULL, 1, NULL, OWN_KEY},
+    {"refund_audit", conf_enum, BA(refund_audit), 0, 0, "auto", 0, audit_choices, OWN_NONE},
+    {"is_consumed", conf_uint, BA(is_consumed), 1, 2, "2", 0, NULL, OWN_NONE},
+    END_KEYS,
+};
+
+#define AL(f) offsetof(struct config_alipay, f)
+static const struct conf_key alipay_keys[] = {
+    {"notify_path", conf_path, AL(notify_path), 0, 0, "/alipay/notify", 0, NULL, OWN_STR},
+    END_KEYS,
+};
+
+#define AA(f) offsetof(struct config_alipay_app, f)
+static const struct conf_key alipay_app_keys[] = {
+    {"app_id", conf_str, AA(app_id), 0, 0, NULL, 1, NULL, OWN_STR},
+    {"alipay_public_key", conf_pubkey, AA(alipay_key), 0, 0, NULL, 1, NULL, OWN_KEY},
+    {"seller_id", conf_str, AA(seller_id), 0, 0, NULL, 0, NULL, OWN_STR},
+    END_KEYS,
+};
+
+#define GW(f) offsetof(struct config_gateway, f)
+static const struct conf_key gateway_keys[] = {
+    {"notify_path", conf_path, GW(notify_path), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"secret", conf_str, GW(secret), 0, 0, NULL, 0, NULL, OWN_SECRET},
+    {"sign", conf_enum, GW(sign), 0, 0, "md5_key", 0, gw_sign_choices, OWN_NONE},
+    {"hex", conf_enum, GW(hex_upper), 0, 0, "lower", 0, hex_choices, OWN_NONE},
+    {"ack", conf_str, GW(ack), 0, 0, "SUCCESS", 0, NULL, OWN_STR},
+    {"public_key", conf_pubkey, GW(public_key), 0, 0, NULL, 0, NULL, OWN_KEY},
+    {"rsa_hash", conf_enum, GW(rsa_sha256), 0, 0, "sha256", 0, hash_choices, OWN_NONE},
+    {"exclude", conf_words, GW(exclude), 0, 0, "sign sign_type", 0, NULL, OWN_STRV},
+    {"drop_empty", conf_bool, GW(drop_empty), 0, 0, "yes", 0, NULL, OWN_NONE},
+    {"app_id", conf_str, GW(app_id), 0, 0, NULL, 0, NULL, OWN_STR},
+    END_KEYS,
+};
+
+static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, char *msg,
+                                 size_t len);
+static int conf_finish_alipay_app(struct config *c, void *obj, const char *name, char *msg,
+                                  size_t len);
+static int conf_finish_gateway(struct config *c, void *obj, const char *name, char *msg,
+                               size_t len);
+
+#define CFG(f) offsetof(struct config, f)
 static const struct conf_section sections[] = {
-    {"server", server_keys, offsetof(struct config, server), NULL},
-    {"store", store_keys, offsetof(struct config, store), NULL},
-    {"baidu.tp", tp_keys, offsetof(struct config, tp), conf_finish_tp},
+    {"server", server_keys, 0, CFG(server), 0, 0, NULL},
+    {"store", store_keys, 0, CFG(store), 0, 0, NULL},
+    {"baidu.tp", tp_keys, 0, CFG(tp), 0, 0, NULL},
+    {"baidu", baidu_keys, 0, CFG(baidu), 0, 0, NULL},
+    {"baidu.app", baidu_app_keys, 1, CFG(baidu_apps), CFG(n_baidu_apps),
+     sizeof(struct config_baidu_app), conf_finish_baidu_app},
+    {"alipay", alipay_keys, 0, CFG(alipay), 0, 0, NULL},
+    {"alipay.app", alipay_app_keys, 1, CFG(alipay_apps), CFG(n_alipay_apps),
+     sizeof(struct config_alipay_app), conf_finish_alipay_app},
+    {"gateway", gateway_keys, 1, CFG(gateways), CFG(n_gateways), sizeof(struct config_gateway),
+     conf_finish_gateway},
 };
 
 /* ---- checks across keys ---------------------------------------------- */
 
-/* The TP section is usable: paths are absolute. */
-static int conf_finish_tp(struct config *c, char *err, size_t errlen)
+/* No two Baidu apps share a dealId (it is how a notification finds its app). */
+static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, char *msg,
+                                 size_t len)
 {
-    c->tp.enabled = 1;
-    if (c->tp.path[0] != '/') {
-        snprintf(err, errlen, "[baidu.tp] path: '%s' must start with '/'", c->tp.path);
+    struct config_baidu_app *a = obj;
+    size_t i;
+
+    for (i = 0; i < c->n_baidu_apps && c->baidu_apps[i] != a; i++) {
+        if (strcmp(c->baidu_apps[i]->deal_id, a->deal_id) == 0) {
+            snprintf(msg, len, "deal_id %s is also used by [baidu.app %s]", a->deal_id,
+                     c->baidu_apps[i]->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* No two Alipay apps share an app_id. */
+static int conf_finish_alipay_app(struct config *c, void *obj, const char *name, char *msg,
+                                  size_t len)
+{
+    struct config_alipay_app *a = obj;
+    size_t i;
+
+    for (i = 0; i < c->n_alipay_apps && c->alipay_apps[i] != a; i++) {
+        if (strcmp(c->alipay_apps[i]->app_id, a->app_id) == 0) {
+            snprintf(msg, len, "app_id %s is also used by [alipay.app %s]", a->app_id,
+                     c->alipay_apps[i]->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* A gateway has the secret or key its signature mode needs, and a path. */
+static int conf_finish_gateway(struct config *c, void *obj, const char *name, char *msg,
+                               size_t len)
+{
+    struct config_gateway *g = obj;
+
+    if (g->sign == GW_SIGN_RSA && !g->public_key) {
+        snprintf(msg, len, "public_key is required with sign = rsa");
         return -EINVAL;
+    }
+    if (g->sign != GW_SIGN_RSA && (!g->secret || !g->secret[0])) {
+        snprintf(msg, len, "secret is required with sign = %s", gw_sign_choices[g->sign]);
+        return -EINVAL;
+    }
+    if (!g->notify_path) {
+        char path[256];
+        snprintf(path, sizeof(path), "/gateway/%s/notify", name);
+        return conf_path(NULL, path, &g->notify_path, msg, len);
     }
     return 0;
 }
@@ -410,12 +620,16 @@ static char *conf_reader(char *str, int num, void *stream)
     s = conf_trim(line);
     if (n > CONF_LINE_MAX) {
         st->long_error = 1;
-        snprintf(str, (size_t)num, "%s", ";");
+        snprintf(str, (size_t)num, ";\n");
     } else if (strlen(s) + 2 <= (size_t)num) {
         snprintf(str, (size_t)num, "%s\n", s);
-    } else if (s[0] != ';' && s[0] != '#' && (eq = strchr(s, '=')) && eq - s < num - 16) {
+    } else if (s[0] != ';' && s[0] != '#' && s[0] != '[' && (eq = strchr(s, '=')) &&
+               eq - s < num - 16) {
         *eq = '\0';
-        free(st->long_value);
+        if (st->long_value) {
+            explicit_bzero(st->long_value, strlen(st->long_value));
+            free(st->long_value);
+        }
         st->long_value = strdup(conf_trim(eq + 1));
         snprintf(str, (size_t)num, "%s = %s\n", conf_trim(s), CONF_LONG_MARK);
     } else {
@@ -423,6 +637,7 @@ static char *conf_reader(char *str, int num, void *stream)
         st->long_error = s[0] != ';' && s[0] != '#';
         snprintf(str, (size_t)num, ";\n");
     }
+    explicit_bzero(line, cap);
     free(line);
     return str;
 }
@@ -442,14 +657,104 @@ static void conf_fail(struct conf_state *st, const char *section, const char *ke
 }
 
 /* Find a section type by name. */
-static int conf_section_index(const char *name)
+static int conf_section_index(const char *type)
 {
     size_t i;
 
     for (i = 0; i < ARRAY_SIZE(sections); i++)
-        if (strcmp(sections[i].name, name) == 0)
+        if (strcmp(sections[i].name, type) == 0)
             return (int)i;
     return -1;
+}
+
+/* Apply the defaults of a section's keys to obj. */
+static int conf_defaults(const struct conf_section *sec, void *obj, char *err, size_t errlen)
+{
+    const struct conf_key *k;
+    char msg[256];
+
+    for (k = sec->keys; k->name; k++) {
+        if (k->def && k->parse(k, k->def, (char *)obj + k->off, msg, sizeof(msg)) < 0) {
+            snprintf(err, errlen, "default of [%s] %s: %s", sec->name, k->name, msg);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* A new named instance appended to its array in the config. */
+static void *conf_new_named(struct conf_state *st, int type, const char *name)
+{
+    const struct conf_section *sec = &sections[type];
+    void ***arr = (void ***)((char *)st->c + sec->off), **grown;
+    size_t *n = (size_t *)((char *)st->c + sec->noff);
+    void *obj = calloc(1, sec->size);
+
+    if (!obj)
+        return NULL;
+    grown = realloc(*arr, (*n + 1) * sizeof(void *));
+    if (!grown) {
+        free(obj);
+        return NULL;
+    }
+    *arr = grown;
+    (*arr)[(*n)++] = obj;
+    /* every named struct starts with `char *name; unsigned line;` */
+    *(char **)obj = strdup(name);
+    *(unsigned *)((char *)obj + sizeof(char *)) = st->line;
+    if (!*(char **)obj || conf_defaults(sec, obj, st->err, sizeof(st->err)) < 0)
+        return NULL;
+    return obj;
+}
+
+/* The instance for a section header text ("server", "gateway fubei"), created on first use. */
+static struct conf_inst *conf_instance(struct conf_state *st, const char *section)
+{
+    char type[64], msg[160];
+    const char *sp = strchr(section, ' '), *name = sp ? sp + 1 : NULL;
+    size_t tl = sp ? (size_t)(sp - section) : strlen(section), i;
+    struct conf_inst *in;
+    int t;
+
+    snprintf(type, sizeof(type), "%.*s", (int)(tl < 63 ? tl : 63), section);
+    t = conf_section_index(type);
+    if (t < 0 || tl >= sizeof(type)) {
+        snprintf(msg, sizeof(msg), "unknown section [%s]", section);
+        conf_fail(st, section, NULL, msg);
+        return NULL;
+    }
+    if (sections[t].named != (name != NULL) ||
+        (name && (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789-_.") != strlen(name)))) {
+        snprintf(msg, sizeof(msg),
+                 sections[t].named ? "section [%s] needs a name of letters, digits, - _ . "
+                                     "(e.g. [%s shop])"
+                                   : "section [%s] takes no name",
+                 type, type);
+        conf_fail(st, section, NULL, msg);
+        return NULL;
+    }
+    for (i = 0; i < st->n_inst; i++) {
+        in = &st->inst[i];
+        if (in->type == t && ((!name && !in->name) || (name && in->name && !strcmp(name, in->name))))
+            return in;
+    }
+    if (st->n_inst == CONF_MAX_INSTANCES) {
+        conf_fail(st, section, NULL, "too many sections");
+        return NULL;
+    }
+    in = &st->inst[st->n_inst];
+    in->type = t;
+    in->line = st->line;
+    in->name = name ? strdup(name) : NULL;
+    in->obj = name ? conf_new_named(st, t, name) : (char *)st->c + sections[t].off;
+    if (!in->obj || (name && !in->name)) {
+        free(in->name);
+        conf_fail(st, section, NULL, "out of memory");
+        return NULL;
+    }
+    st->n_inst++;
+    return in;
 }
 
 /* inih handler: one key of one section. */
@@ -457,42 +762,42 @@ static int conf_handler(void *user, const char *section, const char *name, const
 {
     struct conf_state *st = user;
     const struct conf_key *k;
-    char msg[320], *base;
-    int si, ki, r;
+    struct conf_inst *in;
+    char msg[320];
+    int ki, r;
 
     if (st->long_error) {
         conf_fail(st, section, NULL, "line is too long or is not KEY = VALUE");
         return 0;
     }
-    si = conf_section_index(section);
-    if (si < 0) {
-        snprintf(msg, sizeof(msg), "unknown section [%s]", section);
-        conf_fail(st, section, NULL, msg);
+    if (!section[0] && name) {
+        conf_fail(st, section, NULL, "a key before any [section]");
         return 0;
     }
-    st->present |= 1u << si;
+    in = conf_instance(st, section);
+    if (!in)
+        return 0;
     if (!name)
         return 1; /* a section header alone */
-    for (ki = 0, k = sections[si].keys; k->name && strcmp(k->name, name); ki++, k++)
+    for (ki = 0, k = sections[in->type].keys; k->name && strcmp(k->name, name); ki++, k++)
         ;
     if (!k->name) {
         conf_fail(st, section, name, "unknown key");
         return 0;
     }
-    if (st->seen[si] & (1ull << ki)) {
+    if (in->seen & (1ull << ki)) {
         conf_fail(st, section, name, "given twice");
         return 0;
     }
-    st->seen[si] |= 1ull << ki;
+    in->seen |= 1ull << ki;
     if (strcmp(value, CONF_LONG_MARK) == 0 && st->long_value)
         value = st->long_value;
     if (k->required && value[0] == '\0') {
         conf_fail(st, section, name, "must not be empty");
         return 0;
     }
-    base = (char *)st->c + sections[si].off;
     msg[0] = '\0';
-    r = k->parse(k, value, base + k->off, msg, sizeof(msg));
+    r = k->parse(k, value, (char *)in->obj + k->off, msg, sizeof(msg));
     if (r < 0) {
         conf_fail(st, section, name, r == -ENOMEM ? "out of memory" : msg);
         return 0;
@@ -500,55 +805,55 @@ static int conf_handler(void *user, const char *section, const char *name, const
     return 1;
 }
 
-/* Apply the defaults of every key (before the file is read). */
-static int conf_defaults(struct config *c, char *err, size_t errlen)
+/* Required keys of one instance, then its section's own checks. */
+static int conf_check_instance(struct conf_state *st, struct conf_inst *in, char *err,
+                               size_t errlen)
 {
+    const struct conf_section *sec = &sections[in->type];
     const struct conf_key *k;
-    char msg[256];
-    size_t i;
+    char label[128], msg[400];
+    int ki;
 
-    for (i = 0; i < ARRAY_SIZE(sections); i++) {
-        for (k = sections[i].keys; k->name; k++) {
-            if (!k->def)
-                continue;
-            if (k->parse(k, k->def, (char *)c + sections[i].off + k->off, msg,
-                         sizeof(msg)) < 0) {
-                snprintf(err, errlen, "default of [%s] %s: %s", sections[i].name, k->name,
-                         msg);
-                return -EINVAL;
-            }
+    snprintf(label, sizeof(label), "%s%s%s", sec->name, in->name ? " " : "",
+             in->name ? in->name : "");
+    for (ki = 0, k = sec->keys; k->name; ki++, k++) {
+        if (k->required && !(in->seen & (1ull << ki))) {
+            snprintf(err, errlen, "%s:%u: [%s] %s is required", st->c->file, in->line, label,
+                     k->name);
+            return -EINVAL;
         }
+    }
+    msg[0] = '\0';
+    if (sec->finish && sec->finish(st->c, in->obj, in->name, msg, sizeof(msg)) < 0) {
+        snprintf(err, errlen, "%s:%u: [%s] %s", st->c->file, in->line, label, msg);
+        return -EINVAL;
     }
     return 0;
 }
 
-/* Required keys of present sections, then each section's own checks. */
+/* Every instance is complete; [server] and [store] are present. */
 static int conf_check(struct conf_state *st, char *err, size_t errlen)
 {
-    const struct conf_key *k;
-    size_t i;
-    int ki, r;
+    static const char *const must[] = {"server", "store"};
+    size_t i, j;
+    int r;
 
-    for (i = 0; i < ARRAY_SIZE(sections); i++) {
-        int present = (st->present >> i) & 1;
-        int must = strcmp(sections[i].name, "server") == 0 ||
-                   strcmp(sections[i].name, "store") == 0;
-        for (ki = 0, k = sections[i].keys; k->name; ki++, k++) {
-            if (k->required && (present || must) && !(st->seen[i] & (1ull << ki))) {
-                snprintf(err, errlen, "%s: [%s] %s is required", st->c->file,
-                         sections[i].name, k->name);
-                return -EINVAL;
-            }
-        }
-        if (present && sections[i].finish) {
-            char msg[400];
-            r = sections[i].finish(st->c, msg, sizeof(msg));
-            if (r < 0) {
-                snprintf(err, errlen, "%s: %s", st->c->file, msg);
-                return r;
-            }
+    for (j = 0; j < ARRAY_SIZE(must); j++) {
+        for (i = 0; i < st->n_inst && strcmp(sections[st->inst[i].type].name, must[j]); i++)
+            ;
+        if (i == st->n_inst) {
+            snprintf(err, errlen, "%s: [%s] %s is required", st->c->file, must[j],
+                     sections[conf_section_index(must[j])].keys[0].name);
+            return -EINVAL;
         }
     }
+    for (i = 0; i < st->n_inst; i++)
+        if ((r = conf_check_instance(st, &st->inst[i], err, errlen)) < 0)
+            return r;
+    st->c->tp.enabled = 0;
+    for (i = 0; i < st->n_inst; i++)
+        if (strcmp(sections[st->inst[i].type].name, "baidu.tp") == 0)
+            st->c->tp.enabled = 1;
     return 0;
 }
 
@@ -563,78 +868,120 @@ static void conf_resolve(struct config *c)
     }
 }
 
+/* Defaults of every unnamed section (named ones get theirs when they appear). */
+static int conf_all_defaults(struct config *c, char *err, size_t errlen)
+{
+    size_t i;
+    int r;
+
+    for (i = 0; i < ARRAY_SIZE(sections); i++)
+        if (!sections[i].named && (r = conf_defaults(&sections[i], (char *)c + sections[i].off,
+                                                     err, errlen)) < 0)
+            return r;
+    return 0;
+}
+
 /* Read and validate a config file. */
 int config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
-    struct conf_state st;
-    struct config *c;
-    int r = -EINVAL;
+    struct conf_state *st = calloc(1, sizeof(*st));
+    struct config *c = calloc(1, sizeof(*c));
+    size_t i;
+    int r = -ENOMEM;
 
-    memset(&st, 0, sizeof(st));
-    c = calloc(1, sizeof(*c));
-    if (!c || !(c->file = strdup(path))) {
+    if (!st || !c || !(c->file = strdup(path))) {
         snprintf(err, errlen, "out of memory");
-        free(c);
-        return -ENOMEM;
-    }
-    st.c = c;
-    r = conf_defaults(c, err, errlen);
-    if (r < 0)
         goto out;
-    st.f = fopen(path, "r");
-    if (!st.f) {
+    }
+    st->c = c;
+    if ((r = conf_all_defaults(c, err, errlen)) < 0)
+        goto out;
+    st->f = fopen(path, "r");
+    if (!st->f) {
         r = -errno;
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         goto out;
     }
-    r = ini_parse_stream(conf_reader, &st, conf_handler, &st);
-    if (r != 0 || st.failed) {
-        if (!st.failed)
-            snprintf(st.err, sizeof(st.err), "%s:%d: syntax error (expected [section] or "
-                     "KEY = VALUE)", path, r);
-        snprintf(err, errlen, "%s", st.err);
+    r = ini_parse_stream(conf_reader, st, conf_handler, st);
+    if (r != 0 || st->failed) {
+        if (!st->failed)
+            snprintf(st->err, sizeof(st->err),
+                     "%s:%d: syntax error (expected [section] or KEY = VALUE)", path, r);
+        snprintf(err, errlen, "%s", st->err);
         r = -EINVAL;
         goto out;
     }
-    r = conf_check(&st, err, errlen);
-    if (r < 0)
+    if ((r = conf_check(st, err, errlen)) < 0)
         goto out;
     conf_resolve(c);
     *out = c;
     c = NULL;
 out:
-    if (st.f)
-        fclose(st.f);
-    if (st.long_value) {
-        explicit_bzero(st.long_value, strlen(st.long_value));
-        free(st.long_value);
+    if (st) {
+        if (st->f)
+            fclose(st->f);
+        if (st->long_value) {
+            explicit_bzero(st->long_value, strlen(st->long_value));
+            free(st->long_value);
+        }
+        for (i = 0; i < st->n_inst; i++)
+            free(st->inst[i].name);
+        free(st);
     }
     config_free(c);
     return r;
 }
 
-/* Wipe and free a string. */
-static void conf_free_secret(char *s)
+/* Release what the keys of one section instance own. */
+static void conf_free_obj(const struct conf_section *sec, void *obj)
 {
-    if (!s)
-        return;
-    explicit_bzero(s, strlen(s));
-    free(s);
+    const struct conf_key *k;
+    void *field;
+
+    for (k = sec->keys; k->name; k++) {
+        field = (char *)obj + k->off;
+        if (k->owns == OWN_STR || k->owns == OWN_SECRET) {
+            char *s = *(char **)field;
+            if (s && k->owns == OWN_SECRET)
+                explicit_bzero(s, strlen(s));
+            free(s);
+        } else if (k->owns == OWN_KEY) {
+            crypto_key_free(*(struct crypto_key **)field);
+        } else if (k->owns == OWN_STRV) {
+            conf_strv_free(*(char ***)field);
+        }
+    }
 }
 
-/* Free a config. */
+/* Free a config, wiping secrets. */
 struct config *config_free(struct config *c)
 {
+    const struct conf_section *sec;
+    size_t i, j, n;
+    void **arr;
+
     if (!c)
         return NULL;
-    free(c->file);
-    free(c->server.listen);
+    for (i = 0; i < ARRAY_SIZE(sections); i++) {
+        sec = &sections[i];
+        if (!sec->named) {
+            conf_free_obj(sec, (char *)c + sec->off);
+            continue;
+        }
+        arr = *(void ***)((char *)c + sec->off);
+        n = *(size_t *)((char *)c + sec->noff);
+        for (j = 0; j < n; j++) {
+            if (!arr[j])
+                continue;
+            conf_free_obj(sec, arr[j]);
+            free(*(char **)arr[j]); /* the instance's name */
+            free(arr[j]);
+        }
+        free(arr);
+    }
     free(c->server.trusted);
-    free(c->store.path);
-    free(c->tp.path);
-    free(c->tp.client_id);
-    conf_free_secret(c->tp.token);
     explicit_bzero(c->tp.aes_key, sizeof(c->tp.aes_key));
+    free(c->file);
     free(c);
     return NULL;
 }
@@ -693,3 +1040,13 @@ int config_is_trusted_text(const struct config *c, const char *addr)
         return conf_trusted_raw(c, AF_INET6, raw);
     return 0;
 }
+
+/* conf_new_named writes the name and header line through the first members. */
+_Static_assert(offsetof(struct config_baidu_app, name) == 0 &&
+                   offsetof(struct config_alipay_app, name) == 0 &&
+                   offsetof(struct config_gateway, name) == 0,
+               "named sections start with their name");
+_Static_assert(offsetof(struct config_baidu_app, line) == sizeof(char *) &&
+                   offsetof(struct config_alipay_app, line) == sizeof(char *) &&
+                   offsetof(struct config_gateway, line) == sizeof(char *),
+               "named sections keep their header line second");

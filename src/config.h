@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+struct crypto_key;
+
 /* One entry of trusted_proxies: an address with a prefix length. */
 struct config_net {
     int family; /* AF_INET or AF_INET6 */
@@ -51,11 +53,72 @@ struct config_baidu_tp {
     int allow_plaintext;
 };
 
+/* [baidu]: the cashier callback paths (defaults apply without the section). */
+struct config_baidu {
+    char *pay_notify_path;
+    char *refund_audit_path;
+    char *refund_notify_path;
+};
+
+enum config_refund_audit { AUDIT_AUTO, AUDIT_APPROVE, AUDIT_REJECT };
+
+/* [baidu.app NAME]: one mini program's cashier. */
+struct config_baidu_app {
+    char *name;
+    unsigned line; /* of its section header, for messages */
+    char *app_id;
+    char *deal_id;
+    char *app_key;                   /* pmAppKey */
+    struct crypto_key *platform_key; /* platform_public_key */
+    int refund_audit;                /* enum config_refund_audit */
+    unsigned is_consumed;            /* isConsumed answered: 2 unless configured */
+};
+
+/* [alipay]: the notification path. */
+struct config_alipay {
+    char *notify_path;
+};
+
+/* [alipay.app NAME]: one Alipay application. */
+struct config_alipay_app {
+    char *name;
+    unsigned line;
+    char *app_id;
+    struct crypto_key *alipay_key; /* alipay_public_key */
+    char *seller_id;               /* when set, notifications must carry it */
+};
+
+enum config_gateway_sign { GW_SIGN_MD5_KEY, GW_SIGN_MD5_APPEND, GW_SIGN_RSA };
+
+/* [gateway NAME]: one aggregated payment gateway. */
+struct config_gateway {
+    char *name;
+    unsigned line;
+    char *notify_path;
+    char *secret;
+    int sign;      /* enum config_gateway_sign */
+    int hex_upper; /* the case the gateway writes; verification ignores case */
+    char *ack;
+    struct crypto_key *public_key; /* sign = rsa */
+    int rsa_sha256;                /* sign = rsa: 1 SHA256 (RSA2), 0 SHA1 */
+    char **exclude;                /* keys left out of the signed string */
+    int drop_empty;
+    char *app_id; /* when set, callbacks must carry this app_id */
+};
+
 struct config {
     char *file;
     struct config_server server;
     struct config_store store;
     struct config_baidu_tp tp;
+    struct config_baidu baidu;
+    struct config_alipay alipay;
+    struct config_baidu_app **baidu_apps;
+    size_t n_baidu_apps;
+    struct config_alipay_app **alipay_apps;
+    size_t n_alipay_apps;
+    struct config_gateway **gateways;
+    size_t n_gateways;
 };
 
 /*

@@ -43,9 +43,11 @@ struct crypto_key {
 /* What a DER blob is expected to hold. */
 enum der_kind { DER_SPKI, DER_RSA_PUB, DER_CERT, DER_PKCS8, DER_RSA_PRIV };
 
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Write a formatted reason into err (when given) and return rc. */
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int rc,
-                                                      const char *fmt, ...)
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
 
@@ -131,6 +133,7 @@ static void b64_decode_into(const char *in, size_t len, uint8_t *out)
     }
 }
 
+/* Strict decoding; see b64_check for what is accepted. */
 int crypto_b64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len)
 {
     uint8_t *buf;
@@ -150,6 +153,7 @@ int crypto_b64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len
     return 0;
 }
 
+/* Standard alphabet with padding, one line. */
 char *crypto_b64_encode(const void *data, size_t len)
 {
     static const char abc[] =
@@ -217,10 +221,13 @@ static int read_key_file(const char *path, char **text, size_t *text_size, char 
     int fd, rc;
 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return fail(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        rc = -errno;
+        return fail(err, errlen, rc, "cannot open %s: %s", path, strerror(-rc));
+    }
     if (fstat(fd, &st) < 0) {
-        rc = fail(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
+        rc = -errno;
+        rc = fail(err, errlen, rc, "cannot stat %s: %s", path, strerror(-rc));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -241,7 +248,8 @@ static int read_key_file(const char *path, char **text, size_t *text_size, char 
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            rc = fail(err, errlen, -errno, "cannot read %s: %s", path, strerror(errno));
+            rc = -errno;
+            rc = fail(err, errlen, rc, "cannot read %s: %s", path, strerror(-rc));
             goto out;
         }
         n += (size_t)r;
@@ -376,7 +384,7 @@ static int parse_key_text(const char *text, int want_private, EVP_PKEY **out, ch
     static const enum der_kind bare_pub[] = {DER_SPKI, DER_RSA_PUB, DER_CERT};
     static const enum der_kind bare_priv[] = {DER_PKCS8, DER_RSA_PRIV};
     const enum der_kind *kinds = want_private ? bare_priv : bare_pub;
-    size_t nkinds = want_private ? 2 : 3, body_len, der_len = 0, i;
+    size_t nkinds = want_private ? 2 : 3, body_len = 0, der_len = 0, i;
     const char *body = text;
     enum der_kind pem_kind;
     EVP_PKEY *pkey = NULL;
@@ -479,23 +487,27 @@ static int key_load(const char *spec, int want_private, struct crypto_key **out,
     return key_wrap(pkey, want_private, out, err, errlen);
 }
 
+/* Public key, or the key of a certificate. */
 int crypto_pubkey_load(const char *spec, struct crypto_key **out, char *err,
                        size_t errlen)
 {
     return key_load(spec, 0, out, err, errlen);
 }
 
+/* Private key, PKCS#8 or PKCS#1. */
 int crypto_privkey_load(const char *spec, struct crypto_key **out, char *err,
                         size_t errlen)
 {
     return key_load(spec, 1, out, err, errlen);
 }
 
+/* Modulus size; 0 for NULL. */
 int crypto_key_bits(const struct crypto_key *k)
 {
     return k ? k->bits : 0;
 }
 
+/* Free a key and its fetched digests. */
 struct crypto_key *crypto_key_free(struct crypto_key *k)
 {
     if (!k)
@@ -543,6 +555,7 @@ int crypto_rsa_verify_b64(const struct crypto_key *k, enum crypto_hash h,
     return rc;
 }
 
+/* RSASSA-PKCS1-v1_5 signature as base64; -EIO when OpenSSL fails. */
 int crypto_rsa_sign_b64(const struct crypto_key *k, enum crypto_hash h, const void *data,
                         size_t len, char **sig_b64)
 {
@@ -611,21 +624,25 @@ static void digest_hex(const EVP_MD *md, const void *data, size_t len, int upper
     to_hex(d, n, upper, out);
 }
 
+/* SHA-1, lower-case hex. */
 void crypto_sha1_hex(const void *data, size_t len, char out[41])
 {
     digest_hex(EVP_sha1(), data, len, 0, out, 41);
 }
 
+/* SHA-256, lower-case hex. */
 void crypto_sha256_hex(const void *data, size_t len, char out[65])
 {
     digest_hex(EVP_sha256(), data, len, 0, out, 65);
 }
 
+/* MD5 (aggregated gateways), hex in the requested case. */
 void crypto_md5_hex(const void *data, size_t len, int upper, char out[33])
 {
     digest_hex(EVP_md5(), data, len, upper, out, 33);
 }
 
+/* HMAC-SHA256, lower-case hex; all NULs when OpenSSL fails. */
 void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
                             char out[65])
 {
@@ -645,6 +662,7 @@ void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, s
     OPENSSL_cleanse(d, sizeof(d));
 }
 
+/* Constant-time equality of n bytes. */
 int crypto_memeq(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
@@ -659,6 +677,7 @@ static unsigned fold_case(unsigned c)
     return c | (ge_a & le_z) << 5;
 }
 
+/* Constant-time equality of n characters, ASCII letters compared without case. */
 int crypto_hexeq_nocase(const char *a, const char *b, size_t n)
 {
     const volatile unsigned char *x = (const unsigned char *)a;
@@ -671,6 +690,7 @@ int crypto_hexeq_nocase(const char *a, const char *b, size_t n)
     return (int)(1 & ((diff - 1) >> 8)); /* diff is 0..255: 1 exactly when 0 */
 }
 
+/* RAND_bytes in chunks an int can count. */
 int crypto_random(void *buf, size_t len)
 {
     unsigned char *p = buf;
@@ -688,6 +708,7 @@ int crypto_random(void *buf, size_t len)
     return 0;
 }
 
+/* 43-character EncodingAESKey to the 32-byte AES key. */
 int crypto_tp_key(const char *encoding_aes_key, uint8_t key[32])
 {
     char b64[44];
@@ -713,6 +734,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* SHA-1 over the byte-wise sorted concatenation, lower-case hex. */
 void crypto_tp_signature(const char *token, const char *timestamp, const char *nonce,
                          const char *encrypt, char out[41])
 {
@@ -799,6 +821,7 @@ static int tp_unwrap(const uint8_t *pt, size_t len, const char *client_id, char 
     return 0;
 }
 
+/* Decode, decrypt, unpad and unwrap a TP push; every failure says why. */
 int crypto_tp_decrypt(const uint8_t key[32], const char *encrypt_b64, size_t b64_len,
                       const char *client_id, char **msg, size_t *msg_len, char *err,
                       size_t errlen)
@@ -840,6 +863,7 @@ out:
     return rc;
 }
 
+/* The inverse of crypto_tp_decrypt; -EINVAL for a message too large to frame. */
 int crypto_tp_encrypt(const uint8_t key[32], const char *msg, size_t msg_len,
                       const char *client_id, char **encrypt_b64)
 {

@@ -13,7 +13,6 @@
 #include "http.h"
 
 #include <arpa/inet.h>
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -355,6 +354,14 @@ static void http_stored(void *data, const struct store_result *res)
         }
         if (res->outcome == STORE_DUPLICATE)
             metrics_duplicate(rq->metrics);
+        if (res->outcome == STORE_NEW && p->ev.note)
+            log_msg(LOG_NOTICE,
+                    (const char *[]){"ROUTE", rq->route->path, "ORDER",
+                                     p->ev.order_id ? p->ev.order_id : "", "DECISION",
+                                     p->ev.status ? p->ev.status : "", NULL},
+                    "%s %s for order %s: %s (answered %s)", p->ev.kind,
+                    p->ev.status ? p->ev.status : "", p->ev.order_id ? p->ev.order_id : "-",
+                    p->ev.note, rq->answer);
         log_debug("stored %s %s event %lld (delivery %lld) from %s", p->ev.provider,
                   p->ev.kind, (long long)res->id, (long long)res->deliveries, rq->remote);
     }
@@ -389,6 +396,7 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
     prq.body_len = rq->body.len;
     prq.remote_addr = rq->remote;
     prq.cfg = rq->rt->cfg;
+    prq.store = rq->h->store;
     p->arena = &rq->arena;
     v = rt->ops->handle(rt->state, &prq, p);
     if (v == PROVIDER_ANSWER && p->status >= 400)
@@ -531,8 +539,6 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         return;
     if (!rq->counted) /* the client went away before an answer was queued */
         metrics_request(rq->metrics, 0, util_now_ns() - rq->t0);
-    if (rq->reply.json)
-        cJSON_Delete(rq->reply.json);
     arena_free(&rq->arena);
     buf_free(&rq->body);
     daemon_runtime_release(rq->rt);

@@ -135,3 +135,9 @@ const char *json_string(const cJSON *obj, const char *key)
 
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
+
+/* cJSON_Delete for arena_own. */
+void json_free(void *tree)
+{
+    cJSON_Delete(tree);
+}

@@ -31,4 +31,7 @@ int json_text(const cJSON *obj, const char *key, char *buf, size_t buflen);
 /* The string member `key`, or NULL when absent or not a string. */
 const char *json_string(const cJSON *obj, const char *key);
 
+/* cJSON_Delete with a void * argument, for arena_own. */
+void json_free(void *tree);
+
 #endif

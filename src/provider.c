@@ -10,12 +10,18 @@
 #include <string.h>
 #include <strings.h>
 
+#include "crypto.h"
+#include "form.h"
 #include "metrics.h"
 
+#include <cjson/cJSON.h>
+
 extern const struct provider provider_baidu_tp;
+extern const struct provider provider_baidu_pay;
 
 const struct provider *const providers[] = {
     &provider_baidu_tp,
+    &provider_baidu_pay,
     NULL,
 };
 
@@ -132,4 +138,70 @@ int provider_accepts_form(const char *ct)
 {
     return !ct || (strncasecmp(ct, "multipart/", 10) != 0 &&
                    strcasestr(ct, "json") == NULL);
+}
+
+/* form_free for arena_own. */
+static void provider_form_free(void *f)
+{
+    form_free(f);
+}
+
+/* Parse the body as a form or reject with 400. */
+enum provider_verdict provider_form(const struct provider_request *rq,
+                                    struct provider_reply *out, const char *body,
+                                    struct form **f)
+{
+    char why[200];
+    int r = form_parse(rq->body, rq->body_len, NULL, f, why, sizeof(why));
+
+    if (r == -EEXIST)
+        return provider_reject(out, 400, "repeated_key", body, "%s", why);
+    if (r == -E2BIG)
+        return provider_reject(out, 400, "form_too_large", body, "%s", why);
+    if (r < 0)
+        return provider_reject(out, 400, "bad_form", body, "%s", why);
+    arena_own(out->arena, *f, provider_form_free);
+    return PROVIDER_STORE;
+}
+
+/* The fields as a JSON object of strings. */
+const char *provider_form_json(const struct form *f, struct provider_reply *out)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text = NULL;
+    size_t i;
+
+    for (i = 0; o && i < form_count(f); i++) {
+        const struct form_field *fl = form_at(f, i);
+        if (!cJSON_AddStringToObject(o, fl->key, fl->value))
+            goto out;
+    }
+    text = o ? cJSON_PrintUnformatted(o) : NULL;
+out:
+    cJSON_Delete(o);
+    return arena_own(out->arena, text, cJSON_free);
+}
+
+/* Verify the canonical string, with the '+'-decoded-as-space retry. */
+int provider_verify_form(const struct form *f, const struct form_canon_rule *rule,
+                         const struct crypto_key *key, enum crypto_hash hash, const char *sig,
+                         size_t sig_len, struct provider_reply *out)
+{
+    char *canon = NULL, *fixed;
+    size_t canon_len, i;
+    int r;
+
+    if (form_canonical(f, rule, &canon, &canon_len) < 0)
+        return -ENOMEM;
+    arena_adopt(out->arena, canon);
+    r = crypto_rsa_verify_b64(key, hash, canon, canon_len, sig, sig_len);
+    if (r == 0 || !memchr(sig, ' ', sig_len))
+        return r;
+    fixed = arena_strndup(out->arena, sig, sig_len);
+    if (!fixed)
+        return -ENOMEM;
+    for (i = 0; i < sig_len; i++)
+        if (fixed[i] == ' ')
+            fixed[i] = '+';
+    return crypto_rsa_verify_b64(key, hash, canon, canon_len, fixed, sig_len);
 }

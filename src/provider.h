@@ -24,6 +24,7 @@ struct provider_request {
     size_t body_len;
     const char *remote_addr;
     const struct config *cfg;
+    struct store *store; /* for read-only lookups */
 };
 
 /* What a handler decided. Strings live in `arena`, freed with the request. */
@@ -41,7 +42,6 @@ struct provider_reply {
     int fail_status;          /* answer when the store cannot commit */
     const char *fail_body;
     int unverified; /* stored with verified = 0: log it so */
-    struct cJSON *json; /* a parsed tree freed with the request, or NULL */
 };
 
 enum provider_verdict { PROVIDER_ANSWER, PROVIDER_STORE };
@@ -96,6 +96,33 @@ struct routes *routes_free(struct routes *rt);
 enum provider_verdict provider_reject(struct provider_reply *out, int status,
                                       const char *reason, const char *body, const char *fmt,
                                       ...) __attribute__((format(printf, 5, 6)));
+
+struct form;
+struct form_canon_rule;
+struct crypto_key;
+enum crypto_hash;
+
+/*
+ * Parse the body as a form (bounded, decoded once). On failure fill a 400
+ * rejection (reason bad_form, repeated_key or form_too_large) with `body`
+ * as the answer and return PROVIDER_ANSWER. The form lives in out->arena.
+ */
+enum provider_verdict provider_form(const struct provider_request *rq,
+                                    struct provider_reply *out, const char *body,
+                                    struct form **f);
+
+/* The form's fields as a JSON object of strings (in out->arena), or NULL. */
+const char *provider_form_json(const struct form *f, struct provider_reply *out);
+
+/*
+ * Verify an RSA signature over the form's canonical string. When the check
+ * fails and the signature contains spaces (a '+' decoded as a space by a
+ * proxy that decoded twice), one more check with '+' is made. Returns 0
+ * (verified), -EBADMSG, or -EINVAL (signature not base64).
+ */
+int provider_verify_form(const struct form *f, const struct form_canon_rule *rule,
+                         const struct crypto_key *key, enum crypto_hash hash, const char *sig,
+                         size_t sig_len, struct provider_reply *out);
 
 /* Content-Type predicates for route_ops.accepts. */
 int provider_accepts_json(const char *content_type);

@@ -38,6 +38,10 @@ enum {
     ST_TRIM_REJECTIONS,
     ST_SET_TICKET,
     ST_PROBE,
+    ST_BAIDU_PAID,
+    ST_BAIDU_APPROVED,
+    ST_BAIDU_DECIDE,
+    ST_BAIDU_OUTCOME,
     ST__COUNT
 };
 
@@ -65,6 +69,29 @@ static const char *const store_sql[ST__COUNT] = {
                       " WHERE excluded.create_time >= tp_ticket.create_time",
     [ST_PROBE] = "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)"
                  " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [ST_BAIDU_PAID] = "SELECT json_extract(fields, '$.payMoney') FROM events"
+                      " WHERE provider = 'baidu' AND order_id = ?1 AND kind = 'pay_notify'"
+                      " AND verified = 1 AND status = '2' ORDER BY id LIMIT 1",
+    [ST_BAIDU_APPROVED] = "SELECT coalesce(sum(refund_fen), 0) FROM baidu_refunds"
+                          " WHERE order_id = ?1 AND audit_status = 1"
+                          " AND coalesce(refund_status, 0) <> 2",
+    [ST_BAIDU_DECIDE] = "INSERT INTO baidu_refunds (refund_batch_id, order_id, audit_status,"
+                        " refund_fen, reason, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_BAIDU_OUTCOME] = "UPDATE baidu_refunds SET refund_status = ?2, refund_status_at = ?3"
+                         " WHERE refund_batch_id = ?1",
+};
+
+/* Read-only lookups run on the HTTP threads, on their own connections. */
+static const char *const store_read_sql =
+    "SELECT app FROM events WHERE provider = 'baidu' AND order_id = ?1"
+    " AND kind = 'pay_notify' AND verified = 1 ORDER BY id LIMIT 1";
+
+#define STORE_READERS 8
+
+/* A read-only connection with its prepared lookup. */
+struct store_reader {
+    sqlite3 *db;
+    sqlite3_stmt *st;
 };
 
 /* One queued write: an event waiting for its commit, or a rejection. */
@@ -103,6 +130,10 @@ struct store {
     atomic_ullong heartbeat;
     unsigned since_trim;
     char last_error[256];
+    pthread_mutex_t read_lock;
+    pthread_cond_t read_cond;
+    struct store_reader *idle[STORE_READERS];
+    int n_idle, n_readers;
 };
 
 /* ---- opening and migrations ------------------------------------------ */
@@ -195,6 +226,8 @@ int store_open(const struct store_options *o, struct store **out, char *err, siz
     s->o = *o;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->read_lock, NULL);
+    pthread_cond_init(&s->read_cond, NULL);
     if (sqlite3_open_v2(o->path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -471,6 +504,149 @@ int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+/* Step a single-row SELECT on the writer's connection and copy column 0 as text. */
+static int store_tx_text(struct store_tx *tx, int id, const char *arg, char *buf, size_t len)
+{
+    sqlite3_stmt *st = tx->s->st[id];
+    const unsigned char *v;
+    int rc, r = 0;
+
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && (v = sqlite3_column_text(st, 0)) != NULL) {
+        snprintf(buf, len, "%s", (const char *)v);
+        r = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        r = -EIO;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r;
+}
+
+/* payMoney of the verified paid notification of a Baidu order. */
+int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money, size_t len)
+{
+    return store_tx_text(tx, ST_BAIDU_PAID, order_id, pay_money, len);
+}
+
+/* Refunds approved for an order and not reported failed. */
+int store_tx_baidu_approved(struct store_tx *tx, const char *order_id, int64_t *sum)
+{
+    sqlite3_stmt *st = tx->s->st[ST_BAIDU_APPROVED];
+    int rc;
+
+    sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *sum = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* Record a refund audit decision. */
+int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *order_id,
+                          int audit_status, int64_t refund_fen, const char *reason)
+{
+    sqlite3_stmt *st = tx->s->st[ST_BAIDU_DECIDE];
+    int rc;
+
+    sqlite3_bind_text(st, 1, batch, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, order_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, audit_status);
+    sqlite3_bind_int64(st, 4, refund_fen);
+    sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Record the outcome a refund notification reports for a batch. */
+int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch, int refund_status)
+{
+    sqlite3_stmt *st = tx->s->st[ST_BAIDU_OUTCOME];
+    int rc;
+
+    sqlite3_bind_text(st, 1, batch, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, refund_status);
+    sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* ---- read-only lookups (any thread) ------------------------------------ */
+
+/* Take an idle reader, opening one while under the limit, else wait. */
+static struct store_reader *store_reader_get(struct store *s)
+{
+    struct store_reader *r = NULL;
+
+    pthread_mutex_lock(&s->read_lock);
+    while (!s->n_idle && s->n_readers >= STORE_READERS)
+        pthread_cond_wait(&s->read_cond, &s->read_lock);
+    if (s->n_idle) {
+        r = s->idle[--s->n_idle];
+        pthread_mutex_unlock(&s->read_lock);
+        return r;
+    }
+    s->n_readers++;
+    pthread_mutex_unlock(&s->read_lock);
+    r = calloc(1, sizeof(*r));
+    if (r && sqlite3_open_v2(s->o.path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                             NULL) == SQLITE_OK &&
+        sqlite3_busy_timeout(r->db, 5000) == SQLITE_OK &&
+        sqlite3_prepare_v3(r->db, store_read_sql, -1, SQLITE_PREPARE_PERSISTENT, &r->st,
+                           NULL) == SQLITE_OK)
+        return r;
+    if (r) {
+        sqlite3_finalize(r->st);
+        sqlite3_close(r->db);
+        free(r);
+    }
+    pthread_mutex_lock(&s->read_lock);
+    s->n_readers--;
+    pthread_cond_signal(&s->read_cond);
+    pthread_mutex_unlock(&s->read_lock);
+    return NULL;
+}
+
+/* Give a reader back. */
+static void store_reader_put(struct store *s, struct store_reader *r)
+{
+    pthread_mutex_lock(&s->read_lock);
+    s->idle[s->n_idle++] = r;
+    pthread_cond_signal(&s->read_cond);
+    pthread_mutex_unlock(&s->read_lock);
+}
+
+/* The app (dealId) of the verified pay notification of a Baidu order. */
+int store_baidu_order_app(struct store *s, const char *order_id, char *buf, size_t len)
+{
+    struct store_reader *r = store_reader_get(s);
+    const unsigned char *v;
+    int rc, ret = 0;
+
+    if (!r)
+        return -EIO;
+    sqlite3_bind_text(r->st, 1, order_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(r->st);
+    if (rc == SQLITE_ROW && (v = sqlite3_column_text(r->st, 0)) != NULL) {
+        snprintf(buf, len, "%s", (const char *)v);
+        ret = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        ret = -EIO;
+    }
+    sqlite3_reset(r->st);
+    sqlite3_clear_bindings(r->st);
+    store_reader_put(s, r);
+    return ret;
+}
+
 /* ---- the writer ------------------------------------------------------- */
 
 /* Write one item inside its own savepoint, so a failure stays its own. */
@@ -658,6 +834,14 @@ struct store *store_close(struct store *s)
     if (!s)
         return NULL;
     store_stop(s);
+    while (s->n_idle > 0) {
+        struct store_reader *r = s->idle[--s->n_idle];
+        sqlite3_finalize(r->st);
+        sqlite3_close(r->db);
+        free(r);
+    }
+    pthread_mutex_destroy(&s->read_lock);
+    pthread_cond_destroy(&s->read_cond);
     for (i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]);
     if (s->db)

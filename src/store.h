@@ -49,6 +49,7 @@ struct store_event {
     const void *body;
     size_t body_len;
     const char *answer; /* the answer to send and store (in_tx may replace it) */
+    const char *note;   /* set by in_tx: a decision's reason, logged with the event */
     /*
      * Called inside the transaction when the event is new (not for a
      * redelivery), before the row is inserted: decides the answer from the
@@ -123,5 +124,25 @@ struct store *store_close(struct store *s);
 
 /* Keep ticket as the latest TP ticket unless a newer one is stored. */
 int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time);
+
+/* payMoney (text) of the verified paid (status 2) notification of a Baidu
+ * order: 1 found, 0 none, -EIO. */
+int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money, size_t len);
+
+/* Sum of the refunds approved for an order and not reported failed. */
+int store_tx_baidu_approved(struct store_tx *tx, const char *order_id, int64_t *sum);
+
+/* Record a refund audit decision (audit_status 1 approve, 2 reject). */
+int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *order_id,
+                          int audit_status, int64_t refund_fen, const char *reason);
+
+/* Record the outcome (1 success, 2 failure) a refund notification reports. */
+int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch, int refund_status);
+
+/* ---- read-only lookups (any thread; a small pool of read connections) -- */
+
+/* The app (dealId) of the verified pay notification of a Baidu order:
+ * 1 found (copied into buf), 0 none, -EIO. */
+int store_baidu_order_app(struct store *s, const char *order_id, char *buf, size_t len);
 
 #endif

@@ -154,7 +154,8 @@ void util_printable(const void *p, size_t n, char *out, size_t outlen)
 struct arena_chunk {
     struct arena_chunk *next;
     size_t used, cap;
-    void *adopted; /* a malloc'd block adopted whole (then cap == 0) */
+    void *adopted; /* an object adopted whole (then cap == 0) */
+    void (*release)(void *);
     max_align_t data[];
 };
 
@@ -177,6 +178,7 @@ void *arena_alloc(struct arena *a, size_t n)
         c->used = 0;
         c->cap = cap;
         c->adopted = NULL;
+        c->release = NULL;
         c->next = a->head;
         a->head = c;
     }
@@ -224,8 +226,8 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
     return p;
 }
 
-/* Take ownership of a malloc'd block. */
-void *arena_adopt(struct arena *a, void *p)
+/* Take ownership of an object with its release function. */
+void *arena_own(struct arena *a, void *p, void (*release)(void *))
 {
     struct arena_chunk *c;
 
@@ -233,14 +235,21 @@ void *arena_adopt(struct arena *a, void *p)
         return NULL;
     c = malloc(sizeof(*c));
     if (!c) {
-        free(p);
+        release(p);
         return NULL;
     }
     c->used = c->cap = 0;
     c->adopted = p;
+    c->release = release;
     c->next = a->head;
     a->head = c;
     return p;
+}
+
+/* Take ownership of a malloc'd block. */
+void *arena_adopt(struct arena *a, void *p)
+{
+    return arena_own(a, p, free);
 }
 
 /* Free every chunk. */
@@ -250,7 +259,8 @@ void arena_free(struct arena *a)
 
     for (c = a->head; c; c = next) {
         next = c->next;
-        free(c->adopted);
+        if (c->adopted)
+            c->release(c->adopted);
         free(c);
     }
     a->head = NULL;

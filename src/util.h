@@ -60,8 +60,11 @@ char *arena_strdup(struct arena *a, const char *s);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 /* printf into the arena. */
 char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Adopt a malloc'd block: it is freed with the arena. Returns p. */
+/* Adopt a malloc'd block: it is freed with the arena. Returns p (NULL if p
+ * was NULL or on ENOMEM, when p has been freed already). */
 void *arena_adopt(struct arena *a, void *p);
+/* Adopt an object released with its own function (cJSON_Delete, form_free). */
+void *arena_own(struct arena *a, void *p, void (*release)(void *));
 /* Free everything; the arena is empty and reusable. */
 void arena_free(struct arena *a);
 #endif

@@ -189,7 +189,8 @@ static enum provider_verdict tp_handle(const void *state, const struct provider_
         v = tp_parse_message(out, &m);
     if (v == PROVIDER_STORE)
         v = tp_event(rq, out, &m);
-    out->json = m.json; /* freed with the request; in_tx reads it */
+    /* freed with the request: in_tx reads it on the writer thread */
+    arena_own(out->arena, m.json, json_free);
     return v;
 }
 

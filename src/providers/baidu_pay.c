@@ -1,0 +1,408 @@
+/*
+ * baidu_pay.c: the three Baidu cashier 2.0 callbacks (protocols.md section
+ * 1): pay notification, refund audit and refund notification. Each is a form
+ * signed SHA1withRSA by the platform key of the app that owns the order;
+ * each answer is JSON, errno 0 only once the callback is durably stored.
+ *
+ * Refund audits are decided here (refund_audit = auto | approve | reject),
+ * inside the transaction that stores them, so two audits of one order can
+ * never both spend the same paid amount.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amount.h"
+#include "crypto.h"
+#include "form.h"
+#include "provider.h"
+
+#define BP_JSON_TYPE "application/json"
+#define BP_FAIL_BODY "{\"errno\":503,\"msg\":\"store unavailable, retry later\",\"data\":{}}"
+#define BP_BAD_FORM  "{\"errno\":400,\"msg\":\"malformed form body\",\"data\":{}}"
+
+struct bp_state {
+    const struct config *c;
+};
+
+/* What a refund audit's in-transaction decision needs. */
+struct bp_audit {
+    const struct config_baidu_app *app;
+    const char *order_id;
+    const char *batch;
+    int has_apply;
+    int64_t apply; /* applyRefundMoney, fen */
+    struct provider_reply *out;
+};
+
+static const char *const bp_excluded[] = {"rsaSign", "sign", "sign_type", NULL};
+static const struct form_canon_rule bp_rule = {bp_excluded, 0, NULL, 0};
+
+/* Reject with Baidu's JSON error shape (errno != 0 makes Baidu retry). */
+static enum provider_verdict bp_reject(struct provider_reply *out, int status,
+                                       const char *reason, const char *detail)
+{
+    const char *body = arena_printf(out->arena, "{\"errno\":%d,\"msg\":\"%s\",\"data\":{}}",
+                                    status, reason);
+
+    provider_reject(out, status, reason, body ? body : BP_FAIL_BODY, "%s", detail);
+    out->content_type = BP_JSON_TYPE;
+    return PROVIDER_ANSWER;
+}
+
+/* A required field, or NULL after filling a 400 rejection. */
+static const char *bp_need(const struct form *f, const char *key, struct provider_reply *out)
+{
+    const char *v = form_get(f, key, NULL);
+    char detail[96];
+
+    if (v && v[0])
+        return v;
+    snprintf(detail, sizeof(detail), "field %s is missing or empty", key);
+    bp_reject(out, 400, "missing_field", detail);
+    return NULL;
+}
+
+/* The configured app that owns a dealId, or NULL. */
+static const struct config_baidu_app *bp_app_by_deal(const struct config *c, const char *deal)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_baidu_apps; i++)
+        if (strcmp(c->baidu_apps[i]->deal_id, deal) == 0)
+            return c->baidu_apps[i];
+    return NULL;
+}
+
+/* Check rsaSign with one app's platform key: 0, -EBADMSG, -EINVAL. */
+static int bp_check(const struct config_baidu_app *app, const struct form *f,
+                    struct provider_reply *out)
+{
+    size_t len;
+    const char *sig = form_get(f, "rsaSign", &len);
+
+    return provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len, out);
+}
+
+/* Verify a pay notification: its dealId names the app. */
+static const struct config_baidu_app *bp_verify_pay(const struct bp_state *st,
+                                                    const struct form *f,
+                                                    struct provider_reply *out)
+{
+    const struct config_baidu_app *app;
+    const char *deal = bp_need(f, "dealId", out);
+    char detail[128];
+
+    if (!deal)
+        return NULL;
+    app = bp_app_by_deal(st->c, deal);
+    if (!app) {
+        snprintf(detail, sizeof(detail), "dealId %.64s is not configured ([baidu.app])", deal);
+        bp_reject(out, 401, "unknown_app", detail);
+        return NULL;
+    }
+    if (bp_check(app, f, out) < 0) {
+        snprintf(detail, sizeof(detail), "rsaSign does not verify with the key of [baidu.app %s]",
+                 app->name);
+        bp_reject(out, 401, "bad_signature", detail);
+        return NULL;
+    }
+    return app;
+}
+
+/*
+ * Verify a refund callback (no dealId): the app is the one of the stored
+ * pay notification of the same orderId; for an order never seen, the
+ * configured app whose key verifies it.
+ */
+static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st,
+                                                       const struct provider_request *rq,
+                                                       const struct form *f,
+                                                       struct provider_reply *out)
+{
+    const struct config_baidu_app *app = NULL;
+    const char *order = bp_need(f, "orderId", out);
+    char deal[64], detail[160];
+    size_t i;
+
+    if (!order)
+        return NULL;
+    if (store_baidu_order_app(rq->store, order, deal, sizeof(deal)) == 1 &&
+        (app = bp_app_by_deal(st->c, deal)) != NULL) {
+        if (bp_check(app, f, out) == 0)
+            return app;
+        snprintf(detail, sizeof(detail),
+                 "rsaSign does not verify with the key of [baidu.app %s], which owns order %.40s",
+                 app->name, order);
+        bp_reject(out, 401, "bad_signature", detail);
+        return NULL;
+    }
+    for (i = 0; i < st->c->n_baidu_apps; i++)
+        if (bp_check(st->c->baidu_apps[i], f, out) == 0)
+            return st->c->baidu_apps[i];
+    snprintf(detail, sizeof(detail), "rsaSign verifies with no configured app's key (order %.40s)",
+             order);
+    bp_reject(out, 401, "bad_signature", detail);
+    return NULL;
+}
+
+/* Parse an integer fen field; absent is allowed when optional. 1 present, 0 absent, -1 bad. */
+static int bp_fen(const struct form *f, const char *key, int64_t *fen, struct provider_reply *out)
+{
+    size_t len;
+    const char *v = form_get(f, key, &len);
+    char detail[128];
+
+    if (!v || !len)
+        return 0;
+    if (amount_fen_parse(v, len, 0, fen) == 0)
+        return 1;
+    snprintf(detail, sizeof(detail), "%s '%.32s' is not a whole number of fen", key, v);
+    bp_reject(out, 400, "bad_amount", detail);
+    return -1;
+}
+
+/* The common part of every stored Baidu event. */
+static enum provider_verdict bp_event(const struct provider_request *rq, const struct form *f,
+                                      const struct config_baidu_app *app, const char *kind,
+                                      struct provider_reply *out)
+{
+    struct store_event *ev = &out->ev;
+
+    ev->provider = "baidu";
+    ev->kind = kind;
+    ev->app = app->deal_id;
+    ev->verified = 1;
+    ev->order_id = form_get(f, "orderId", NULL);
+    ev->merchant_order_id = form_get(f, "tpOrderId", NULL);
+    ev->remote_addr = rq->remote_addr;
+    ev->fields = provider_form_json(f, out);
+    ev->body = rq->body;
+    ev->body_len = rq->body_len;
+    out->answer_type = BP_JSON_TYPE;
+    out->fail_status = 503;
+    out->fail_body = BP_FAIL_BODY;
+    if (!ev->fields || !ev->dedupe_key)
+        return bp_reject(out, 503, "no_memory", "out of memory");
+    return PROVIDER_STORE;
+}
+
+/* Pay status notification. */
+static enum provider_verdict bp_pay(const void *state, const struct provider_request *rq,
+                                    struct provider_reply *out)
+{
+    const struct config_baidu_app *app;
+    struct form *f;
+    const char *order, *status;
+    int64_t total;
+
+    if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
+        return bp_reject(out, 400, out->reason, out->detail);
+    if (!(app = bp_verify_pay(state, f, out)))
+        return PROVIDER_ANSWER;
+    if (!(order = bp_need(f, "orderId", out)) || !(status = bp_need(f, "status", out)))
+        return PROVIDER_ANSWER;
+    switch (bp_fen(f, "totalMoney", &total, out)) {
+    case 0:
+        return bp_reject(out, 400, "missing_field", "field totalMoney is missing or empty");
+    case -1:
+        return PROVIDER_ANSWER;
+    }
+    out->ev.has_amount = 1;
+    out->ev.amount_fen = total;
+    out->ev.status = status;
+    out->ev.dedupe_key = arena_printf(out->arena, "baidu:pay:%s:%s", order, status);
+    out->ev.answer =
+        arena_printf(out->arena, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
+                     app->is_consumed);
+    return bp_event(rq, f, app, "pay_notify", out);
+}
+
+/* The decision of refund_audit = auto: approve only what the paid amount still covers. */
+static int bp_decide_auto(struct store_tx *tx, struct bp_audit *a, int64_t *refund,
+                          const char **why)
+{
+    char paid_text[32];
+    int64_t paid, approved;
+    int found = store_tx_baidu_paid(tx, a->order_id, paid_text, sizeof(paid_text)), r;
+
+    if (found < 0)
+        return found;
+    if ((r = store_tx_baidu_approved(tx, a->order_id, &approved)) < 0)
+        return r;
+    if (!found) {
+        *refund = a->has_apply ? a->apply : 0;
+        *why = "no verified paid notification for this order";
+        return 2;
+    }
+    if (amount_fen_parse(paid_text, strlen(paid_text), 0, &paid) < 0) {
+        *refund = a->has_apply ? a->apply : 0;
+        *why = "the stored payMoney of this order is not a whole number of fen";
+        return 2;
+    }
+    *refund = a->has_apply ? a->apply : paid - approved;
+    if (*refund <= 0) {
+        *why = a->has_apply ? "applyRefundMoney is zero" : "nothing left to refund";
+        return 2;
+    }
+    if (*refund > paid - approved) {
+        *why = arena_printf(a->out->arena,
+                            "over-refund: %lld applied + %lld already approved > %lld paid",
+                            (long long)*refund, (long long)approved, (long long)paid);
+        return 2;
+    }
+    *why = arena_printf(a->out->arena, "covered: %lld + %lld approved <= %lld paid",
+                        (long long)*refund, (long long)approved, (long long)paid);
+    return 1;
+}
+
+/* Fixed policies still answer the amount applied for (or what remains). */
+static int bp_decide_fixed(struct store_tx *tx, struct bp_audit *a, int64_t *refund,
+                           const char **why)
+{
+    char paid_text[32];
+    int64_t paid = 0, approved = 0;
+
+    *refund = a->apply;
+    if (!a->has_apply) {
+        if (store_tx_baidu_paid(tx, a->order_id, paid_text, sizeof(paid_text)) == 1 &&
+            amount_fen_parse(paid_text, strlen(paid_text), 0, &paid) == 0 &&
+            store_tx_baidu_approved(tx, a->order_id, &approved) == 0)
+            *refund = paid - approved > 0 ? paid - approved : 0;
+        else
+            *refund = 0;
+    }
+    *why = a->app->refund_audit == AUDIT_APPROVE ? "refund_audit = approve"
+                                                 : "refund_audit = reject";
+    return a->app->refund_audit == AUDIT_APPROVE ? 1 : 2;
+}
+
+/* In the transaction: decide, record the decision, write the answer. */
+static int bp_audit_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    struct bp_audit *a = data;
+    const char *why = NULL;
+    int64_t refund = 0;
+    int status, r;
+
+    status = a->app->refund_audit == AUDIT_AUTO ? bp_decide_auto(tx, a, &refund, &why)
+                                                : bp_decide_fixed(tx, a, &refund, &why);
+    if (status < 0)
+        return status;
+    if (!why)
+        return -ENOMEM;
+    r = store_tx_baidu_decide(tx, a->batch, a->order_id, status, refund, why);
+    if (r < 0)
+        return r;
+    ev->status = status == 1 ? "approve" : "reject";
+    ev->has_amount = 1;
+    ev->amount_fen = refund;
+    ev->note = why;
+    ev->answer = arena_printf(a->out->arena,
+                              "{\"errno\":0,\"msg\":\"success\",\"data\":{\"auditStatus\":%d,"
+                              "\"calculateRes\":{\"refundPayMoney\":%lld}}}",
+                              status, (long long)refund);
+    return ev->answer ? 0 : -ENOMEM;
+}
+
+/* Refund audit request: verified here, decided in the store's transaction. */
+static enum provider_verdict bp_audit(const void *state, const struct provider_request *rq,
+                                      struct provider_reply *out)
+{
+    const struct config_baidu_app *app;
+    struct bp_audit *a;
+    struct form *f;
+    const char *batch;
+
+    if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
+        return bp_reject(out, 400, out->reason, out->detail);
+    if (!(app = bp_verify_refund(state, rq, f, out)))
+        return PROVIDER_ANSWER;
+    if (!(batch = bp_need(f, "refundBatchId", out)))
+        return PROVIDER_ANSWER;
+    a = arena_alloc(out->arena, sizeof(*a));
+    if (!a)
+        return bp_reject(out, 503, "no_memory", "out of memory");
+    memset(a, 0, sizeof(*a));
+    a->app = app;
+    a->order_id = form_get(f, "orderId", NULL);
+    a->batch = batch;
+    a->out = out;
+    if ((a->has_apply = bp_fen(f, "applyRefundMoney", &a->apply, out)) < 0)
+        return PROVIDER_ANSWER;
+    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_audit:%s", batch);
+    out->ev.in_tx = bp_audit_in_tx;
+    out->ev.in_tx_data = a;
+    return bp_event(rq, f, app, "refund_audit", out);
+}
+
+/* Record the refund's outcome against its audit decision. */
+static int bp_refund_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    const char *batch = data;
+    int status = strcmp(ev->status, "1") == 0 ? 1 : strcmp(ev->status, "2") == 0 ? 2 : 0;
+
+    return status ? store_tx_baidu_refund_outcome(tx, batch, status) : 0;
+}
+
+/* Refund status notification. */
+static enum provider_verdict bp_refund(const void *state, const struct provider_request *rq,
+                                       struct provider_reply *out)
+{
+    const struct config_baidu_app *app;
+    const char *batch, *status;
+    struct form *f;
+
+    if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
+        return bp_reject(out, 400, out->reason, out->detail);
+    if (!(app = bp_verify_refund(state, rq, f, out)))
+        return PROVIDER_ANSWER;
+    if (!(batch = bp_need(f, "refundBatchId", out)) || !(status = bp_need(f, "refundStatus", out)))
+        return PROVIDER_ANSWER;
+    out->ev.status = status;
+    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_notify:%s:%s", batch, status);
+    out->ev.answer = "{\"errno\":0,\"msg\":\"success\",\"data\":{}}";
+    out->ev.in_tx = bp_refund_in_tx;
+    out->ev.in_tx_data = (void *)batch;
+    return bp_event(rq, f, app, "refund_notify", out);
+}
+
+static const struct route_ops bp_pay_ops = {"pay_notify", provider_accepts_form, bp_pay};
+static const struct route_ops bp_audit_ops = {"refund_audit", provider_accepts_form, bp_audit};
+static const struct route_ops bp_refund_ops = {"refund_notify", provider_accepts_form, bp_refund};
+
+/* Register the three routes when at least one [baidu.app] is configured. */
+static int bp_load(const struct config *c, struct routes *rt, void **state, char *err,
+                   size_t errlen)
+{
+    struct bp_state *st;
+    int r;
+
+    if (c->n_baidu_apps == 0)
+        return 0;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->c = c;
+    if ((r = routes_add(rt, c->baidu.pay_notify_path, &bp_pay_ops, st, err, errlen)) < 0 ||
+        (r = routes_add(rt, c->baidu.refund_audit_path, &bp_audit_ops, st, err, errlen)) < 0 ||
+        (r = routes_add(rt, c->baidu.refund_notify_path, &bp_refund_ops, st, err, errlen)) < 0) {
+        free(st);
+        return r;
+    }
+    *state = st;
+    return 0;
+}
+
+/* Free the state. */
+static void bp_unload(void *state)
+{
+    free(state);
+}
+
+const struct provider provider_baidu_pay = {
+    "baidu",
+    bp_load,
+    bp_unload,
+};
