@@ -85,7 +85,8 @@ const struct sample_option *sample_option_at(size_t i);
  * strings borrowed). Returns 0, or -EINVAL / -E2BIG with a reason naming the
  * option in err.
  */
-int sample_set(struct sample_opts *o, size_t i, const char *value, char *err, size_t errlen);
+int sample_set(struct sample_opts *o, size_t i, const char *value, char *err,
+               size_t errlen);
 
 /* Buildable pair i, or NULL past the end of the table. */
 const struct sample_kind_info *sample_kind_at(size_t i);

@@ -75,7 +75,7 @@ static const struct config_baidu_app *bp_app_by_deal(const struct config *c, con
     return NULL;
 }
 
-/* Check rsaSign with one app's platform key: 0, -EBADMSG, -EINVAL. */
+/* Check rsaSign (present: see bp_has_sign) with one app's platform key: 0, -EBADMSG, -EINVAL. */
 static int bp_check(const struct config_baidu_app *app, const struct form *f,
                     struct provider_reply *out)
 {
@@ -85,16 +85,27 @@ static int bp_check(const struct config_baidu_app *app, const struct form *f,
     return provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len, out);
 }
 
+/* 1 when the form carries a non-empty rsaSign, else 0 after a 401 rejection. */
+static int bp_has_sign(const struct form *f, struct provider_reply *out)
+{
+    size_t len;
+
+    if (form_get(f, "rsaSign", &len) && len)
+        return 1;
+    bp_reject(out, 401, "missing_signature", "field rsaSign is missing or empty");
+    return 0;
+}
+
 /* Verify a pay notification: its dealId names the app. */
 static const struct config_baidu_app *bp_verify_pay(const struct bp_state *st,
                                                     const struct form *f,
                                                     struct provider_reply *out)
 {
     const struct config_baidu_app *app;
-    const char *deal = bp_need(f, "dealId", out);
+    const char *deal;
     char detail[128];
 
-    if (!deal)
+    if (!bp_has_sign(f, out) || !(deal = bp_need(f, "dealId", out)))
         return NULL;
     app = bp_app_by_deal(st->c, deal);
     if (!app) {
@@ -122,11 +133,11 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
                                                        struct provider_reply *out)
 {
     const struct config_baidu_app *app = NULL;
-    const char *order = bp_need(f, "orderId", out);
+    const char *order;
     char deal[64], detail[160];
     size_t i;
 
-    if (!order)
+    if (!bp_has_sign(f, out) || !(order = bp_need(f, "orderId", out)))
         return NULL;
     if (store_baidu_order_app(rq->store, order, deal, sizeof(deal)) == 1 &&
         (app = bp_app_by_deal(st->c, deal)) != NULL) {

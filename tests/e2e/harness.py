@@ -26,6 +26,10 @@ import textwrap
 import time
 import unittest
 
+import urllib.parse
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -100,6 +104,70 @@ def tp_config(path="/baidu/tp/events", allow_plaintext="no"):
         encoding_aes_key = %s
         allow_plaintext = %s
         """) % (path, TP_CLIENT_ID, TP_TOKEN, TP_AES_KEY, allow_plaintext)
+
+
+# ---- RSA keys and signed forms (Baidu cashier, Alipay, gateways) ---------
+
+class RsaKey:
+    """A key pair generated for the test run (the platform's side)."""
+
+    def __init__(self, bits=2048):
+        self.priv = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+    def spki_b64(self):
+        der = self.priv.public_key().public_bytes(serialization.Encoding.DER,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode()
+
+    def public_pem(self):
+        return self.priv.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def private_pem(self):
+        return self.priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()).decode()
+
+    def write_public_pem(self, directory, name="key.pem"):
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(self.public_pem())
+        return path
+
+    def write_private_pem(self, directory, name="private.pem"):
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(self.private_pem())
+        return path
+
+    def sign(self, data, hash_name="sha1"):
+        h = hashes.SHA1() if hash_name == "sha1" else hashes.SHA256()
+        return base64.b64encode(self.priv.sign(data, padding.PKCS1v15(), h)).decode()
+
+
+def as_bytes(v):
+    return v if isinstance(v, bytes) else str(v).encode()
+
+
+def canonical(fields, exclude=(), drop_empty=False, append=b""):
+    """The signed string: fields (list of (key, value)) minus excluded keys
+    (and empty values when drop_empty), sorted by key bytes, k=v joined by &."""
+    items = [(as_bytes(k), as_bytes(v)) for k, v in fields
+             if k not in exclude and not (drop_empty and as_bytes(v) == b"")]
+    items.sort(key=lambda kv: kv[0])
+    return b"&".join(k + b"=" + v for k, v in items) + append
+
+
+def form_body(fields):
+    """application/x-www-form-urlencoded bytes (values may be bytes, e.g. GBK)."""
+    return "&".join(urllib.parse.quote_plus(as_bytes(k)) + "=" + urllib.parse.quote_plus(as_bytes(v))
+                    for k, v in fields).encode()
+
+
+def baidu_signed(fields, key):
+    """Fields plus rsaSign, signed as Baidu's cashier does (SHA1withRSA, empty values kept)."""
+    fields = [(k, v) for k, v in fields if k != "rsaSign"]
+    sig = key.sign(canonical(fields, exclude=("rsaSign", "sign", "sign_type")), "sha1")
+    return fields + [("rsaSign", sig)]
 
 
 # ---- the daemon ------------------------------------------------------------

@@ -1,0 +1,332 @@
+/*
+ * payhookctl.c: the operator's command-line tool for payhookd. This file is
+ * argument parsing and dispatch only: one entry per subcommand in
+ * ctl_commands[], the work done by the module behind it (`sample`: sample.c).
+ * Exit status: 0 success, 1 failure, 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autoconf.h"
+#include "config.h"
+#include "sample.h"
+
+#define CTL_EXIT_OK    0
+#define CTL_EXIT_FAIL  1
+#define CTL_EXIT_USAGE 2
+#define CTL_ERR_MAX    1024
+#define CTL_OPT_POST   256 /* getopt values of long-only options */
+#define CTL_OPT_LIST   257
+#define CTL_OPT_SAMPLE 1000 /* + index in sample.c's option table */
+#define CTL_LONGOPTS   80
+
+/* One subcommand: `payhookctl [-c CONFIG] NAME ...`. */
+struct ctl_command {
+    const char *name;
+    const char *summary;
+    /* argv[0] is the command name; config is the global -c or NULL. */
+    int (*run)(int argc, char **argv, const char *config);
+    void (*help)(FILE *f);
+};
+
+static int ctl_sample(int argc, char **argv, const char *config);
+static void ctl_sample_help(FILE *f);
+
+static const struct ctl_command ctl_commands[] = {
+    {"sample", "build correctly signed sample callbacks; print or POST them", ctl_sample,
+     ctl_sample_help},
+};
+
+/* Report a usage error ("payhookctl: WHAT") and return the usage exit status. */
+static int __attribute__((format(printf, 1, 2))) ctl_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("payhookctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(payhookctl --help shows the usage)\n", stderr);
+    return CTL_EXIT_USAGE;
+}
+
+/* The usage error for what getopt refused (opterr is off: we name it). */
+static int ctl_getopt_error(int c, char **argv, const char *where)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+    if (c == ':')
+        return ctl_usage_error("%s%s: requires a value", where, arg);
+    if (optopt > 0 && optopt < 256)
+        return ctl_usage_error("%s-%c: unknown option", where, optopt);
+    return ctl_usage_error("%s%s: unknown option", where, arg);
+}
+
+/* ---- sample ------------------------------------------------------------ */
+
+/* Everything `payhookctl sample` was asked. */
+struct ctl_sample_args {
+    struct sample_opts o;
+    const char *config;
+    const char *post;
+    int list, help;
+};
+
+/* Print one group of sample options (provider NULL: the generic ones). */
+static void ctl_sample_help_options(FILE *f, const char *provider)
+{
+    const struct sample_option *p;
+    char left[64];
+    size_t i;
+
+    for (i = 0; (p = sample_option_at(i)) != NULL; i++) {
+        if (provider ? !p->provider || strcmp(p->provider, provider)
+                     : p->provider != NULL)
+            continue;
+        snprintf(left, sizeof(left), "--%s %s", p->name, p->metavar);
+        fprintf(f, "      %-20s %s\n", left, p->help);
+    }
+}
+
+/* The help of `payhookctl sample`, its option groups taken from sample.c. */
+static void ctl_sample_help(FILE *f)
+{
+    const struct sample_kind_info *k;
+    size_t i;
+
+    fprintf(
+        f, "usage: payhookctl [-c CONFIG] sample PROVIDER [KIND] [OPTIONS]\n"
+           "       payhookctl sample --list\n"
+           "\n"
+           "Builds requests signed exactly as the platform signs them. Prints each body\n"
+           "on its own line, or with --post sends each and prints \"STATUS BODY\" per\n"
+           "answer (exit 0 only when every answer was 2xx). With -c, secrets and ids\n"
+           "default to the provider's section of payhookd's configuration file.\n"
+           "\n"
+           "  -c, --config CONFIG      payhookd's configuration file, for the defaults\n"
+           "      --post URL           POST each request to URL instead of printing it\n"
+           "      --list               print the PROVIDER KIND pairs that can be built\n"
+           "  -h, --help               this text\n"
+           "\nOptions for every provider:\n");
+    ctl_sample_help_options(f, NULL);
+    for (i = 0; (k = sample_kind_at(i)) != NULL; i++) {
+        if (i > 0 && strcmp(sample_kind_at(i - 1)->provider, k->provider) == 0)
+            continue;
+        fprintf(f, "\nOptions for %s:\n", k->provider);
+        ctl_sample_help_options(f, k->provider);
+    }
+    fprintf(
+        f,
+        "\nThe EncodingAESKey is the platform's 43-character key.\n"
+        "--field VALUE is JSON when it parses as JSON (42, true, \"42\"), else text.\n"
+        "--count N builds N distinct messages: request i (from 0) adds i to appId\n"
+        "(--event) or to CreateTime (--ticket); a verbatim --message cannot vary.\n"
+        "baidu.tp sends --event APP_PAYMENT_CREATE_ACCOUNT_PASS unless told otherwise;\n"
+        "eventTime is the --timestamp in UTC+8, as the platform writes it.\n"
+        "\nExamples:\n"
+        "  payhookctl -c etc/demo.conf sample baidu.tp \\\n"
+        "      --post http://127.0.0.1:8080/baidu/tp/events\n"
+        "  payhookctl -c etc/demo.conf sample baidu.tp --ticket T --count 1000 > "
+        "bodies\n");
+}
+
+/* Print the (provider, kind) pairs. */
+static int ctl_sample_list(void)
+{
+    const struct sample_kind_info *k;
+    size_t i;
+
+    for (i = 0; (k = sample_kind_at(i)) != NULL; i++)
+        printf("%s %s%s\t%s (default path %s)\n", k->provider, k->kind,
+               k->is_default ? " (default)" : "", k->summary, k->path);
+    return CTL_EXIT_OK;
+}
+
+/* getopt_long's table: our own options, then sample.c's. */
+static void ctl_sample_longopts(struct option *lo, size_t max)
+{
+    static const struct option own[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"post", required_argument, NULL, CTL_OPT_POST},
+        {"list", no_argument, NULL, CTL_OPT_LIST},
+        {"help", no_argument, NULL, 'h'},
+    };
+    const struct sample_option *p;
+    size_t n, i;
+
+    for (n = 0; n < ARRAY_SIZE(own); n++)
+        lo[n] = own[n];
+    for (i = 0; (p = sample_option_at(i)) != NULL && n + 1 < max; i++)
+        lo[n++] =
+            (struct option){p->name, required_argument, NULL, CTL_OPT_SAMPLE + (int)i};
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+}
+
+/* Parse `sample` options; PROVIDER [KIND] may come anywhere. Exit status or -1. */
+static int ctl_sample_parse(int argc, char **argv, struct ctl_sample_args *a)
+{
+    struct option lo[CTL_LONGOPTS];
+    char err[CTL_ERR_MAX];
+    int c;
+
+    ctl_sample_longopts(lo, ARRAY_SIZE(lo));
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:h", lo, NULL)) != -1) {
+        if (c >= CTL_OPT_SAMPLE) {
+            if (sample_set(&a->o, (size_t)(c - CTL_OPT_SAMPLE), optarg, err,
+                           sizeof(err)) < 0)
+                return ctl_usage_error("sample: %s", err);
+        } else if (c == 'c') {
+            a->config = optarg;
+        } else if (c == CTL_OPT_POST) {
+            a->post = optarg;
+        } else if (c == CTL_OPT_LIST) {
+            a->list = 1;
+        } else if (c == 'h') {
+            a->help = 1;
+        } else {
+            return ctl_getopt_error(c, argv, "sample: ");
+        }
+    }
+    if (a->help || a->list)
+        return -1;
+    if (optind < argc)
+        a->o.provider = argv[optind++];
+    if (optind < argc)
+        a->o.kind = argv[optind++];
+    if (optind < argc)
+        return ctl_usage_error("sample: unexpected argument '%s'", argv[optind]);
+    if (!a->o.provider)
+        return ctl_usage_error("sample: PROVIDER is required (payhookctl sample --list)");
+    if (a->post && strncmp(a->post, "http://", 7) && strncmp(a->post, "https://", 8))
+        return ctl_usage_error("sample: --post: '%s' is not an http:// or https:// URL",
+                               a->post);
+    return -1;
+}
+
+/* Build the sample (defaults from the config) and print or POST it. */
+static int ctl_sample_run(struct ctl_sample_args *a)
+{
+    struct config *cfg = NULL;
+    struct sample *s = NULL;
+    char err[CTL_ERR_MAX];
+    int r;
+
+    if (a->config && config_load(a->config, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "payhookctl: -c: %s\n", err);
+        return CTL_EXIT_FAIL;
+    }
+    r = sample_new(&a->o, cfg, &s, err, sizeof(err));
+    cfg = config_free(cfg);
+    if (r == -EINVAL)
+        return ctl_usage_error("sample: %s", err);
+    if (r < 0) {
+        fprintf(stderr, "payhookctl: sample: %s\n", err);
+        return CTL_EXIT_FAIL;
+    }
+    r = sample_send(s, a->post, stdout, err, sizeof(err));
+    if (r < 0)
+        fprintf(stderr, "payhookctl: sample: %s\n", err);
+    else if (r > 0)
+        fprintf(stderr, "payhookctl: sample: %d of %u answers were not 2xx\n", r,
+                sample_count(s));
+    sample_free(s);
+    return r == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+/* `payhookctl sample`. */
+static int ctl_sample(int argc, char **argv, const char *config)
+{
+    struct ctl_sample_args a;
+    int r;
+
+    memset(&a, 0, sizeof(a));
+    a.config = config;
+    r = ctl_sample_parse(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    if (a.help) {
+        ctl_sample_help(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (a.list)
+        return ctl_sample_list();
+    return ctl_sample_run(&a);
+}
+
+/* ---- the top level ----------------------------------------------------- */
+
+/* The whole usage: global options, then every command's help. */
+static void ctl_help(FILE *f)
+{
+    size_t i;
+
+    fprintf(
+        f,
+        "usage: payhookctl [-c CONFIG] COMMAND [ARGS...]\n"
+        "       payhookctl --version | --help\n"
+        "\n"
+        "  -c, --config CONFIG  payhookd's configuration file (defaults for commands)\n"
+        "  -V, --version        print the version and exit\n"
+        "  -h, --help           this text\n"
+        "\n"
+        "Exit status: 0 success, 1 failure, 2 usage error.\n"
+        "\nCommands:\n");
+    for (i = 0; i < ARRAY_SIZE(ctl_commands); i++)
+        fprintf(f, "  %-10s %s\n", ctl_commands[i].name, ctl_commands[i].summary);
+    for (i = 0; i < ARRAY_SIZE(ctl_commands); i++) {
+        fputc('\n', f);
+        ctl_commands[i].help(f);
+    }
+}
+
+/* The command named name, or NULL. */
+static const struct ctl_command *ctl_command_find(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(ctl_commands); i++)
+        if (strcmp(ctl_commands[i].name, name) == 0)
+            return &ctl_commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct ctl_command *cmd;
+    const char *config = NULL;
+    int c;
+
+    opterr = 0;
+    /* '+': stop at the command; its own options are parsed by it. */
+    while ((c = getopt_long(argc, argv, "+:c:Vh", lo, NULL)) != -1) {
+        if (c == 'c') {
+            config = optarg;
+        } else if (c == 'V') {
+            printf("payhookctl %s\n", PACKAGE_VERSION);
+            return CTL_EXIT_OK;
+        } else if (c == 'h') {
+            ctl_help(stdout);
+            return CTL_EXIT_OK;
+        } else {
+            return ctl_getopt_error(c, argv, "");
+        }
+    }
+    if (optind >= argc)
+        return ctl_usage_error("a COMMAND is required");
+    cmd = ctl_command_find(argv[optind]);
+    if (!cmd)
+        return ctl_usage_error("unknown command '%s'", argv[optind]);
+    return cmd->run(argc - optind, argv + optind, config);
+}
