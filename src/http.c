@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -51,7 +50,7 @@ struct http {
     atomic_ullong last_refusal_log;
     atomic_ulong refusals_unlogged;
     int route_unmatched, route_builtin[4];
-    MHD_socket quiesced_fd;
+    atomic_int draining; /* SIGTERM: refuse new connections */
 };
 
 /* Per-connection state: the address key it is counted under, if any. */
@@ -199,6 +198,8 @@ static enum MHD_Result http_accept(void *cls, const struct sockaddr *sa, socklen
     uint8_t key[16];
 
     daemon_runtime_release(rt);
+    if (atomic_load(&h->draining))
+        return MHD_NO;
     if (trusted || http_addr_key(sa, key) < 0 || http_ip_count(h, key) < limit)
         return MHD_YES;
     metrics_rejection(metrics_reason("per_ip_limit"));
@@ -294,6 +295,8 @@ static enum MHD_Result http_send(struct http_req *rq, int status, const char *ty
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (atomic_load(&rq->h->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(rq->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     rq->status = status;
@@ -577,7 +580,6 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
         return -ENOMEM;
     h->d = d;
     h->store = store;
-    h->quiesced_fd = MHD_INVALID_SOCKET;
     pthread_mutex_init(&h->ip_lock, NULL);
     h->route_unmatched = metrics_route("unmatched");
     h->route_builtin[BUILTIN_HEALTHZ] = metrics_route("/healthz");
@@ -618,12 +620,16 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     return 0;
 }
 
-/* Stop accepting. The listening socket may still be in use by MHD's
- * threads, so it is closed only after MHD_stop_daemon. */
+/*
+ * Stop accepting. MHD_quiesce_daemon is not used: in libmicrohttpd 0.9.75 it
+ * races with the epoll workers of a thread pool (both remove the listening
+ * socket from the epoll set; the loser calls MHD_PANIC and aborts the
+ * process). The accept policy refuses new connections instead, and answers
+ * on open ones say "Connection: close".
+ */
 void http_quiesce(struct http *h)
 {
-    if (h->quiesced_fd == MHD_INVALID_SOCKET)
-        h->quiesced_fd = MHD_quiesce_daemon(h->mhd);
+    atomic_store(&h->draining, 1);
 }
 
 long http_in_flight(struct http *h)
@@ -640,8 +646,6 @@ struct http *http_stop(struct http *h)
     if (!h)
         return NULL;
     MHD_stop_daemon(h->mhd);
-    if (h->quiesced_fd != MHD_INVALID_SOCKET)
-        close(h->quiesced_fd);
     for (i = 0; i < HTTP_IP_BUCKETS; i++) {
         for (e = h->ips[i]; e; e = next) {
             next = e->next;

@@ -296,6 +296,7 @@ static const struct ctl_command *ctl_command_find(const char *name)
     return NULL;
 }
 
+/* Global options, then the command named first runs with the rest. */
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {

@@ -175,10 +175,10 @@ def baidu_signed(fields, key):
 class Daemon:
     """One payhookd process with its own directory, config and store."""
 
-    def __init__(self, extra_config="", server_extra="", store_extra="", workdir=None):
+    def __init__(self, extra_config="", server_extra="", store_extra="", workdir=None, db_path=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="payhookd-e2e-")
         self.port = free_port()
-        self.db_path = os.path.join(self.dir, "payhookd.db")
+        self.db_path = db_path or os.path.join(self.dir, "payhookd.db")
         self.conf = os.path.join(self.dir, "payhookd.conf")
         self.log_path = os.path.join(self.dir, "payhookd.log")
         self.vg_log = os.path.join(self.dir, "valgrind.log")
@@ -191,14 +191,14 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write(text)
 
-    def start(self, wait=True, expect_fail=False):
+    def start(self, wait=True, expect_fail=False, env=None):
         argv = [PAYHOOKD, "-c", self.conf]
         if VALGRIND:
             argv = ["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
                     "--show-leak-kinds=definite,indirect,possible", "--errors-for-leak-kinds=definite,indirect,possible",
                     "--log-file=" + self.vg_log] + argv
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if not wait:
             return self
         deadline = time.time() + (60 if VALGRIND else 10)
