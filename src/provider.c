@@ -18,10 +18,14 @@
 
 extern const struct provider provider_baidu_tp;
 extern const struct provider provider_baidu_pay;
+extern const struct provider provider_gateway;
+extern const struct provider provider_alipay;
 
 const struct provider *const providers[] = {
     &provider_baidu_tp,
     &provider_baidu_pay,
+    &provider_gateway,
+    &provider_alipay,
     NULL,
 };
 

@@ -1,0 +1,357 @@
+/*
+ * alipay.c: the Alipay asynchronous notification (protocols.md section 4).
+ * A form signed by Alipay (RSA2 = SHA256withRSA, RSA = SHA1withRSA) with the
+ * Alipay public key of the app named by its app_id, verified over the raw
+ * decoded bytes (the "V1" string, then once with sign_type kept, as the
+ * official SDKs do), checked for the merchant's seller_id, stored, and only
+ * then answered with the exact body "success". Every other answer is "fail",
+ * which makes Alipay deliver again.
+ */
+#include <errno.h>
+#include <iconv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "amount.h"
+#include "crypto.h"
+#include "form.h"
+#include "provider.h"
+
+#define AP_TYPE      "text/plain; charset=utf-8"
+#define AP_OK        "success"
+#define AP_FAIL      "fail"
+#define AP_QUOTE_MAX 64 /* bytes of a received value quoted in a rejection detail */
+
+struct ap_state {
+    const struct config *c;
+};
+
+/* V1: what trade notifications sign. V2: sign_type kept (service market, SDK fixtures).
+ */
+static const char *const ap_v1_excluded[] = {"sign", "sign_type", NULL};
+static const char *const ap_v2_excluded[] = {"sign", NULL};
+static const struct form_canon_rule ap_v1 = {ap_v1_excluded, 1, NULL, 0};
+static const struct form_canon_rule ap_v2 = {ap_v2_excluded, 1, NULL, 0};
+
+/* A received value made safe to quote in a log line (non-printable bytes as '.'). */
+static const char *ap_quote(const char *v, size_t len, char q[AP_QUOTE_MAX + 1])
+{
+    util_printable(v, len, q, AP_QUOTE_MAX + 1);
+    return q;
+}
+
+/* A field's value, or NULL when it is absent or empty. */
+static const char *ap_opt(const struct form *f, const char *key)
+{
+    size_t len;
+    const char *v = form_get(f, key, &len);
+
+    return v && len ? v : NULL;
+}
+
+/* A required field, or NULL after filling a 400 rejection. */
+static const char *ap_need(const struct form *f, const char *key,
+                           struct provider_reply *out)
+{
+    const char *v = ap_opt(f, key);
+
+    if (!v)
+        provider_reject(out, 400, "missing_field", AP_FAIL,
+                        "field %s is missing or empty", key);
+    return v;
+}
+
+/* The configured app named by app_id, or NULL after a 400/401 rejection. */
+static const struct config_alipay_app *
+ap_app(const struct ap_state *st, const struct form *f, struct provider_reply *out)
+{
+    const char *app_id = ap_need(f, "app_id", out);
+    char q[AP_QUOTE_MAX + 1];
+    size_t i, len;
+
+    if (!app_id)
+        return NULL;
+    form_get(f, "app_id", &len); /* compared by length too: a %00 must not cut it short */
+    for (i = 0; i < st->c->n_alipay_apps; i++)
+        if (strlen(st->c->alipay_apps[i]->app_id) == len &&
+            memcmp(st->c->alipay_apps[i]->app_id, app_id, len) == 0)
+            return st->c->alipay_apps[i];
+    provider_reject(out, 401, "unknown_app", AP_FAIL,
+                    "app_id %s is not configured ([alipay.app])",
+                    ap_quote(app_id, len, q));
+    return NULL;
+}
+
+/* 1 when the form carries a non-empty sign, else 0 after a 401 rejection. */
+static int ap_has_sign(const struct form *f, struct provider_reply *out)
+{
+    if (ap_opt(f, "sign"))
+        return 1;
+    provider_reject(out, 401, "missing_signature", AP_FAIL,
+                    "field sign is missing or empty");
+    return 0;
+}
+
+/* The digest sign_type names (absent or empty means RSA2): 0, or -1 after a 401
+ * rejection. */
+static int ap_hash(const struct form *f, enum crypto_hash *h, struct provider_reply *out)
+{
+    size_t len;
+    const char *t = form_get(f, "sign_type", &len);
+    char q[AP_QUOTE_MAX + 1];
+
+    if (!t || !len || strcmp(t, "RSA2") == 0) {
+        *h = CRYPTO_SHA256;
+        return 0;
+    }
+    if (strcmp(t, "RSA") == 0) {
+        *h = CRYPTO_SHA1;
+        return 0;
+    }
+    provider_reject(out, 401, "bad_sign_type", AP_FAIL,
+                    "field sign_type '%s' is neither RSA2 nor RSA", ap_quote(t, len, q));
+    return -1;
+}
+
+/* Check sign (present: see ap_has_sign) by V1, then with sign_type kept: 0 or -errno. */
+static int ap_check(const struct config_alipay_app *app, const struct form *f,
+                    enum crypto_hash h, struct provider_reply *out)
+{
+    size_t len;
+    const char *sig = form_get(f, "sign", &len);
+    int r = provider_verify_form(f, &ap_v1, app->alipay_key, h, sig, len, out);
+
+    if (r == -EBADMSG && ap_opt(f, "sign_type"))
+        r = provider_verify_form(f, &ap_v2, app->alipay_key, h, sig, len, out);
+    return r;
+}
+
+/* Verify the signature: 0, or -1 after a 401 (or, for an internal failure, 503)
+ * rejection. */
+static int ap_verify(const struct config_alipay_app *app, const struct form *f,
+                     enum crypto_hash h, struct provider_reply *out)
+{
+    const char *alg = h == CRYPTO_SHA256 ? "RSA2" : "RSA";
+    int r = ap_check(app, f, h, out);
+
+    if (r == 0)
+        return 0;
+    if (r == -ENOMEM || r == -EIO)
+        provider_reject(out, 503, "internal", AP_FAIL,
+                        "cannot verify sign for [alipay.app %s]: %s", app->name,
+                        r == -ENOMEM ? "out of memory" : "crypto failure");
+    else if (r == -EINVAL)
+        provider_reject(out, 401, "bad_signature", AP_FAIL,
+                        "field sign is not base64 ([alipay.app %s])", app->name);
+    else
+        provider_reject(
+            out, 401, "bad_signature", AP_FAIL,
+            "field sign does not verify (%s, with and without sign_type) with the "
+            "alipay_public_key of [alipay.app %s]",
+            alg, app->name);
+    return -1;
+}
+
+/* 1 when seller_id is the configured one (or none is configured), else 0 after a 401. */
+static int ap_seller_ok(const struct config_alipay_app *app, const struct form *f,
+                        struct provider_reply *out)
+{
+    size_t len;
+    const char *v = form_get(f, "seller_id", &len);
+    char q[AP_QUOTE_MAX + 1];
+
+    if (!app->seller_id || !app->seller_id[0] ||
+        (v && len == strlen(app->seller_id) && memcmp(v, app->seller_id, len) == 0))
+        return 1;
+    provider_reject(out, 401, "wrong_seller", AP_FAIL,
+                    "field seller_id '%s' is not the seller_id of [alipay.app %s]",
+                    v ? ap_quote(v, len, q) : "(absent)", app->name);
+    return 0;
+}
+
+/* total_amount (yuan) as fen: 1 present, 0 absent or empty, -1 invalid (rejected 400). */
+static int ap_amount(const struct form *f, int64_t *fen, struct provider_reply *out)
+{
+    size_t len;
+    const char *v = form_get(f, "total_amount", &len);
+    char q[AP_QUOTE_MAX + 1];
+
+    if (!v || !len)
+        return 0;
+    if (amount_yuan_to_fen(v, len, fen) == 0)
+        return 1;
+    provider_reject(
+        out, 400, "bad_amount", AP_FAIL,
+        "field total_amount '%s' is not a yuan amount with at most two decimals",
+        ap_quote(v, len, q));
+    return -1;
+}
+
+/* Whether the form declares GBK values (GB2312 is a subset of GBK). */
+static int ap_is_gbk(const struct form *f)
+{
+    const char *cs = form_get(f, "charset", NULL);
+
+    return cs && (strcasecmp(cs, "gbk") == 0 || strcasecmp(cs, "gb2312") == 0);
+}
+
+/* Convert n bytes of GBK into dst (room for 4 bytes per input byte): 0 or -1. */
+static int ap_iconv(iconv_t cd, const char *src, size_t n, char *dst, size_t *dst_len)
+{
+    char *in = (char *)src, *o = dst;
+    size_t left = n * 4;
+
+    iconv(cd, NULL, NULL, NULL, NULL);
+    if (iconv(cd, &in, &n, &o, &left) == (size_t)-1 ||
+        iconv(cd, NULL, NULL, &o, &left) == (size_t)-1)
+        return -1;
+    *dst_len = (size_t)(o - dst);
+    return 0;
+}
+
+/* Largest value length of a form. */
+static size_t ap_max_value(const struct form *f)
+{
+    size_t i, max = 0;
+
+    for (i = 0; i < form_count(f); i++)
+        if (form_at(f, i)->value_len > max)
+            max = form_at(f, i)->value_len;
+    return max;
+}
+
+/* A copy of the form with every value converted from GBK to UTF-8, or NULL
+ * when one is not valid GBK (or on ENOMEM). No UTF-8 character is longer
+ * than 4 bytes and no GBK one shorter than 1, so 4n bytes always suffice. */
+static struct form *ap_form_utf8(const struct form *f)
+{
+    iconv_t cd = iconv_open("UTF-8", "GBK");
+    struct form *u = NULL;
+    char *scratch = NULL;
+    size_t i, n;
+
+    if (cd == (iconv_t)-1)
+        return NULL;
+    scratch = malloc(ap_max_value(f) * 4 + 1);
+    u = scratch ? form_new() : NULL;
+    for (i = 0; u && i < form_count(f); i++) {
+        const struct form_field *fl = form_at(f, i);
+        if (ap_iconv(cd, fl->value, fl->value_len, scratch, &n) < 0 ||
+            form_add(u, fl->key, fl->key_len, scratch, n) < 0)
+            u = form_free(u);
+    }
+    free(scratch);
+    iconv_close(cd);
+    return u;
+}
+
+/* The fields as JSON. GBK values are transcoded here, after verification and
+ * for this column only; the raw body keeps the bytes as signed. */
+static const char *ap_fields(const struct form *f, struct provider_reply *out)
+{
+    struct form *u;
+    const char *json;
+
+    if (!ap_is_gbk(f) || !(u = ap_form_utf8(f)))
+        return provider_form_json(f, out);
+    json = provider_form_json(u, out);
+    form_free(u);
+    return json;
+}
+
+/* Fill the event of a verified notification. */
+static enum provider_verdict ap_event(const struct provider_request *rq,
+                                      const struct form *f,
+                                      const struct config_alipay_app *app,
+                                      const char *notify_id, struct provider_reply *out)
+{
+    struct store_event *ev = &out->ev;
+
+    ev->provider = "alipay";
+    ev->kind = "notify";
+    ev->app = app->app_id;
+    ev->verified = 1;
+    ev->order_id = ap_opt(f, "trade_no");
+    ev->merchant_order_id = ap_opt(f, "out_trade_no");
+    ev->status = ap_opt(f, "trade_status");
+    /* A resend keeps notify_id; a later trade_status is a new event. */
+    ev->dedupe_key = arena_printf(out->arena, "alipay:%s:%s:%s", app->app_id, notify_id,
+                                  ev->status ? ev->status : "");
+    ev->remote_addr = rq->remote_addr;
+    ev->fields = ap_fields(f, out);
+    ev->body = rq->body;
+    ev->body_len = rq->body_len;
+    ev->answer = AP_OK;
+    out->answer_type = AP_TYPE;
+    out->fail_status = 503;
+    out->fail_body = AP_FAIL;
+    if (!ev->fields || !ev->dedupe_key)
+        return provider_reject(out, 503, "no_memory", AP_FAIL, "out of memory");
+    return PROVIDER_STORE;
+}
+
+/* The notification: parse, find the app, verify, check, store. */
+static enum provider_verdict ap_notify(const void *state,
+                                       const struct provider_request *rq,
+                                       struct provider_reply *out)
+{
+    const struct config_alipay_app *app;
+    const char *notify_id;
+    enum crypto_hash hash;
+    struct form *f;
+
+    if (provider_form(rq, out, AP_FAIL, &f) != PROVIDER_STORE)
+        return PROVIDER_ANSWER;
+    if (!(app = ap_app(state, f, out)) || !ap_has_sign(f, out) ||
+        ap_hash(f, &hash, out) < 0 || ap_verify(app, f, hash, out) < 0 ||
+        !ap_seller_ok(app, f, out))
+        return PROVIDER_ANSWER;
+    if (!(notify_id = ap_need(f, "notify_id", out)))
+        return PROVIDER_ANSWER;
+    switch (ap_amount(f, &out->ev.amount_fen, out)) {
+    case -1:
+        return PROVIDER_ANSWER;
+    case 1:
+        out->ev.has_amount = 1;
+        break;
+    }
+    return ap_event(rq, f, app, notify_id, out);
+}
+
+static const struct route_ops ap_ops = {"notify", provider_accepts_form, ap_notify};
+
+/* Register the notify route when at least one [alipay.app] is configured. */
+static int ap_load(const struct config *c, struct routes *rt, void **state, char *err,
+                   size_t errlen)
+{
+    struct ap_state *st;
+    int r;
+
+    if (c->n_alipay_apps == 0)
+        return 0;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        return -ENOMEM;
+    st->c = c;
+    r = routes_add(rt, c->alipay.notify_path, &ap_ops, st, err, errlen);
+    if (r < 0) {
+        free(st);
+        return r;
+    }
+    *state = st;
+    return 0;
+}
+
+/* Free the state. */
+static void ap_unload(void *state)
+{
+    free(state);
+}
+
+const struct provider provider_alipay = {
+    "alipay",
+    ap_load,
+    ap_unload,
+};

@@ -1,0 +1,348 @@
+/*
+ * gateway.c: payment notifications from aggregated payment gateways
+ * (protocols.md section 6), one route per [gateway NAME]. Each gateway signs
+ * its form with MD5 over the sorted fields and a shared secret (appended as
+ * "&key=SECRET" or alone) or with RSA; the rule, the excluded keys and the
+ * acknowledgement are configured per gateway. The acknowledgement goes out
+ * only once the notification is durably stored; anything else answers FAIL
+ * so the gateway resends.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amount.h"
+#include "crypto.h"
+#include "form.h"
+#include "provider.h"
+
+#define GW_FAIL      "FAIL"
+#define GW_TEXT_TYPE "text/plain; charset=utf-8"
+/* Bytes of a callback's value quoted in a rejection detail. */
+#define GW_QUOTE_MAX 48
+
+/* One configured gateway, ready to verify: what a route's state points at. */
+struct gw_entry {
+    const struct config_gateway *g;
+    char *provider;       /* "gateway.NAME", the events' provider column */
+    const char **exclude; /* "sign" plus the configured exclude words */
+    char *append;         /* md5: "&key=SECRET" or "SECRET"; wiped on unload */
+    size_t append_len;
+};
+
+struct gw_state {
+    size_t n;
+    struct gw_entry e[];
+};
+
+/* A field's value when present and non-empty, else NULL. */
+static const char *gw_get(const struct form *f, const char *key, size_t *len)
+{
+    size_t n;
+    const char *v = form_get(f, key, &n);
+
+    if (!v || n == 0)
+        return NULL;
+    if (len)
+        *len = n;
+    return v;
+}
+
+/* A callback's value made safe to quote in a detail (logged by http.c):
+ * printable ASCII kept, other bytes as '?', cut at GW_QUOTE_MAX bytes. */
+static void gw_quote(char *dst, const char *v, size_t len)
+{
+    size_t i, n = len < GW_QUOTE_MAX ? len : GW_QUOTE_MAX;
+
+    for (i = 0; i < n; i++)
+        dst[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
+    dst[n] = '\0';
+}
+
+/* MD5 rules: hash the canonical string with the secret appended and compare
+ * in constant time. 0 verified, -EBADMSG, -ENOMEM. */
+static int gw_check_md5(const struct gw_entry *e, const struct form *f, const char *sig,
+                        size_t sig_len)
+{
+    struct form_canon_rule rule = {e->exclude, e->g->drop_empty, e->append,
+                                   e->append_len};
+    char *canon = NULL, hex[33];
+    size_t canon_len;
+    int ok;
+
+    if (form_canonical(f, &rule, &canon, &canon_len) < 0)
+        return -ENOMEM;
+    crypto_md5_hex(canon, canon_len, 0, hex);
+    explicit_bzero(canon, canon_len); /* it ends with the secret */
+    free(canon);
+    ok = sig_len == 32 && crypto_hexeq_nocase(hex, sig, 32);
+    return ok ? 0 : -EBADMSG;
+}
+
+/* RSA rule: PKCS#1 v1.5 over the canonical string, no secret. Same returns. */
+static int gw_check_rsa(const struct gw_entry *e, const struct form *f, const char *sig,
+                        size_t sig_len, struct provider_reply *out)
+{
+    struct form_canon_rule rule = {e->exclude, e->g->drop_empty, NULL, 0};
+    enum crypto_hash h = e->g->rsa_sha256 ? CRYPTO_SHA256 : CRYPTO_SHA1;
+    int r = provider_verify_form(f, &rule, e->g->public_key, h, sig, sig_len, out);
+
+    return r == -ENOMEM ? r : r < 0 ? -EBADMSG : 0;
+}
+
+/* Check `sign` by the gateway's rule: 1 verified, 0 after a rejection. */
+static int gw_verify(const struct gw_entry *e, const struct form *f,
+                     struct provider_reply *out)
+{
+    size_t len;
+    const char *sig = gw_get(f, "sign", &len);
+    int r;
+
+    if (!sig) {
+        provider_reject(out, 401, "missing_signature", GW_FAIL,
+                        "field sign is missing or empty");
+        return 0;
+    }
+    if (e->g->sign == GW_SIGN_RSA)
+        r = gw_check_rsa(e, f, sig, len, out);
+    else
+        r = gw_check_md5(e, f, sig, len);
+    if (r == -ENOMEM)
+        provider_reject(out, 503, "no_memory", GW_FAIL, "out of memory verifying sign");
+    else if (r < 0)
+        provider_reject(out, 401, "bad_signature", GW_FAIL,
+                        "sign does not verify with the %s of [gateway %s]",
+                        e->g->sign == GW_SIGN_RSA ? "public_key" : "secret", e->g->name);
+    return r == 0;
+}
+
+/* When the gateway has an app_id configured, the callback must carry it:
+ * 1 matches (or nothing to check), 0 after a rejection. */
+static int gw_merchant_ok(const struct gw_entry *e, const struct form *f,
+                          struct provider_reply *out)
+{
+    size_t len = 0;
+    const char *v = form_get(f, "app_id", &len);
+    char q[GW_QUOTE_MAX + 1];
+
+    if (!e->g->app_id ||
+        (v && len == strlen(e->g->app_id) && strcmp(v, e->g->app_id) == 0))
+        return 1;
+    gw_quote(q, v ? v : "", v ? len : 0);
+    provider_reject(out, 401, "wrong_merchant", GW_FAIL,
+                    "app_id '%s' is not the app_id configured for [gateway %s]", q,
+                    e->g->name);
+    return 0;
+}
+
+/* total_amount (yuan) into the event as fen; absent or empty leaves it NULL.
+ * 0, or -1 after a 400 rejection. */
+static int gw_amount(const struct form *f, struct store_event *ev,
+                     struct provider_reply *out)
+{
+    size_t len;
+    const char *v = gw_get(f, "total_amount", &len);
+    char q[GW_QUOTE_MAX + 1];
+
+    if (!v)
+        return 0;
+    if (amount_yuan_to_fen(v, len, &ev->amount_fen) == 0) {
+        ev->has_amount = 1;
+        return 0;
+    }
+    gw_quote(q, v, len);
+    provider_reject(out, 400, "bad_amount", GW_FAIL,
+                    "total_amount '%s' is not a yuan amount with at most two decimals",
+                    q);
+    return -1;
+}
+
+/* The platform's status: trade_status (Alipay channel), else result_code, else status. */
+static const char *gw_status(const struct form *f)
+{
+    const char *s = gw_get(f, "trade_status", NULL);
+
+    if (!s)
+        s = gw_get(f, "result_code", NULL);
+    if (!s)
+        s = gw_get(f, "status", NULL);
+    return s;
+}
+
+/* One part of the dedupe key with ':', '%' and NUL escaped as %XX, so that
+ * distinct (out_trade_no, trade_no, status) never share a key. NULL: "". */
+static char *gw_key_part(struct arena *a, const char *v, size_t len)
+{
+    char *s = arena_alloc(a, len * 3 + 1), *o = s;
+    size_t i;
+
+    if (!s)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        if (v[i] == ':' || v[i] == '%' || v[i] == '\0')
+            o += sprintf(o, "%%%02X", (unsigned char)v[i]);
+        else
+            *o++ = v[i];
+    }
+    *o = '\0';
+    return s;
+}
+
+/* "gateway:NAME:<out_trade_no>:<trade_no or empty>:<status or empty>". */
+static const char *gw_dedupe_key(const struct gw_entry *e, const struct form *f,
+                                 const char *status, struct provider_reply *out)
+{
+    size_t out_len = 0, trade_len = 0, status_len = status ? strlen(status) : 0;
+    const char *otn = form_get(f, "out_trade_no", &out_len);
+    const char *tn = gw_get(f, "trade_no", &trade_len);
+    char *a = gw_key_part(out->arena, otn, out_len);
+    char *b = gw_key_part(out->arena, tn, tn ? trade_len : 0);
+    char *c = gw_key_part(out->arena, status, status_len);
+
+    if (!a || !b || !c)
+        return NULL;
+    return arena_printf(out->arena, "gateway:%s:%s:%s:%s", e->g->name, a, b, c);
+}
+
+/* Fill the event to store and the answers; the checks have passed. */
+static enum provider_verdict gw_event(const struct gw_entry *e,
+                                      const struct provider_request *rq,
+                                      const struct form *f, struct provider_reply *out)
+{
+    struct store_event *ev = &out->ev;
+    const char *app = gw_get(f, "app_id", NULL);
+
+    ev->provider = e->provider;
+    ev->kind = "notify";
+    ev->app = app ? app : e->g->name;
+    ev->verified = 1;
+    ev->order_id = gw_get(f, "trade_no", NULL);
+    ev->merchant_order_id = form_get(f, "out_trade_no", NULL);
+    ev->status = gw_status(f);
+    ev->remote_addr = rq->remote_addr;
+    ev->fields = provider_form_json(f, out);
+    ev->body = rq->body;
+    ev->body_len = rq->body_len;
+    ev->dedupe_key = gw_dedupe_key(e, f, ev->status, out);
+    ev->answer = e->g->ack;
+    out->answer_type = GW_TEXT_TYPE;
+    out->fail_status = 503;
+    out->fail_body = GW_FAIL;
+    if (!ev->fields || !ev->dedupe_key)
+        return provider_reject(out, 503, "no_memory", GW_FAIL, "out of memory");
+    return PROVIDER_STORE;
+}
+
+/* A gateway's payment notification: parse, verify, check, then store. */
+static enum provider_verdict gw_notify(const void *state,
+                                       const struct provider_request *rq,
+                                       struct provider_reply *out)
+{
+    const struct gw_entry *e = state;
+    struct form *f;
+
+    if (provider_form(rq, out, GW_FAIL, &f) != PROVIDER_STORE)
+        return PROVIDER_ANSWER;
+    if (!gw_verify(e, f, out) || !gw_merchant_ok(e, f, out))
+        return PROVIDER_ANSWER;
+    if (!gw_get(f, "out_trade_no", NULL))
+        return provider_reject(out, 400, "missing_field", GW_FAIL,
+                               "field out_trade_no is missing or empty");
+    if (gw_amount(f, &out->ev, out) < 0)
+        return PROVIDER_ANSWER;
+    return gw_event(e, rq, f, out);
+}
+
+static const struct route_ops gw_ops = {"notify", provider_accepts_form, gw_notify};
+
+/* The keys left out of the signed string: `sign` always (a signature cannot
+ * sign itself), then the configured words. NULL on ENOMEM. */
+static const char **gw_exclude(const struct config_gateway *g)
+{
+    size_t n = 0, i;
+    const char **x;
+
+    while (g->exclude && g->exclude[n])
+        n++;
+    x = calloc(n + 2, sizeof(*x));
+    if (!x)
+        return NULL;
+    x[0] = "sign";
+    for (i = 0; i < n; i++)
+        x[i + 1] = g->exclude[i];
+    return x;
+}
+
+/* Build one entry from its section. 0 or -ENOMEM. */
+static int gw_entry_init(struct gw_entry *e, const struct config_gateway *g)
+{
+    const char *sep = g->sign == GW_SIGN_MD5_KEY ? "&key=" : "";
+
+    e->g = g;
+    if (asprintf(&e->provider, "gateway.%s", g->name) < 0)
+        e->provider = NULL;
+    e->exclude = gw_exclude(g);
+    if (g->sign != GW_SIGN_RSA) {
+        e->append_len = strlen(sep) + strlen(g->secret);
+        if (asprintf(&e->append, "%s%s", sep, g->secret) < 0)
+            e->append = NULL;
+    }
+    if (!e->provider || !e->exclude || (g->sign != GW_SIGN_RSA && !e->append))
+        return -ENOMEM;
+    return 0;
+}
+
+/* Free the state, wiping the copies of the secrets; NULL-safe. */
+static void gw_unload(void *state)
+{
+    struct gw_state *st = state;
+    size_t i;
+
+    if (!st)
+        return;
+    for (i = 0; i < st->n; i++) {
+        if (st->e[i].append)
+            explicit_bzero(st->e[i].append, st->e[i].append_len);
+        free(st->e[i].append);
+        free(st->e[i].provider);
+        free(st->e[i].exclude);
+    }
+    free(st);
+}
+
+/* One entry and one route per [gateway NAME]; no state when none is configured. */
+static int gw_load(const struct config *c, struct routes *rt, void **state, char *err,
+                   size_t errlen)
+{
+    struct gw_state *st;
+    size_t i;
+    int r = 0;
+
+    if (c->n_gateways == 0)
+        return 0;
+    st = calloc(1, sizeof(*st) + c->n_gateways * sizeof(st->e[0]));
+    if (!st)
+        return -ENOMEM;
+    for (i = 0; i < c->n_gateways && r == 0; i++) {
+        st->n = i + 1;
+        r = gw_entry_init(&st->e[i], c->gateways[i]);
+        if (r < 0)
+            snprintf(err, errlen, "[gateway %s]: out of memory", c->gateways[i]->name);
+        else
+            r = routes_add(rt, c->gateways[i]->notify_path, &gw_ops, &st->e[i], err,
+                           errlen);
+    }
+    if (r < 0) {
+        gw_unload(st);
+        return r;
+    }
+    *state = st;
+    return 0;
+}
+
+const struct provider provider_gateway = {
+    "gateway",
+    gw_load,
+    gw_unload,
+};
