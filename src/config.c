@@ -70,7 +70,6 @@ struct conf_state {
     FILE *f;
     unsigned line;
     char *long_value; /* the value of a line too long for inih */
-    int long_error;   /* a long line that is not key = value */
     struct conf_inst inst[CONF_MAX_INSTANCES];
     size_t n_inst;
     char err[768];
@@ -598,48 +597,94 @@ static char *conf_trim(char *s)
     return s;
 }
 
+static void conf_fail(struct conf_state *st, const char *section, const char *key,
+                      const char *msg);
+static struct conf_inst *conf_instance(struct conf_state *st, const char *section);
+
+/* Cut an inline comment (" ;" or "\t;", as inih does) off a value. */
+static void conf_cut_comment(char *v)
+{
+    char *p;
+
+    for (p = v; (p = strchr(p, ';')) != NULL; p++) {
+        if (p > v && (p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            break;
+        }
+    }
+}
+
+/* A "[section]" line: the section is created and checked here, on its own line. */
+static int conf_header(struct conf_state *st, const char *s)
+{
+    char name[128];
+    const char *end = strchr(s, ']'), *after = end ? end + 1 + strspn(end + 1, " \t") : NULL;
+
+    if (!end || (*after && *after != ';' && *after != '#') ||
+        (size_t)(end - s - 1) >= sizeof(name)) {
+        conf_fail(st, "", NULL, "malformed section header (expected [NAME] alone on the line)");
+        return -1;
+    }
+    memcpy(name, s + 1, (size_t)(end - s - 1));
+    name[end - s - 1] = '\0';
+    return conf_instance(st, name) ? 0 : -1;
+}
+
+/* Keep the value of a line too long for inih; hand inih "key = <mark>". */
+static void conf_long_value(struct conf_state *st, char *s, char *eq, char *str, int num)
+{
+    *eq = '\0';
+    if (st->long_value) {
+        explicit_bzero(st->long_value, strlen(st->long_value));
+        free(st->long_value);
+    }
+    conf_cut_comment(eq + 1);
+    st->long_value = strdup(conf_trim(eq + 1));
+    snprintf(str, (size_t)num, "%s = %s\n", conf_trim(s), CONF_LONG_MARK);
+}
+
 /*
  * inih reader: one physical line per call, so st->line is always the line
- * being parsed. Debian's libinih is built with a 200-byte line buffer, and a
- * bare base64 RSA key is longer; such a "key = value" line is handed to inih
- * as "key = <mark>" with the real value kept here. Leading blanks are
+ * being parsed. Section headers are checked here, so an error in one names
+ * its own line. Debian's libinih is built with a 200-byte line buffer, and
+ * a bare base64 RSA key is longer; such a "key = value" line is handed to
+ * inih as "key = <mark>" with the real value kept here. Leading blanks are
  * removed so an indented line is never taken for a continuation line.
+ * Returning NULL ends the parse (at the first error).
  */
 static char *conf_reader(char *str, int num, void *stream)
 {
     struct conf_state *st = stream;
-    char *line = NULL, *s, *eq;
+    char *line = NULL, *s, *eq, *ret = str;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, st->f);
 
-    if (n < 0) {
+    if (n < 0 || st->failed) {
         free(line);
         return NULL;
     }
     st->line++;
     s = conf_trim(line);
     if (n > CONF_LINE_MAX) {
-        st->long_error = 1;
-        snprintf(str, (size_t)num, ";\n");
+        conf_fail(st, "", NULL, "line longer than 65536 bytes");
+        ret = NULL;
+    } else if (s[0] == ';' || s[0] == '#') {
+        snprintf(str, (size_t)num, ";\n"); /* comments may be any length */
+    } else if (s[0] == '[') {
+        ret = conf_header(st, s) == 0 ? str : NULL;
+        if (ret)
+            snprintf(str, (size_t)num, "%s\n", s);
     } else if (strlen(s) + 2 <= (size_t)num) {
         snprintf(str, (size_t)num, "%s\n", s);
-    } else if (s[0] != ';' && s[0] != '#' && s[0] != '[' && (eq = strchr(s, '=')) &&
-               eq - s < num - 16) {
-        *eq = '\0';
-        if (st->long_value) {
-            explicit_bzero(st->long_value, strlen(st->long_value));
-            free(st->long_value);
-        }
-        st->long_value = strdup(conf_trim(eq + 1));
-        snprintf(str, (size_t)num, "%s = %s\n", conf_trim(s), CONF_LONG_MARK);
+    } else if ((eq = strchr(s, '=')) && eq - s < num - 16) {
+        conf_long_value(st, s, eq, str, num);
     } else {
-        /* A long comment is harmless; anything else long is an error. */
-        st->long_error = s[0] != ';' && s[0] != '#';
-        snprintf(str, (size_t)num, ";\n");
+        conf_fail(st, "", NULL, "line is too long or is not KEY = VALUE");
+        ret = NULL;
     }
     explicit_bzero(line, cap);
     free(line);
-    return str;
+    return ret;
 }
 
 /* Record the first error with its location. */
@@ -766,10 +811,6 @@ static int conf_handler(void *user, const char *section, const char *name, const
     char msg[320];
     int ki, r;
 
-    if (st->long_error) {
-        conf_fail(st, section, NULL, "line is too long or is not KEY = VALUE");
-        return 0;
-    }
     if (!section[0] && name) {
         conf_fail(st, section, NULL, "a key before any [section]");
         return 0;
@@ -1036,9 +1077,11 @@ int config_is_trusted_text(const struct config *c, const char *addr)
 
     if (inet_pton(AF_INET, addr, raw) == 1)
         return conf_trusted_raw(c, AF_INET, raw);
-    if (inet_pton(AF_INET6, addr, raw) == 1)
-        return conf_trusted_raw(c, AF_INET6, raw);
-    return 0;
+    if (inet_pton(AF_INET6, addr, raw) != 1)
+        return 0;
+    if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)raw))
+        return conf_trusted_raw(c, AF_INET, raw + 12);
+    return conf_trusted_raw(c, AF_INET6, raw);
 }
 
 /* conf_new_named writes the name and header line through the first members. */

@@ -308,12 +308,22 @@ static enum MHD_Result http_send(struct http_req *rq, int status, const char *ty
     return ret;
 }
 
+static const char *const http_builtin_paths[] = {NULL, "/healthz", "/readyz", "/metrics"};
+
+/* The route a request is recorded under: its path, or "unmatched". */
+static const char *http_route_name(const struct http_req *rq)
+{
+    if (rq->route)
+        return rq->route->path;
+    return rq->builtin ? http_builtin_paths[rq->builtin] : "unmatched";
+}
+
 /* Refuse a request: log it, count it, record it, answer it. */
 static enum MHD_Result http_reject(struct http_req *rq, int status, const char *reason,
                                    const char *detail, const char *body, const char *type,
                                    const char *allow)
 {
-    const char *route = rq->route ? rq->route->path : "unmatched";
+    const char *route = http_route_name(rq);
     char st[8];
     struct store_rejection rej = {
         route, rq->remote, status, reason, detail, rq->body.data,
@@ -454,13 +464,12 @@ static enum MHD_Result http_builtin(struct http_req *rq, const char *method)
 /* First call: route, check method and announced size. */
 static enum MHD_Result http_begin(struct http_req *rq, const char *url, const char *method)
 {
-    static const char *const builtins[] = {NULL, "/healthz", "/readyz", "/metrics"};
     const char *cl;
     unsigned long long n;
     int i;
 
     for (i = 1; i < 4; i++)
-        if (strcmp(url, builtins[i]) == 0)
+        if (strcmp(url, http_builtin_paths[i]) == 0)
             rq->builtin = (enum http_builtin)i;
     if (rq->builtin) {
         rq->metrics = rq->h->route_builtin[rq->builtin];

@@ -21,7 +21,6 @@
 #include "metrics.h"
 #include "util.h"
 
-#define STORE_TRIM_EVERY 64 /* rejections inserted between trims */
 
 /* Statements prepared once, indexed by this enum (OpenSMTPD style). */
 enum {
@@ -128,7 +127,6 @@ struct store {
     int stopping;
     atomic_int ready;
     atomic_ullong heartbeat;
-    unsigned since_trim;
     char last_error[256];
     pthread_mutex_t read_lock;
     pthread_cond_t read_cond;
@@ -321,8 +319,9 @@ static char *store_scopy(char **pos, const char *p)
 /* Record a rejection (copied, best effort). */
 void store_reject(struct store *s, const struct store_rejection *r)
 {
-    size_t n = sizeof(struct store_req) + store_slen(r->route) + store_slen(r->remote_addr) +
-               store_slen(r->reason) + store_slen(r->detail) + r->body_prefix_len;
+    const char *route = r->route ? r->route : "", *reason = r->reason ? r->reason : "unknown";
+    size_t n = sizeof(struct store_req) + store_slen(route) + store_slen(r->remote_addr) +
+               store_slen(reason) + store_slen(r->detail) + r->body_prefix_len;
     struct store_req *q = calloc(1, n);
     char *pos;
 
@@ -333,9 +332,9 @@ void store_reject(struct store *s, const struct store_rejection *r)
     util_iso8601_now(q->received_at);
     pos = (char *)(q + 1);
     q->status = r->status;
-    q->route = store_scopy(&pos, r->route ? r->route : "");
+    q->route = store_scopy(&pos, route);
     q->remote_addr = store_scopy(&pos, r->remote_addr);
-    q->reason = store_scopy(&pos, r->reason ? r->reason : "unknown");
+    q->reason = store_scopy(&pos, reason);
     q->detail = store_scopy(&pos, r->detail);
     q->body_prefix = pos;
     q->body_prefix_len = r->body_prefix_len;
@@ -479,14 +478,11 @@ static int store_write_rejection(struct store *s, struct store_req *q)
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE)
         return -EIO;
-    if (++s->since_trim >= STORE_TRIM_EVERY) {
-        s->since_trim = 0;
-        last = sqlite3_last_insert_rowid(s->db);
-        sqlite3_bind_int64(s->st[ST_TRIM_REJECTIONS], 1, last - (sqlite3_int64)s->o.rejections_keep);
-        rc = store_run(s, ST_TRIM_REJECTIONS);
-        return rc == SQLITE_DONE ? 0 : -EIO;
-    }
-    return 0;
+    /* A range delete on the primary key: nearly free when nothing is due. */
+    last = sqlite3_last_insert_rowid(s->db);
+    sqlite3_bind_int64(s->st[ST_TRIM_REJECTIONS], 1, last - (sqlite3_int64)s->o.rejections_keep);
+    rc = store_run(s, ST_TRIM_REJECTIONS);
+    return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 /* Keep the latest TP ticket (called from an in_tx callback). */
@@ -664,11 +660,15 @@ static void store_write_item(struct store *s, struct store_req *q)
             return;
         r = -EIO;
     }
-    store_run(s, ST_ROLLBACK_TO);
-    store_run(s, ST_RELEASE);
-failed:
+    /* The reason first: rolling back resets SQLite's error message. */
     snprintf(s->last_error, sizeof(s->last_error), "%s",
              r == -EIO ? sqlite3_errmsg(s->db) : strerror(-r));
+    store_run(s, ST_ROLLBACK_TO);
+    store_run(s, ST_RELEASE);
+    goto out;
+failed:
+    snprintf(s->last_error, sizeof(s->last_error), "%s", sqlite3_errmsg(s->db));
+out:
     q->res.outcome = STORE_FAILED;
     q->res.error = s->last_error;
 }

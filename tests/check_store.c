@@ -858,7 +858,7 @@ START_TEST(queued_events_share_a_commit)
     struct waiter wg = WAITER_INIT, w = WAITER_INIT;
     struct store_event g, ev[N];
     struct gate gate = GATE_INIT;
-    char keys[N][16];
+    char keys[N][24];
     unsigned long long tx0, le32, le64;
     int i;
 
@@ -892,7 +892,7 @@ START_TEST(batch_max_respected)
     struct waiter wg = WAITER_INIT, w = WAITER_INIT;
     struct store_event g, ev[N];
     struct gate gate = GATE_INIT;
-    char keys[N][16];
+    char keys[N][24];
     unsigned long long tx0;
     int i;
 
@@ -1094,7 +1094,7 @@ START_TEST(stop_drains_queue)
     struct store_options o = opts();
     struct store *s = open_ok(&o);
     struct store_event *ev = calloc(N, sizeof(*ev)), late;
-    char (*keys)[16] = calloc(N, sizeof(*keys));
+    char (*keys)[24] = calloc(N, sizeof(*keys));
     struct store_rejection r = {"/r", NULL, 404, "unknown_path", NULL, NULL, 0};
     int i;
 
@@ -1138,7 +1138,7 @@ START_TEST(queue_full)
     struct store_event g, ev[QMAX], extra;
     struct gate gate = GATE_INIT;
     struct store_rejection r = {"/r", NULL, 400, "bad_json", NULL, NULL, 0};
-    char keys[QMAX][16];
+    char keys[QMAX][24];
     unsigned long long lost0 = metric("payhookd_rejections_unrecorded_total");
     int i;
 
