@@ -23,8 +23,8 @@
 #define CONF_LONG_MARK "\x01long"
 
 struct conf_key;
-typedef int (*conf_parse_fn)(const struct conf_key *k, const char *v, void *dst, char *err,
-                             size_t errlen);
+typedef int (*conf_parse_fn)(const struct conf_key *k, const char *v, void *dst,
+                             char *err, size_t errlen);
 
 /* What a parsed value owns, so config_free can release any section generically. */
 enum conf_owns { OWN_NONE, OWN_STR, OWN_SECRET, OWN_KEY, OWN_STRV };
@@ -140,7 +140,8 @@ static int conf_size(const struct conf_key *k, const char *v, void *dst, char *e
     *(size_t *)dst = (size_t)n;
     return 0;
 bad:
-    snprintf(err, errlen, "'%s' is not a size between %ld and %ld bytes", v, k->min, k->max);
+    snprintf(err, errlen, "'%s' is not a size between %ld and %ld bytes", v, k->min,
+             k->max);
     return -EINVAL;
 }
 
@@ -148,7 +149,8 @@ bad:
 static int conf_bool(const struct conf_key *k, const char *v, void *dst, char *err,
                      size_t errlen)
 {
-    static const char *yes[] = {"yes", "true", "on", "1"}, *no[] = {"no", "false", "off", "0"};
+    static const char *yes[] = {"yes", "true", "on", "1"},
+                      *no[] = {"no", "false", "off", "0"};
     size_t i;
 
     for (i = 0; i < ARRAY_SIZE(yes); i++) {
@@ -201,7 +203,8 @@ static int conf_log_level(const struct conf_key *k, const char *v, void *dst, ch
 static int conf_listen(const struct conf_key *k, const char *v, void *dst, char *err,
                        size_t errlen)
 {
-    struct config_server *s = (struct config_server *)((char *)dst - offsetof(struct config_server, listen));
+    struct config_server *s =
+        (struct config_server *)((char *)dst - offsetof(struct config_server, listen));
     char host[64];
     const char *colon, *h = v;
     size_t hl;
@@ -223,6 +226,8 @@ static int conf_listen(const struct conf_key *k, const char *v, void *dst, char 
     memcpy(host, h, hl);
     host[hl] = '\0';
     errno = 0;
+    if (strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5)
+        goto bad;
     port = strtoul(colon + 1, &end, 10);
     if (errno || *end || colon[1] == '\0' || port > 65535)
         goto bad;
@@ -288,7 +293,8 @@ static int conf_net_one(const char *tok, struct config_net *n)
 static int conf_nets(const struct conf_key *k, const char *v, void *dst, char *err,
                      size_t errlen)
 {
-    struct config_server *s = (struct config_server *)((char *)dst - offsetof(struct config_server, trusted));
+    struct config_server *s =
+        (struct config_server *)((char *)dst - offsetof(struct config_server, trusted));
     struct config_net *list = NULL, *grown;
     size_t n = 0;
     char *copy = strdup(v), *tok, *save = NULL;
@@ -324,7 +330,8 @@ static int conf_aes_key(const struct conf_key *k, const char *v, void *dst, char
                         size_t errlen)
 {
     if (strlen(v) != 43 || crypto_tp_key(v, dst) < 0) {
-        snprintf(err, errlen, "must be the 43-character EncodingAESKey from the platform");
+        snprintf(err, errlen,
+                 "must be the 43-character EncodingAESKey from the platform");
         return -EINVAL;
     }
     return 0;
@@ -338,10 +345,11 @@ static int conf_path(const struct conf_key *k, const char *v, void *dst, char *e
                          "0123456789/-._~");
 
     if (v[0] != '/' || v[n] != '\0' || strlen(v) > 200) {
-        snprintf(err, errlen,
-                 "'%s' is not a path: it must start with '/' and use only letters, digits "
-                 "and / - . _ ~",
-                 v);
+        snprintf(
+            err, errlen,
+            "'%s' is not a path: it must start with '/' and use only letters, digits "
+            "and / - . _ ~",
+            v);
         return -EINVAL;
     }
     return conf_str(k, v, dst, err, errlen);
@@ -411,18 +419,25 @@ static const char *const gw_sign_choices[] = {"md5_key", "md5_append", "rsa", NU
 static const char *const hex_choices[] = {"lower", "upper", NULL};
 static const char *const hash_choices[] = {"sha1", "sha256", NULL};
 
-#define END_KEYS {NULL, NULL, 0, 0, 0, NULL, 0, NULL, OWN_NONE}
+#define END_KEYS                                                                         \
+    {                                                                                    \
+        NULL, NULL, 0, 0, 0, NULL, 0, NULL, OWN_NONE                                     \
+    }
 
 #define SRV(f) offsetof(struct config_server, f)
 static const struct conf_key server_keys[] = {
     {"listen", conf_listen, SRV(listen), 0, 0, NULL, 1, NULL, OWN_STR},
     {"threads", conf_uint, SRV(threads), 0, 256, "0", 0, NULL, OWN_NONE},
-    {"max_body", conf_size, SRV(max_body), 1024, 64 * 1024 * 1024, "65536", 0, NULL, OWN_NONE},
-    {"connection_timeout", conf_uint, SRV(connection_timeout), 1, 3600, "10", 0, NULL, OWN_NONE},
-    {"max_connections", conf_uint, SRV(max_connections), 1, 65536, "1024", 0, NULL, OWN_NONE},
-    {"max_connections_per_ip", conf_uint, SRV(max_connections_per_ip), 1, 65536, "256", 0, NULL,
+    {"max_body", conf_size, SRV(max_body), 1024, 64 * 1024 * 1024, "65536", 0, NULL,
      OWN_NONE},
-    {"trusted_proxies", conf_nets, SRV(trusted), 0, 0, "127.0.0.1 ::1", 0, NULL, OWN_NONE},
+    {"connection_timeout", conf_uint, SRV(connection_timeout), 1, 3600, "10", 0, NULL,
+     OWN_NONE},
+    {"max_connections", conf_uint, SRV(max_connections), 1, 65536, "1024", 0, NULL,
+     OWN_NONE},
+    {"max_connections_per_ip", conf_uint, SRV(max_connections_per_ip), 1, 65536, "256", 0,
+     NULL, OWN_NONE},
+    {"trusted_proxies", conf_nets, SRV(trusted), 0, 0, "127.0.0.1 ::1", 0, NULL,
+     OWN_NONE},
     {"log_level", conf_log_level, SRV(log_level), 0, 0, "info", 0, NULL, OWN_NONE},
     {"drain_timeout", conf_uint, SRV(drain_timeout), 1, 3600, "30", 0, NULL, OWN_NONE},
     END_KEYS,
@@ -431,7 +446,8 @@ static const struct conf_key server_keys[] = {
 #define STO(f) offsetof(struct config_store, f)
 static const struct conf_key store_keys[] = {
     {"path", conf_str, STO(path), 0, 0, NULL, 1, NULL, OWN_STR},
-    {"synchronous", conf_enum, STO(synchronous_full), 0, 0, "full", 0, sync_choices, OWN_NONE},
+    {"synchronous", conf_enum, STO(synchronous_full), 0, 0, "full", 0, sync_choices,
+     OWN_NONE},
     {"batch_max", conf_uint, STO(batch_max), 1, 100000, "512", 0, NULL, OWN_NONE},
     {"queue_max", conf_uint, STO(queue_max), 16, 1000000, "16384", 0, NULL, OWN_NONE},
     {"rejections_keep", conf_uint, STO(rejections_keep), 10, 10000000, "10000", 0, NULL,
@@ -453,12 +469,12 @@ static const struct conf_key tp_keys[] = {
 
 #define BD(f) offsetof(struct config_baidu, f)
 static const struct conf_key baidu_keys[] = {
-    {"pay_notify_path", conf_path, BD(pay_notify_path), 0, 0, "/baidu/pay/notify", 0, NULL,
-     OWN_STR},
-    {"refund_audit_path", conf_path, BD(refund_audit_path), 0, 0, "/baidu/pay/refund-audit", 0,
+    {"pay_notify_path", conf_path, BD(pay_notify_path), 0, 0, "/baidu/pay/notify", 0,
      NULL, OWN_STR},
-    {"refund_notify_path", conf_path, BD(refund_notify_path), 0, 0, "/baidu/pay/refund-notify",
-     0, NULL, OWN_STR},
+    {"refund_audit_path", conf_path, BD(refund_audit_path), 0, 0,
+     "/baidu/pay/refund-audit", 0, NULL, OWN_STR},
+    {"refund_notify_path", conf_path, BD(refund_notify_path), 0, 0,
+     "/baidu/pay/refund-notify", 0, NULL, OWN_STR},
     END_KEYS,
 };
 
@@ -468,7 +484,8 @@ static const struct conf_key baidu_app_keys[] = {
     {"deal_id", conf_str, BA(deal_id), 0, 0, NULL, 1, NULL, OWN_STR},
     {"app_key", conf_str, BA(app_key), 0, 0, NULL, 0, NULL, OWN_STR},
     {"platform_public_key", conf_pubkey, BA(platform_key), 0, 0, NULL, 1, NULL, OWN_KEY},
-    {"refund_audit", conf_enum, BA(refund_audit), 0, 0, "auto", 0, audit_choices, OWN_NONE},
+    {"refund_audit", conf_enum, BA(refund_audit), 0, 0, "auto", 0, audit_choices,
+     OWN_NONE},
     {"is_consumed", conf_uint, BA(is_consumed), 1, 2, "2", 0, NULL, OWN_NONE},
     END_KEYS,
 };
@@ -504,8 +521,8 @@ static const struct conf_key gateway_keys[] = {
 
 static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, char *msg,
                                  size_t len);
-static int conf_finish_alipay_app(struct config *c, void *obj, const char *name, char *msg,
-                                  size_t len);
+static int conf_finish_alipay_app(struct config *c, void *obj, const char *name,
+                                  char *msg, size_t len);
 static int conf_finish_gateway(struct config *c, void *obj, const char *name, char *msg,
                                size_t len);
 
@@ -520,8 +537,8 @@ static const struct conf_section sections[] = {
     {"alipay", alipay_keys, 0, CFG(alipay), 0, 0, NULL},
     {"alipay.app", alipay_app_keys, 1, CFG(alipay_apps), CFG(n_alipay_apps),
      sizeof(struct config_alipay_app), conf_finish_alipay_app},
-    {"gateway", gateway_keys, 1, CFG(gateways), CFG(n_gateways), sizeof(struct config_gateway),
-     conf_finish_gateway},
+    {"gateway", gateway_keys, 1, CFG(gateways), CFG(n_gateways),
+     sizeof(struct config_gateway), conf_finish_gateway},
 };
 
 /* ---- checks across keys ---------------------------------------------- */
@@ -544,8 +561,8 @@ static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, 
 }
 
 /* No two Alipay apps share an app_id. */
-static int conf_finish_alipay_app(struct config *c, void *obj, const char *name, char *msg,
-                                  size_t len)
+static int conf_finish_alipay_app(struct config *c, void *obj, const char *name,
+                                  char *msg, size_t len)
 {
     struct config_alipay_app *a = obj;
     size_t i;
@@ -618,11 +635,13 @@ static void conf_cut_comment(char *v)
 static int conf_header(struct conf_state *st, const char *s)
 {
     char name[128];
-    const char *end = strchr(s, ']'), *after = end ? end + 1 + strspn(end + 1, " \t") : NULL;
+    const char *end = strchr(s, ']'),
+               *after = end ? end + 1 + strspn(end + 1, " \t") : NULL;
 
     if (!end || (*after && *after != ';' && *after != '#') ||
         (size_t)(end - s - 1) >= sizeof(name)) {
-        conf_fail(st, "", NULL, "malformed section header (expected [NAME] alone on the line)");
+        conf_fail(st, "", NULL,
+                  "malformed section header (expected [NAME] alone on the line)");
         return -1;
     }
     memcpy(name, s + 1, (size_t)(end - s - 1));
@@ -713,7 +732,8 @@ static int conf_section_index(const char *type)
 }
 
 /* Apply the defaults of a section's keys to obj. */
-static int conf_defaults(const struct conf_section *sec, void *obj, char *err, size_t errlen)
+static int conf_defaults(const struct conf_section *sec, void *obj, char *err,
+                         size_t errlen)
 {
     const struct conf_key *k;
     char msg[256];
@@ -752,7 +772,8 @@ static void *conf_new_named(struct conf_state *st, int type, const char *name)
     return obj;
 }
 
-/* The instance for a section header text ("server", "gateway fubei"), created on first use. */
+/* The instance for a section header text ("server", "gateway fubei"), created on first
+ * use. */
 static struct conf_inst *conf_instance(struct conf_state *st, const char *section)
 {
     char type[64], msg[160];
@@ -769,19 +790,22 @@ static struct conf_inst *conf_instance(struct conf_state *st, const char *sectio
         return NULL;
     }
     if (sections[t].named != (name != NULL) ||
-        (name && (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                         "0123456789-_.") != strlen(name)))) {
+        (name &&
+         (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789-_.") != strlen(name)))) {
         snprintf(msg, sizeof(msg),
-                 sections[t].named ? "section [%s] needs a name of letters, digits, - _ . "
-                                     "(e.g. [%s shop])"
-                                   : "section [%s] takes no name",
+                 sections[t].named
+                     ? "section [%s] needs a name of letters, digits, - _ . "
+                       "(e.g. [%s shop])"
+                     : "section [%s] takes no name",
                  type, type);
         conf_fail(st, section, NULL, msg);
         return NULL;
     }
     for (i = 0; i < st->n_inst; i++) {
         in = &st->inst[i];
-        if (in->type == t && ((!name && !in->name) || (name && in->name && !strcmp(name, in->name))))
+        if (in->type == t &&
+            ((!name && !in->name) || (name && in->name && !strcmp(name, in->name))))
             return in;
     }
     if (st->n_inst == CONF_MAX_INSTANCES) {
@@ -803,7 +827,8 @@ static struct conf_inst *conf_instance(struct conf_state *st, const char *sectio
 }
 
 /* inih handler: one key of one section. */
-static int conf_handler(void *user, const char *section, const char *name, const char *value)
+static int conf_handler(void *user, const char *section, const char *name,
+                        const char *value)
 {
     struct conf_state *st = user;
     const struct conf_key *k;
@@ -859,8 +884,8 @@ static int conf_check_instance(struct conf_state *st, struct conf_inst *in, char
              in->name ? in->name : "");
     for (ki = 0, k = sec->keys; k->name; ki++, k++) {
         if (k->required && !(in->seen & (1ull << ki))) {
-            snprintf(err, errlen, "%s:%u: [%s] %s is required", st->c->file, in->line, label,
-                     k->name);
+            snprintf(err, errlen, "%s:%u: [%s] %s is required", st->c->file, in->line,
+                     label, k->name);
             return -EINVAL;
         }
     }
@@ -880,7 +905,8 @@ static int conf_check(struct conf_state *st, char *err, size_t errlen)
     int r;
 
     for (j = 0; j < ARRAY_SIZE(must); j++) {
-        for (i = 0; i < st->n_inst && strcmp(sections[st->inst[i].type].name, must[j]); i++)
+        for (i = 0; i < st->n_inst && strcmp(sections[st->inst[i].type].name, must[j]);
+             i++)
             ;
         if (i == st->n_inst) {
             snprintf(err, errlen, "%s: [%s] %s is required", st->c->file, must[j],
@@ -916,8 +942,9 @@ static int conf_all_defaults(struct config *c, char *err, size_t errlen)
     int r;
 
     for (i = 0; i < ARRAY_SIZE(sections); i++)
-        if (!sections[i].named && (r = conf_defaults(&sections[i], (char *)c + sections[i].off,
-                                                     err, errlen)) < 0)
+        if (!sections[i].named &&
+            (r = conf_defaults(&sections[i], (char *)c + sections[i].off, err, errlen)) <
+                0)
             return r;
     return 0;
 }

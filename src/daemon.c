@@ -124,11 +124,13 @@ static void daemon_restart_only(const struct config *a, const struct config *b, 
         a->server.threads != b->server.threads ||
         a->server.max_connections != b->server.max_connections ||
         a->server.connection_timeout != b->server.connection_timeout)
-        snprintf(msg, len, "[server] listen, threads, max_connections and connection_timeout "
-                           "take effect only after a restart");
+        snprintf(msg, len,
+                 "[server] listen, threads, max_connections and connection_timeout "
+                 "take effect only after a restart");
     else if (strcmp(a->store.path, b->store.path) != 0 ||
              a->store.synchronous_full != b->store.synchronous_full ||
-             a->store.batch_max != b->store.batch_max || a->store.queue_max != b->store.queue_max)
+             a->store.batch_max != b->store.batch_max ||
+             a->store.queue_max != b->store.queue_max)
         snprintf(msg, len, "[store] settings take effect only after a restart");
 }
 

@@ -25,9 +25,9 @@
 #include "metrics.h"
 #include "util.h"
 
-#define HTTP_ADDR_MAX    64
-#define HTTP_XFF_MAX     1024
-#define HTTP_IP_BUCKETS  1024
+#define HTTP_ADDR_MAX     64
+#define HTTP_XFF_MAX      1024
+#define HTTP_IP_BUCKETS   1024
 #define HTTP_LOG_EVERY_NS (10ull * 1000000000ull)
 
 enum http_state { REQ_READING, REQ_WAITING, REQ_DONE };
@@ -289,7 +289,8 @@ static enum MHD_Result http_send(struct http_req *rq, int status, const char *ty
     struct MHD_Response *resp;
     enum MHD_Result ret;
 
-    resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    resp = MHD_create_response_from_buffer(strlen(body), (void *)body,
+                                           MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
@@ -326,7 +327,12 @@ static enum MHD_Result http_reject(struct http_req *rq, int status, const char *
     const char *route = http_route_name(rq);
     char st[8];
     struct store_rejection rej = {
-        route, rq->remote, status, reason, detail, rq->body.data,
+        route,
+        rq->remote,
+        status,
+        reason,
+        detail,
+        rq->body.data,
         rq->body.len < rq->rt->cfg->store.rejection_body_max
             ? rq->body.len
             : rq->rt->cfg->store.rejection_body_max,
@@ -351,11 +357,12 @@ static void http_stored(void *data, const struct store_result *res)
     struct provider_reply *p = &rq->reply;
 
     if (res->outcome == STORE_FAILED) {
-        log_msg(LOG_ERR,
-                (const char *[]){"ROUTE", rq->route->path, "REMOTE", rq->remote, "REASON",
-                                 "store_failed", NULL},
-                "could not store a %s event from %s, answered %d so the platform retries: %s",
-                p->ev.provider, rq->remote, p->fail_status, res->error);
+        log_msg(
+            LOG_ERR,
+            (const char *[]){"ROUTE", rq->route->path, "REMOTE", rq->remote, "REASON",
+                             "store_failed", NULL},
+            "could not store a %s event from %s, answered %d so the platform retries: %s",
+            p->ev.provider, rq->remote, p->fail_status, res->error);
         rq->status = p->fail_status;
         rq->answer = p->fail_body;
     } else {
@@ -373,8 +380,8 @@ static void http_stored(void *data, const struct store_result *res)
                                      p->ev.order_id ? p->ev.order_id : "", "DECISION",
                                      p->ev.status ? p->ev.status : "", NULL},
                     "%s %s for order %s: %s (answered %s)", p->ev.kind,
-                    p->ev.status ? p->ev.status : "", p->ev.order_id ? p->ev.order_id : "-",
-                    p->ev.note, rq->answer);
+                    p->ev.status ? p->ev.status : "",
+                    p->ev.order_id ? p->ev.order_id : "-", p->ev.note, rq->answer);
         log_debug("stored %s %s event %lld (delivery %lld) from %s", p->ev.provider,
                   p->ev.kind, (long long)res->id, (long long)res->deliveries, rq->remote);
     }
@@ -413,18 +420,21 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
     p->arena = &rq->arena;
     v = rt->ops->handle(rt->state, &prq, p);
     if (v == PROVIDER_ANSWER && p->status >= 400)
-        return http_reject(rq, p->status, p->reason, p->detail, p->body, p->content_type, NULL);
+        return http_reject(rq, p->status, p->reason, p->detail, p->body, p->content_type,
+                           NULL);
     if (v == PROVIDER_ANSWER)
         return http_send(rq, p->status, p->content_type, p->body, NULL);
     if (p->unverified)
-        log_msg(LOG_WARNING, (const char *[]){"ROUTE", rt->path, "REMOTE", rq->remote, NULL},
-                "storing an UNAUTHENTICATED %s body from %s (verified = 0)", rt->ops->kind,
-                rq->remote);
+        log_msg(LOG_WARNING,
+                (const char *[]){"ROUTE", rt->path, "REMOTE", rq->remote, NULL},
+                "storing an UNAUTHENTICATED %s body from %s (verified = 0)",
+                rt->ops->kind, rq->remote);
     /* Suspend first: the writer may finish before store_submit returns. */
     rq->state = REQ_WAITING;
     MHD_suspend_connection(rq->conn);
     if (store_submit(rq->h->store, &p->ev, http_stored, rq) < 0) {
-        log_msg(LOG_ERR, (const char *[]){"ROUTE", rt->path, "REASON", "queue_full", NULL},
+        log_msg(LOG_ERR,
+                (const char *[]){"ROUTE", rt->path, "REASON", "queue_full", NULL},
                 "write queue full or store stopping: answered %d", p->fail_status);
         metrics_rejection(metrics_reason("queue_full"));
         rq->status = p->fail_status;
@@ -450,8 +460,8 @@ static enum MHD_Result http_builtin(struct http_req *rq, const char *method)
     if (rq->builtin == BUILTIN_READYZ)
         return store_ready(rq->h->store)
                    ? http_send(rq, 200, "text/plain; charset=utf-8", "ready\n", NULL)
-                   : http_send(rq, 503, "text/plain; charset=utf-8", "store not writable\n",
-                               NULL);
+                   : http_send(rq, 503, "text/plain; charset=utf-8",
+                               "store not writable\n", NULL);
     if (metrics_render(&out) < 0) {
         buf_free(&out);
         return MHD_NO;
@@ -462,7 +472,8 @@ static enum MHD_Result http_builtin(struct http_req *rq, const char *method)
 }
 
 /* First call: route, check method and announced size. */
-static enum MHD_Result http_begin(struct http_req *rq, const char *url, const char *method)
+static enum MHD_Result http_begin(struct http_req *rq, const char *url,
+                                  const char *method)
 {
     const char *cl;
     unsigned long long n;
@@ -482,7 +493,8 @@ static enum MHD_Result http_begin(struct http_req *rq, const char *url, const ch
     }
     rq->metrics = rq->route->metrics;
     if (strcmp(method, "POST") != 0)
-        return http_reject(rq, 405, "bad_method", method, "method not allowed\n", NULL, "POST");
+        return http_reject(rq, 405, "bad_method", method, "method not allowed\n", NULL,
+                           "POST");
     cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && sscanf(cl, "%llu", &n) == 1 && n > rq->max_body)
@@ -512,10 +524,12 @@ static struct http_req *http_req_new(struct http *h, struct MHD_Connection *c)
     return rq;
 }
 
-/* MHD access handler: called for the headers, each body chunk, the end, and after resume. */
+/* MHD access handler: called for the headers, each body chunk, the end, and after resume.
+ */
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const char *url,
                                    const char *method, const char *version,
-                                   const char *upload, size_t *upload_size, void **req_cls)
+                                   const char *upload, size_t *upload_size,
+                                   void **req_cls)
 {
     struct http_req *rq = *req_cls;
 
@@ -580,8 +594,8 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     struct http *h = calloc(1, sizeof(*h));
     struct runtime *rt;
     const struct config_server *s;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     struct MHD_OptionItem opts[16];
     int n = 0;
 
@@ -598,24 +612,32 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     s = &rt->cfg->server;
     if (s->listen_addr.ss_family == AF_INET6 && listen_fd < 0)
         flags |= MHD_USE_IPv6;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)http_mhd_log, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)http_mhd_log, NULL};
     if (s->threads > 1)
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_completed, h};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)http_connection, h};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        s->connection_timeout, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_completed, h};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
+                                        (intptr_t)http_connection, h};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
     if (listen_fd >= 0) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
     } else {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)&s->listen_addr};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)&s->listen_addr};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    h->mhd = MHD_start_daemon(flags, 0, http_accept, h, http_access, h, MHD_OPTION_ARRAY, opts,
-                              MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(flags, 0, http_accept, h, http_access, h, MHD_OPTION_ARRAY,
+                              opts, MHD_OPTION_END);
     if (!h->mhd)
         snprintf(err, errlen, "cannot listen on %s (address in use, or not permitted?)",
                  listen_fd >= 0 ? "the inherited socket" : s->listen);

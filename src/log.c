@@ -55,8 +55,11 @@ int log_level_parse(const char *s)
     static const struct {
         const char *name;
         int prio;
-    } levels[] = {{"error", LOG_ERR},   {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
-                  {"info", LOG_INFO},   {"debug", LOG_DEBUG}};
+    } levels[] = {{"error", LOG_ERR},
+                  {"warning", LOG_WARNING},
+                  {"notice", LOG_NOTICE},
+                  {"info", LOG_INFO},
+                  {"debug", LOG_DEBUG}};
     size_t i;
 
     for (i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
@@ -92,13 +95,14 @@ static void log_to_journal(int prio, const char *const *fields, const char *msg)
 /* Write one line with its fields to stderr (one write, so lines never interleave). */
 static void log_to_stderr(int prio, const char *const *fields, const char *msg)
 {
-    static const char *names[] = {"emerg", "alert", "crit", "error",
+    static const char *names[] = {"emerg",   "alert",  "crit", "error",
                                   "warning", "notice", "info", "debug"};
     char line[LOG_LINE_MAX * 2];
     size_t off;
     int i;
 
-    off = (size_t)snprintf(line, sizeof(line), "%s: %s: %s", log_ident, names[prio & 7], msg);
+    off = (size_t)snprintf(line, sizeof(line), "%s: %s: %s", log_ident, names[prio & 7],
+                           msg);
     for (i = 0; fields && fields[i] && fields[i + 1] && off < sizeof(line); i += 2)
         off += (size_t)snprintf(line + off, sizeof(line) - off, " %s=%s", fields[i],
                                 fields[i + 1]);

@@ -37,8 +37,10 @@ static void main_usage(FILE *f)
 static int main_args(int argc, char **argv, const char **conf, int *check)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'k'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 'k'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -64,7 +66,8 @@ static int main_args(int argc, char **argv, const char **conf, int *check)
     }
     if (optind < argc || !*conf) {
         fprintf(stderr, "payhookd: %s\n",
-                optind < argc ? "unexpected argument" : "a configuration file is required (-c FILE)");
+                optind < argc ? "unexpected argument"
+                              : "a configuration file is required (-c FILE)");
         main_usage(stderr);
         return -2;
     }
@@ -79,7 +82,8 @@ static int main_listen_fd(void)
     if (n <= 0)
         return -1;
     if (n > 1 || sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-        log_err("socket activation: expected exactly one listening stream socket, got %d", n);
+        log_err("socket activation: expected exactly one listening stream socket, got %d",
+                n);
         return -2;
     }
     return SD_LISTEN_FDS_START;
@@ -103,7 +107,8 @@ static void main_reload(struct daemon *d, const char *conf)
     sd_notify(0, "READY=1");
 }
 
-/* Wait for signals; ping the watchdog while the writer is alive. Returns on SIGTERM/SIGINT. */
+/* Wait for signals; ping the watchdog while the writer is alive. Returns on
+ * SIGTERM/SIGINT. */
 static void main_loop(struct daemon *d, const char *conf, const sigset_t *set)
 {
     uint64_t wd_usec = 0;
@@ -190,8 +195,9 @@ int main(int argc, char **argv)
     log_notice("stopping: draining in-flight requests");
     left = daemon_stop(d);
     if (left > 0)
-        log_err("stopped with %d requests unanswered after drain_timeout (none acknowledged)",
-                left);
+        log_err(
+            "stopped with %d requests unanswered after drain_timeout (none acknowledged)",
+            left);
     else
         log_notice("stopped cleanly");
     return 0;

@@ -10,8 +10,8 @@
 #include <string.h>
 
 /* The HTTP statuses payhookd answers; anything else is counted as "other". */
-static const int metrics_statuses[] = {200, 400, 401, 403, 404, 405, 413,
-                                       415, 429, 500, 503, 0};
+static const int metrics_statuses[] = {200, 400, 401, 403, 404, 405,
+                                       413, 415, 429, 500, 503, 0};
 #define N_STATUS ARRAY_SIZE(metrics_statuses)
 
 /* A set of labels registered at run time, never removed. */
@@ -41,9 +41,12 @@ static atomic_long queue_depth, in_flight, connections;
 static const double latency_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                         0.05,   0.1,   0.25,  0.5,   1.0,  2.5};
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
-static struct histogram commit_latency = {.bounds = latency_bounds, .n_bounds = ARRAY_SIZE(latency_bounds)};
-static struct histogram commit_rows = {.bounds = batch_bounds, .n_bounds = ARRAY_SIZE(batch_bounds)};
-static struct histogram request_latency = {.bounds = latency_bounds, .n_bounds = ARRAY_SIZE(latency_bounds)};
+static struct histogram commit_latency = {.bounds = latency_bounds,
+                                          .n_bounds = ARRAY_SIZE(latency_bounds)};
+static struct histogram commit_rows = {.bounds = batch_bounds,
+                                       .n_bounds = ARRAY_SIZE(batch_bounds)};
+static struct histogram request_latency = {.bounds = latency_bounds,
+                                           .n_bounds = ARRAY_SIZE(latency_bounds)};
 
 /* Find or add a label; -1 when the set is full or out of memory. */
 static int label_index(struct label_set *s, const char *name)
@@ -179,27 +182,31 @@ static int render_requests(struct buf *o)
     int i, n = atomic_load(&routes.n), r;
     size_t s;
 
-    r = buf_puts(o, "# HELP payhookd_requests_total Requests answered, by route and status.\n"
-                    "# TYPE payhookd_requests_total counter\n");
+    r = buf_puts(
+        o, "# HELP payhookd_requests_total Requests answered, by route and status.\n"
+           "# TYPE payhookd_requests_total counter\n");
     for (i = 0; r == 0 && i < n; i++) {
         for (s = 0; r == 0 && s < N_STATUS; s++) {
             unsigned long long v = atomic_load(&requests[i][s]);
             if (!v)
                 continue;
             if (metrics_statuses[s])
-                r = buf_printf(o, "payhookd_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
-                               routes.names[i], metrics_statuses[s], v);
+                r = buf_printf(
+                    o, "payhookd_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                    routes.names[i], metrics_statuses[s], v);
             else
-                r = buf_printf(o,
-                               "payhookd_requests_total{route=\"%s\",status=\"other\"} %llu\n",
-                               routes.names[i], v);
+                r = buf_printf(
+                    o, "payhookd_requests_total{route=\"%s\",status=\"other\"} %llu\n",
+                    routes.names[i], v);
         }
     }
-    r = r ? r : buf_puts(o, "# HELP payhookd_duplicates_total Redeliveries of stored events.\n"
-                            "# TYPE payhookd_duplicates_total counter\n");
+    r = r ? r
+          : buf_puts(o,
+                     "# HELP payhookd_duplicates_total Redeliveries of stored events.\n"
+                     "# TYPE payhookd_duplicates_total counter\n");
     for (i = 0; r == 0 && i < n; i++)
-        r = buf_printf(o, "payhookd_duplicates_total{route=\"%s\"} %llu\n", routes.names[i],
-                       (unsigned long long)atomic_load(&duplicates[i]));
+        r = buf_printf(o, "payhookd_duplicates_total{route=\"%s\"} %llu\n",
+                       routes.names[i], (unsigned long long)atomic_load(&duplicates[i]));
     return r;
 }
 
@@ -211,8 +218,8 @@ static int render_rejections(struct buf *o)
     r = buf_puts(o, "# HELP payhookd_rejections_total Requests refused, by reason.\n"
                     "# TYPE payhookd_rejections_total counter\n");
     for (i = 0; r == 0 && i < n; i++)
-        r = buf_printf(o, "payhookd_rejections_total{reason=\"%s\"} %llu\n", reasons.names[i],
-                       (unsigned long long)atomic_load(&rejections[i]));
+        r = buf_printf(o, "payhookd_rejections_total{reason=\"%s\"} %llu\n",
+                       reasons.names[i], (unsigned long long)atomic_load(&rejections[i]));
     return r;
 }
 
@@ -224,7 +231,8 @@ static int render_scalars(struct buf *o)
         "# HELP payhookd_commit_failures_total Transactions that failed to commit.\n"
         "# TYPE payhookd_commit_failures_total counter\n"
         "payhookd_commit_failures_total %llu\n"
-        "# HELP payhookd_rejections_unrecorded_total Rejections not stored (queue full).\n"
+        "# HELP payhookd_rejections_unrecorded_total Rejections not stored (queue "
+        "full).\n"
         "# TYPE payhookd_rejections_unrecorded_total counter\n"
         "payhookd_rejections_unrecorded_total %llu\n"
         "# HELP payhookd_write_queue_depth Writes waiting for the store.\n"
@@ -237,8 +245,8 @@ static int render_scalars(struct buf *o)
         "# TYPE payhookd_connections gauge\n"
         "payhookd_connections %ld\n",
         (unsigned long long)atomic_load(&commits_failed),
-        (unsigned long long)atomic_load(&rejections_unrecorded), atomic_load(&queue_depth),
-        atomic_load(&in_flight), atomic_load(&connections));
+        (unsigned long long)atomic_load(&rejections_unrecorded),
+        atomic_load(&queue_depth), atomic_load(&in_flight), atomic_load(&connections));
 }
 
 /* Append the whole exposition. */
@@ -248,12 +256,16 @@ int metrics_render(struct buf *o)
 
     r = r ? r : render_rejections(o);
     r = r ? r : render_scalars(o);
-    r = r ? r : render_histogram(o, "payhookd_commit_batch_rows",
-                                 "Rows committed per transaction.", &commit_rows);
-    r = r ? r : render_histogram(o, "payhookd_commit_duration_seconds",
-                                 "Time to write and commit one transaction.", &commit_latency);
-    r = r ? r : render_histogram(o, "payhookd_request_duration_seconds",
-                                 "Time from the request's arrival to its answer.",
-                                 &request_latency);
+    r = r ? r
+          : render_histogram(o, "payhookd_commit_batch_rows",
+                             "Rows committed per transaction.", &commit_rows);
+    r = r ? r
+          : render_histogram(o, "payhookd_commit_duration_seconds",
+                             "Time to write and commit one transaction.",
+                             &commit_latency);
+    r = r ? r
+          : render_histogram(o, "payhookd_request_duration_seconds",
+                             "Time from the request's arrival to its answer.",
+                             &request_latency);
     return r;
 }

@@ -14,19 +14,13 @@
 #include "form.h"
 #include "metrics.h"
 
-#include <cjson/cJSON.h>
-
 extern const struct provider provider_baidu_tp;
 extern const struct provider provider_baidu_pay;
 extern const struct provider provider_gateway;
 extern const struct provider provider_alipay;
 
 const struct provider *const providers[] = {
-    &provider_baidu_tp,
-    &provider_baidu_pay,
-    &provider_gateway,
-    &provider_alipay,
-    NULL,
+    &provider_baidu_tp, &provider_baidu_pay, &provider_gateway, &provider_alipay, NULL,
 };
 
 #define ROUTES_MAX 64
@@ -114,8 +108,8 @@ struct routes *routes_free(struct routes *rt)
 
 /* Fill a rejection. */
 enum provider_verdict provider_reject(struct provider_reply *out, int status,
-                                      const char *reason, const char *body, const char *fmt,
-                                      ...)
+                                      const char *reason, const char *body,
+                                      const char *fmt, ...)
 {
     va_list ap;
 
@@ -140,8 +134,8 @@ int provider_accepts_json(const char *ct)
  * vary and are undocumented) but not multipart or JSON. */
 int provider_accepts_form(const char *ct)
 {
-    return !ct || (strncasecmp(ct, "multipart/", 10) != 0 &&
-                   strcasestr(ct, "json") == NULL);
+    return !ct ||
+           (strncasecmp(ct, "multipart/", 10) != 0 && strcasestr(ct, "json") == NULL);
 }
 
 /* form_free for arena_own. */
@@ -168,28 +162,87 @@ enum provider_verdict provider_form(const struct provider_request *rq,
     return PROVIDER_STORE;
 }
 
-/* The fields as a JSON object of strings. */
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if invalid. */
+static size_t provider_utf8_len(const unsigned char *p, size_t n)
+{
+    size_t len, i;
+    unsigned cp;
+
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/*
+ * Append bytes as a JSON string. The result is always valid JSON, whatever
+ * the bytes: a byte that is not part of valid UTF-8 (a GBK body, garbage)
+ * becomes U+FFFD, control characters and NUL are escaped. The raw body is
+ * kept elsewhere byte for byte; this is the readable copy.
+ */
+static int provider_json_string(struct buf *o, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, l;
+    int r = buf_puts(o, "\"");
+
+    while (r == 0 && i < n) {
+        if (p[i] == '"' || p[i] == '\\')
+            r = buf_printf(o, "\\%c", p[i++]);
+        else if (p[i] < 0x20)
+            r = buf_printf(o, "\\u%04x", p[i++]);
+        else if ((l = provider_utf8_len(p + i, n - i)) == 0)
+            r = buf_puts(o, "\\ufffd"), i++;
+        else
+            r = buf_append(o, p + i, l), i += l;
+    }
+    return r ? r : buf_puts(o, "\"");
+}
+
+/* The fields as a JSON object of strings (always valid JSON). */
 const char *provider_form_json(const struct form *f, struct provider_reply *out)
 {
-    cJSON *o = cJSON_CreateObject();
-    char *text = NULL;
+    struct buf o = {0};
     size_t i;
+    int r = buf_puts(&o, "{");
 
-    for (i = 0; o && i < form_count(f); i++) {
+    for (i = 0; r == 0 && i < form_count(f); i++) {
         const struct form_field *fl = form_at(f, i);
-        if (!cJSON_AddStringToObject(o, fl->key, fl->value))
-            goto out;
+        if (i)
+            r = buf_puts(&o, ",");
+        r = r ? r : provider_json_string(&o, fl->key, fl->key_len);
+        r = r ? r : buf_puts(&o, ":");
+        r = r ? r : provider_json_string(&o, fl->value, fl->value_len);
     }
-    text = o ? cJSON_PrintUnformatted(o) : NULL;
-out:
-    cJSON_Delete(o);
-    return arena_own(out->arena, text, cJSON_free);
+    r = r ? r : buf_puts(&o, "}");
+    if (r < 0) {
+        buf_free(&o);
+        return NULL;
+    }
+    return arena_adopt(out->arena, buf_steal(&o));
 }
 
 /* Verify the canonical string, with the '+'-decoded-as-space retry. */
 int provider_verify_form(const struct form *f, const struct form_canon_rule *rule,
-                         const struct crypto_key *key, enum crypto_hash hash, const char *sig,
-                         size_t sig_len, struct provider_reply *out)
+                         const struct crypto_key *key, enum crypto_hash hash,
+                         const char *sig, size_t sig_len, struct provider_reply *out)
 {
     char *canon = NULL, *fixed;
     size_t canon_len, i;

@@ -21,7 +21,6 @@
 #include "metrics.h"
 #include "util.h"
 
-
 /* Statements prepared once, indexed by this enum (OpenSMTPD style). */
 enum {
     ST_BEGIN,
@@ -52,14 +51,18 @@ static const char *const store_sql[ST__COUNT] = {
     [ST_RELEASE] = "RELEASE item",
     [ST_ROLLBACK_TO] = "ROLLBACK TO item",
     [ST_FIND_EVENT] = "SELECT id, deliveries, answer FROM events WHERE dedupe_key = ?1",
-    [ST_BUMP_EVENT] = "UPDATE events SET deliveries = deliveries + 1, last_received_at = ?2 "
-                      "WHERE id = ?1 RETURNING deliveries",
+    [ST_BUMP_EVENT] =
+        "UPDATE events SET deliveries = deliveries + 1, last_received_at = ?2 "
+        "WHERE id = ?1 RETURNING deliveries",
     [ST_INSERT_EVENT] =
-        "INSERT INTO events (received_at, last_received_at, provider, kind, app, dedupe_key,"
+        "INSERT INTO events (received_at, last_received_at, provider, kind, app, "
+        "dedupe_key,"
         " verified, order_id, merchant_order_id, amount_fen, status, remote_addr, answer,"
-        " fields, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    [ST_INSERT_REJECTION] = "INSERT INTO rejections (received_at, route, remote_addr, status,"
-                            " reason, detail, body_prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        " fields, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13, ?14)",
+    [ST_INSERT_REJECTION] =
+        "INSERT INTO rejections (received_at, route, remote_addr, status,"
+        " reason, detail, body_prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_TRIM_REJECTIONS] = "DELETE FROM rejections WHERE id <= ?1",
     [ST_SET_TICKET] = "INSERT INTO tp_ticket (id, ticket, create_time, received_at)"
                       " VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET"
@@ -68,16 +71,19 @@ static const char *const store_sql[ST__COUNT] = {
                       " WHERE excluded.create_time >= tp_ticket.create_time",
     [ST_PROBE] = "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)"
                  " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    [ST_BAIDU_PAID] = "SELECT json_extract(fields, '$.payMoney') FROM events"
-                      " WHERE provider = 'baidu' AND order_id = ?1 AND kind = 'pay_notify'"
-                      " AND verified = 1 AND status = '2' ORDER BY id LIMIT 1",
+    [ST_BAIDU_PAID] =
+        "SELECT json_extract(fields, '$.payMoney') FROM events"
+        " WHERE provider = 'baidu' AND order_id = ?1 AND kind = 'pay_notify'"
+        " AND verified = 1 AND status = '2' ORDER BY id LIMIT 1",
     [ST_BAIDU_APPROVED] = "SELECT coalesce(sum(refund_fen), 0) FROM baidu_refunds"
                           " WHERE order_id = ?1 AND audit_status = 1"
                           " AND coalesce(refund_status, 0) <> 2",
-    [ST_BAIDU_DECIDE] = "INSERT INTO baidu_refunds (refund_batch_id, order_id, audit_status,"
-                        " refund_fen, reason, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [ST_BAIDU_OUTCOME] = "UPDATE baidu_refunds SET refund_status = ?2, refund_status_at = ?3"
-                         " WHERE refund_batch_id = ?1",
+    [ST_BAIDU_DECIDE] =
+        "INSERT INTO baidu_refunds (refund_batch_id, order_id, audit_status,"
+        " refund_fen, reason, decided_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_BAIDU_OUTCOME] =
+        "UPDATE baidu_refunds SET refund_status = ?2, refund_status_at = ?3"
+        " WHERE refund_batch_id = ?1",
 };
 
 /* Read-only lookups run on the HTTP threads, on their own connections. */
@@ -202,9 +208,10 @@ static int store_prepare(struct store *s, char *err, size_t errlen)
     int i;
 
     for (i = 0; i < ST__COUNT; i++) {
-        if (sqlite3_prepare_v3(s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                               NULL) != SQLITE_OK) {
-            snprintf(err, errlen, "cannot prepare statement %d: %s", i, sqlite3_errmsg(s->db));
+        if (sqlite3_prepare_v3(s->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->st[i], NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot prepare statement %d: %s", i,
+                     sqlite3_errmsg(s->db));
             return -EIO;
         }
     }
@@ -214,7 +221,8 @@ static int store_prepare(struct store *s, char *err, size_t errlen)
 static void *store_writer(void *arg);
 
 /* Open, migrate, prepare, start the writer. */
-int store_open(const struct store_options *o, struct store **out, char *err, size_t errlen)
+int store_open(const struct store_options *o, struct store **out, char *err,
+               size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
     int r = -ENOMEM;
@@ -235,7 +243,8 @@ int store_open(const struct store_options *o, struct store **out, char *err, siz
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
-    if ((r = store_pragmas(s, err, errlen)) < 0 || (r = store_migrate(s->db, err, errlen)) < 0 ||
+    if ((r = store_pragmas(s, err, errlen)) < 0 ||
+        (r = store_migrate(s->db, err, errlen)) < 0 ||
         (r = store_prepare(s, err, errlen)) < 0)
         goto fail;
     atomic_store(&s->ready, 1);
@@ -319,7 +328,8 @@ static char *store_scopy(char **pos, const char *p)
 /* Record a rejection (copied, best effort). */
 void store_reject(struct store *s, const struct store_rejection *r)
 {
-    const char *route = r->route ? r->route : "", *reason = r->reason ? r->reason : "unknown";
+    const char *route = r->route ? r->route : "",
+               *reason = r->reason ? r->reason : "unknown";
     size_t n = sizeof(struct store_req) + store_slen(route) + store_slen(r->remote_addr) +
                store_slen(reason) + store_slen(r->detail) + r->body_prefix_len;
     struct store_req *q = calloc(1, n);
@@ -480,7 +490,8 @@ static int store_write_rejection(struct store *s, struct store_req *q)
         return -EIO;
     /* A range delete on the primary key: nearly free when nothing is due. */
     last = sqlite3_last_insert_rowid(s->db);
-    sqlite3_bind_int64(s->st[ST_TRIM_REJECTIONS], 1, last - (sqlite3_int64)s->o.rejections_keep);
+    sqlite3_bind_int64(s->st[ST_TRIM_REJECTIONS], 1,
+                       last - (sqlite3_int64)s->o.rejections_keep);
     rc = store_run(s, ST_TRIM_REJECTIONS);
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
@@ -501,7 +512,8 @@ int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_
 }
 
 /* Step a single-row SELECT on the writer's connection and copy column 0 as text. */
-static int store_tx_text(struct store_tx *tx, int id, const char *arg, char *buf, size_t len)
+static int store_tx_text(struct store_tx *tx, int id, const char *arg, char *buf,
+                         size_t len)
 {
     sqlite3_stmt *st = tx->s->st[id];
     const unsigned char *v;
@@ -521,7 +533,8 @@ static int store_tx_text(struct store_tx *tx, int id, const char *arg, char *buf
 }
 
 /* payMoney of the verified paid notification of a Baidu order. */
-int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money, size_t len)
+int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money,
+                        size_t len)
 {
     return store_tx_text(tx, ST_BAIDU_PAID, order_id, pay_money, len);
 }
@@ -561,7 +574,8 @@ int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *or
 }
 
 /* Record the outcome a refund notification reports for a batch. */
-int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch, int refund_status)
+int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch,
+                                  int refund_status)
 {
     sqlite3_stmt *st = tx->s->st[ST_BAIDU_OUTCOME];
     int rc;
@@ -593,8 +607,9 @@ static struct store_reader *store_reader_get(struct store *s)
     s->n_readers++;
     pthread_mutex_unlock(&s->read_lock);
     r = calloc(1, sizeof(*r));
-    if (r && sqlite3_open_v2(s->o.path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                             NULL) == SQLITE_OK &&
+    if (r &&
+        sqlite3_open_v2(s->o.path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) == SQLITE_OK &&
         sqlite3_busy_timeout(r->db, 5000) == SQLITE_OK &&
         sqlite3_prepare_v3(r->db, store_read_sql, -1, SQLITE_PREPARE_PERSISTENT, &r->st,
                            NULL) == SQLITE_OK)
@@ -727,7 +742,8 @@ static void store_probe(struct store *s)
     ok = store_run(s, ST_BEGIN) == SQLITE_DONE;
     if (ok) {
         sqlite3_bind_text(s->st[ST_PROBE], 1, now, -1, SQLITE_TRANSIENT);
-        ok = store_run(s, ST_PROBE) == SQLITE_DONE && store_run(s, ST_COMMIT) == SQLITE_DONE;
+        ok = store_run(s, ST_PROBE) == SQLITE_DONE &&
+             store_run(s, ST_COMMIT) == SQLITE_DONE;
         if (!ok)
             store_run(s, ST_ROLLBACK);
     }

@@ -36,8 +36,8 @@ static char tmpdir[PATH_MAX];
 #define AES43 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 
 /* A complete [baidu.tp] section (5 lines). */
-#define TP_SECTION                                                                      \
-    "[baidu.tp]\nclient_id = client-1\ntoken = tok-1\nencoding_aes_key = " AES43 "\n" \
+#define TP_SECTION                                                                       \
+    "[baidu.tp]\nclient_id = client-1\ntoken = tok-1\nencoding_aes_key = " AES43 "\n"    \
     "allow_plaintext = no\n"
 
 /* Write text into a new file in tmpdir; returns its path (static storage). */
@@ -83,8 +83,8 @@ static const char *load_err(const char *text, char *err, size_t errlen)
     ck_assert_msg(r < 0, "config accepted, want an error\n--- file ---\n%.400s", text);
     ck_assert_msg(r == -EINVAL, "returned %d, want -EINVAL: %s", r, err);
     ck_assert_msg(c == UNTOUCHED, "output written on failure");
-    ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "message does not start with %s: %s",
-                  path, err);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0,
+                  "message does not start with %s: %s", path, err);
     return path;
 }
 
@@ -99,8 +99,8 @@ static void expect_err_at(const char *text, unsigned line, const char *needle1,
     const char *path = load_err(text, err, sizeof(err));
 
     snprintf(prefix, sizeof(prefix), "%s:%u: ", path, line);
-    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "want prefix \"%s\", got: %s",
-                  prefix, err);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0,
+                  "want prefix \"%s\", got: %s", prefix, err);
     ck_assert_msg(!needle1 || strstr(err, needle1), "\"%s\" not in: %s", needle1, err);
     ck_assert_msg(!needle2 || strstr(err, needle2), "\"%s\" not in: %s", needle2, err);
 }
@@ -192,8 +192,8 @@ static int trusted_sa(const struct config *c, const char *a)
 /* Assert both trust functions agree that a is (or is not) trusted. */
 static void trust_is(const struct config *c, const char *a, int want)
 {
-    ck_assert_msg(trusted_sa(c, a) == want, "config_is_trusted(%s) = %d, want %d", a, !want,
-                  want);
+    ck_assert_msg(trusted_sa(c, a) == want, "config_is_trusted(%s) = %d, want %d", a,
+                  !want, want);
     ck_assert_msg(config_is_trusted_text(c, a) == want,
                   "config_is_trusted_text(%s) = %d, want %d", a, !want, want);
 }
@@ -264,6 +264,42 @@ START_TEST(minimal_file_defaults)
 }
 END_TEST
 
+/* The documented example (etc/payhookd.conf) loads and writes exactly the defaults. */
+START_TEST(documented_example_is_the_defaults)
+{
+    char path[PATH_MAX], err[1024] = "";
+    const char *slash = strrchr(__FILE__, '/');
+    struct config *doc = NULL, *def = load_ok(MINIMAL);
+    size_t i;
+
+    snprintf(path, sizeof(path), "%.*s/../etc/payhookd.conf",
+             slash ? (int)(slash - __FILE__) : 1, slash ? __FILE__ : ".");
+    ck_assert_msg(config_load(path, &doc, err, sizeof(err)) == 0, "%s: %s", path, err);
+    ck_assert_uint_eq(doc->server.threads, def->server.threads);
+    ck_assert_uint_eq(doc->server.max_body, def->server.max_body);
+    ck_assert_uint_eq(doc->server.connection_timeout, def->server.connection_timeout);
+    ck_assert_uint_eq(doc->server.max_connections, def->server.max_connections);
+    ck_assert_uint_eq(doc->server.max_connections_per_ip,
+                      def->server.max_connections_per_ip);
+    ck_assert_uint_eq(doc->server.drain_timeout, def->server.drain_timeout);
+    ck_assert_int_eq(doc->server.log_level, def->server.log_level);
+    ck_assert_uint_eq(doc->server.n_trusted, def->server.n_trusted);
+    for (i = 0; i < def->server.n_trusted; i++) {
+        ck_assert_int_eq(doc->server.trusted[i].family, def->server.trusted[i].family);
+        ck_assert_uint_eq(doc->server.trusted[i].prefix, def->server.trusted[i].prefix);
+        ck_assert_mem_eq(doc->server.trusted[i].addr, def->server.trusted[i].addr, 16);
+    }
+    ck_assert_int_eq(doc->store.synchronous_full, def->store.synchronous_full);
+    ck_assert_uint_eq(doc->store.batch_max, def->store.batch_max);
+    ck_assert_uint_eq(doc->store.queue_max, def->store.queue_max);
+    ck_assert_uint_eq(doc->store.rejections_keep, def->store.rejections_keep);
+    ck_assert_uint_eq(doc->store.rejection_body_max, def->store.rejection_body_max);
+    ck_assert_int_eq(doc->tp.enabled, 0);
+    config_free(doc);
+    config_free(def);
+}
+END_TEST
+
 /* config_free takes NULL and returns NULL. */
 START_TEST(free_null)
 {
@@ -290,8 +326,8 @@ END_TEST
 /* One numeric key: its bounds and the value just outside each. */
 struct bound {
     const char *key;
-    const char *low, *high;     /* accepted */
-    const char *below, *above;  /* refused */
+    const char *low, *high;    /* accepted */
+    const char *below, *above; /* refused */
     unsigned long low_v, high_v;
 };
 
@@ -322,6 +358,7 @@ static unsigned long field_of(const struct config *c, const char *key)
     return 0;
 }
 
+/* The numeric [server] keys: bounds from etc/payhookd.conf and design.md. */
 static const struct bound server_bounds[] = {
     {"threads", "1", "256", NULL, "257", 1, 256},
     {"max_body", "1024", "67108864", "1023", "67108865", 1024, 67108864},
@@ -331,6 +368,7 @@ static const struct bound server_bounds[] = {
     {"drain_timeout", "1", "3600", "0", "3601", 1, 3600},
 };
 
+/* The numeric [store] keys. */
 static const struct bound store_bounds[] = {
     {"batch_max", "1", "100000", "0", "100001", 1, 100000},
     {"queue_max", "16", "1000000", "15", "1000001", 16, 1000000},
@@ -419,10 +457,10 @@ START_TEST(size_suffixes)
     static const struct {
         const char *v;
         size_t want;
-    } ok[] = {{"4k", 4096},     {"4K", 4096},          {"1k", 1024},
-              {"2m", 2097152},  {"64M", 67108864},     {"65536", 65536}};
-    static const char *const bad[] = {"1023", "0k", "65M", "1g", "k", "4kb", "1.5k", "4 k",
-                                      "4kk", "-4k", "", "65537k"};
+    } ok[] = {{"4k", 4096},    {"4K", 4096},      {"1k", 1024},
+              {"2m", 2097152}, {"64M", 67108864}, {"65536", 65536}};
+    static const char *const bad[] = {"1023", "0k",  "65M", "1g",  "k", "4kb",
+                                      "1.5k", "4 k", "4kk", "-4k", "",  "65537k"};
     struct config *c;
     size_t i;
 
@@ -448,24 +486,27 @@ START_TEST(booleans)
     size_t i;
 
     for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        snprintf(text, sizeof(text), MINIMAL "[baidu.tp]\nclient_id = a\ntoken = b\n"
-                                             "encoding_aes_key = " AES43 "\nallow_plaintext = %s\n",
+        snprintf(text, sizeof(text),
+                 MINIMAL "[baidu.tp]\nclient_id = a\ntoken = b\n"
+                         "encoding_aes_key = " AES43 "\nallow_plaintext = %s\n",
                  yes[i]);
         c = load_ok(text);
         ck_assert_msg(c->tp.allow_plaintext == 1, "%s is not true", yes[i]);
         config_free(c);
     }
     for (i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
-        snprintf(text, sizeof(text), MINIMAL "[baidu.tp]\nclient_id = a\ntoken = b\n"
-                                             "encoding_aes_key = " AES43 "\nallow_plaintext = %s\n",
+        snprintf(text, sizeof(text),
+                 MINIMAL "[baidu.tp]\nclient_id = a\ntoken = b\n"
+                         "encoding_aes_key = " AES43 "\nallow_plaintext = %s\n",
                  no[i]);
         c = load_ok(text);
         ck_assert_msg(c->tp.allow_plaintext == 0, "%s is not false", no[i]);
         config_free(c);
     }
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(text, sizeof(text), MINIMAL "[baidu.tp]\nclient_id = a\ntoken = b\n"
-                                             "encoding_aes_key = " AES43 "\nallow_plaintext = %s\n",
+        snprintf(text, sizeof(text),
+                 MINIMAL "[baidu.tp]\nclient_id = a\ntoken = b\n"
+                         "encoding_aes_key = " AES43 "\nallow_plaintext = %s\n",
                  bad[i]);
         expect_err_at(text, 9, "[baidu.tp] allow_plaintext:", bad[i]);
     }
@@ -477,10 +518,11 @@ END_TEST
 /* An unknown key is refused at its line, named with its section. */
 START_TEST(unknown_key)
 {
-    expect_err_at(MIN_SERVER "listne = 1.2.3.4:80\n" MIN_STORE, 3, "[server] listne:",
-                  "unknown key");
+    expect_err_at(MIN_SERVER "listne = 1.2.3.4:80\n" MIN_STORE, 3,
+                  "[server] listne:", "unknown key");
     expect_err_at(MINIMAL "paht = x\n", 5, "[store] paht:", "unknown key");
-    expect_err_at(MINIMAL TP_SECTION "secret = s\n", 10, "[baidu.tp] secret:", "unknown key");
+    expect_err_at(MINIMAL TP_SECTION "secret = s\n", 10,
+                  "[baidu.tp] secret:", "unknown key");
 }
 END_TEST
 
@@ -508,10 +550,10 @@ END_TEST
 /* A key given twice is refused at the second occurrence, even across headers. */
 START_TEST(key_twice)
 {
-    expect_err_at(MIN_SERVER "threads = 2\nthreads = 2\n" MIN_STORE, 4, "[server] threads:",
-                  "twice");
-    expect_err_at(MIN_SERVER "listen = 127.0.0.1:9090\n" MIN_STORE, 3, "[server] listen:",
-                  "twice");
+    expect_err_at(MIN_SERVER "threads = 2\nthreads = 2\n" MIN_STORE, 4,
+                  "[server] threads:", "twice");
+    expect_err_at(MIN_SERVER "listen = 127.0.0.1:9090\n" MIN_STORE, 3,
+                  "[server] listen:", "twice");
     expect_err_at(MIN_SERVER "threads = 2\n" MIN_STORE "[server]\nthreads = 3\n", 7,
                   "[server] threads:", "twice");
 }
@@ -525,7 +567,8 @@ START_TEST(empty_required_value)
     expect_err_at(MINIMAL "[baidu.tp]\nclient_id = \ntoken = t\nencoding_aes_key = " AES43
                           "\n",
                   6, "[baidu.tp] client_id:", "empty");
-    expect_err_at(MINIMAL "[baidu.tp]\nclient_id = c\ntoken =\nencoding_aes_key = " AES43 "\n",
+    expect_err_at(MINIMAL "[baidu.tp]\nclient_id = c\ntoken =\nencoding_aes_key = " AES43
+                          "\n",
                   7, "[baidu.tp] token:", "empty");
 }
 END_TEST
@@ -541,13 +584,19 @@ static void expect_missing(const char *text, const char *label)
     ck_assert_msg(err[strlen(path)] == ':', "no ':' after the file name: %s", err);
 }
 
+/* Assert a present section without a required key is refused at its header line. */
+static void expect_missing_at(const char *text, unsigned line, const char *label)
+{
+    expect_err_at(text, line, label, "required");
+}
+
 /* [server] listen and [store] path are required, with or without their section. */
 START_TEST(missing_required)
 {
     expect_missing(MIN_STORE, "[server] listen");
-    expect_missing("[server]\nthreads = 2\n" MIN_STORE, "[server] listen");
+    expect_missing_at("[server]\nthreads = 2\n" MIN_STORE, 1, "[server] listen");
     expect_missing(MIN_SERVER, "[store] path");
-    expect_missing(MIN_SERVER "[store]\nsynchronous = normal\n", "[store] path");
+    expect_missing_at(MIN_SERVER "[store]\nsynchronous = normal\n", 3, "[store] path");
     expect_missing("", "[server] listen");
     expect_missing("; only a comment\n", "[server] listen");
 }
@@ -556,20 +605,20 @@ END_TEST
 /* Each required [baidu.tp] key is required once the section is present. */
 START_TEST(missing_tp_keys)
 {
-    expect_missing(MINIMAL "[baidu.tp]\ntoken = t\nencoding_aes_key = " AES43 "\n",
-                   "[baidu.tp] client_id");
-    expect_missing(MINIMAL "[baidu.tp]\nclient_id = c\nencoding_aes_key = " AES43 "\n",
-                   "[baidu.tp] token");
-    expect_missing(MINIMAL "[baidu.tp]\nclient_id = c\ntoken = t\n",
-                   "[baidu.tp] encoding_aes_key");
-    expect_missing(MINIMAL "[baidu.tp]\npath = /tp\n", "[baidu.tp]");
+    expect_missing_at(MINIMAL "[baidu.tp]\ntoken = t\nencoding_aes_key = " AES43 "\n", 5,
+                      "[baidu.tp] client_id");
+    expect_missing_at(MINIMAL "[baidu.tp]\nclient_id = c\nencoding_aes_key = " AES43 "\n",
+                      5, "[baidu.tp] token");
+    expect_missing_at(MINIMAL "[baidu.tp]\nclient_id = c\ntoken = t\n", 5,
+                      "[baidu.tp] encoding_aes_key");
+    expect_missing_at(MINIMAL "[baidu.tp]\npath = /tp\n", 5, "[baidu.tp]");
 }
 END_TEST
 
 /* A [baidu.tp] header with nothing under it is present, so its keys are missing. */
 START_TEST(empty_tp_section)
 {
-    expect_missing(MINIMAL "[baidu.tp]\n", "[baidu.tp]");
+    expect_missing_at(MINIMAL "[baidu.tp]\n", 5, "[baidu.tp]");
 }
 END_TEST
 
@@ -624,8 +673,8 @@ START_TEST(listen_forms)
     config_free(c);
 
     c = load_ok("[server]\nlisten = 0.0.0.0:65535\n" MIN_STORE);
-    ck_assert_uint_eq(ntohs(((const struct sockaddr_in *)&c->server.listen_addr)->sin_port),
-                      65535);
+    ck_assert_uint_eq(
+        ntohs(((const struct sockaddr_in *)&c->server.listen_addr)->sin_port), 65535);
     config_free(c);
 
     snprintf(text, sizeof(text), "[server]\nlisten = [2001:db8::7]:80\n" MIN_STORE);
@@ -638,22 +687,35 @@ END_TEST
 /* Malformed listen values are refused at their line, naming the key. */
 START_TEST(listen_bad)
 {
-    static const char *const bad[] = {
-        "127.0.0.1",       /* no port */
-        "127.0.0.1:",      /* empty port */
-        "127.0.0.1:70000", /* port out of range */
-        "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:80x",
-        "localhost:8080",  /* a host name */
-        "example.com:80",  "[::1:8080",     /* no closing bracket */
-        "::1:8080",        /* IPv6 without brackets */
-        "[::1]8080",       "[]:80",         "[127.0.0.1]:80",
-        ":8080",           "1.2.3:80",      "256.0.0.1:80",
+    static const struct {
+        const char *value, *why;
+    } bad[] = {
+        {"127.0.0.1", "no port"},
+        {"127.0.0.1:", "empty port"},
+        {"127.0.0.1:70000", "port out of range"},
+        {"127.0.0.1:65536", "port out of range"},
+        {"127.0.0.1:-1", "negative port"},
+        {"127.0.0.1:80x", "junk after the port"},
+        {"localhost:8080", "a host name"},
+        {"example.com:80", "a host name"},
+        {"[::1:8080", "no closing bracket"},
+        {"::1:8080", "IPv6 without brackets"},
+        {"[::1]8080", "no colon after the bracket"},
+        {"[]:80", "empty brackets"},
+        {"[127.0.0.1]:80", "IPv4 in brackets"},
+        {":8080", "no host"},
+        {"1.2.3:80", "three-part IPv4"},
+        {"256.0.0.1:80", "octet out of range"},
+        {"127.0.0.1:+80", "a sign is not part of a port"},
+        {"127.0.0.1: 80", "a blank inside the port"},
+        {"127.0.0.1:-0", "a sign is not part of a port"},
     };
     char text[256];
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(text, sizeof(text), "[server]\nlisten = %s\n" MIN_STORE, bad[i]);
+        snprintf(text, sizeof(text), "[server]\nlisten = %s\n" MIN_STORE "; %s\n",
+                 bad[i].value, bad[i].why);
         expect_err_at(text, 2, "[server] listen:", NULL);
     }
 }
@@ -664,8 +726,8 @@ END_TEST
 /* CIDR blocks of both families, comma or space separated, replace the default. */
 START_TEST(trusted_cidr)
 {
-    struct config *c =
-        server_ok("trusted_proxies", "10.0.0.0/8, 192.168.0.0/23 2001:db8::/32,198.51.100.7");
+    struct config *c = server_ok("trusted_proxies",
+                                 "10.0.0.0/8, 192.168.0.0/23 2001:db8::/32,198.51.100.7");
 
     ck_assert_uint_eq(c->server.n_trusted, 4);
     trust_is(c, "10.0.0.0", 1);
@@ -715,6 +777,28 @@ START_TEST(trusted_v4_mapped)
 }
 END_TEST
 
+/* An IPv4-mapped IPv6 block is refused or means its IPv4 block: never a dead entry. */
+START_TEST(trusted_v4_mapped_entry)
+{
+    char text[256], err[1024] = "";
+    struct config *c = NULL;
+    const char *path;
+
+    snprintf(text, sizeof(text),
+             MIN_SERVER "trusted_proxies = ::ffff:192.0.2.0/120\n" MIN_STORE);
+    path = conf_file(text);
+    if (config_load(path, &c, err, sizeof(err)) == 0) {
+        trust_is(c, "192.0.2.5", 1);
+        trust_is(c, "::ffff:192.0.2.5", 1);
+        trust_is(c, "192.0.3.5", 0);
+        config_free(c);
+    } else {
+        ck_assert_msg(strstr(err, "[server] trusted_proxies") != NULL, "unclear: %s",
+                      err);
+    }
+}
+END_TEST
+
 /* An empty trusted_proxies trusts nobody, not even loopback. */
 START_TEST(trusted_empty)
 {
@@ -732,7 +816,8 @@ START_TEST(trusted_bad)
 {
     static const char *const bad[] = {"10.0.0.0/33", "2001:db8::/129", "10.0.0.0/",
                                       "10.0.0.0/x",  "proxy.local",    "10.0.0.300",
-                                      "/8",          "10.0.0.0/8/8",   "10.0.0.0/-1"};
+                                      "/8",          "10.0.0.0/8/8",   "10.0.0.0/-1",
+                                      "10.0.0.0/+8"};
     char label[64];
     size_t i;
 
@@ -754,8 +839,8 @@ static void long_token(size_t n)
     tok[0] = 'A';
     tok[n / 2] = '=';
     tok[n - 1] = 'Z';
-    text = textf(MINIMAL "[baidu.tp]\nclient_id = c\ntoken = %s\nencoding_aes_key = " AES43
-                         "\n",
+    text = textf(MINIMAL
+                 "[baidu.tp]\nclient_id = c\ntoken = %s\nencoding_aes_key = " AES43 "\n",
                  tok);
     c = load_ok(text);
     ck_assert_int_eq(c->tp.enabled, 1);
@@ -783,8 +868,8 @@ START_TEST(two_long_values)
     char *a = repeat('a', 300), *b = repeat('b', 500), *text;
     struct config *c;
 
-    text = textf(MINIMAL "[baidu.tp]\nclient_id = %s\ntoken = %s\nencoding_aes_key = " AES43
-                         "\n",
+    text = textf(MINIMAL
+                 "[baidu.tp]\nclient_id = %s\ntoken = %s\nencoding_aes_key = " AES43 "\n",
                  a, b);
     c = load_ok(text);
     ck_assert_str_eq(c->tp.client_id, a);
@@ -807,8 +892,9 @@ START_TEST(long_value_inline_comment)
     ck_assert_str_eq(c->tp.client_id, "c");
     ck_assert_str_eq(c->tp.token, "short");
     config_free(c);
-    text = textf(MINIMAL "[baidu.tp]\nclient_id = c\ntoken = %s ; note\nencoding_aes_key = " AES43
-                         "\n",
+    text = textf(MINIMAL
+                 "[baidu.tp]\nclient_id = c\ntoken = %s ; note\nencoding_aes_key = " AES43
+                 "\n",
                  tok);
     c = load_ok(text);
     ck_assert_str_eq(c->tp.token, tok);
@@ -835,9 +921,10 @@ START_TEST(long_garbage_line)
 {
     char *junk = repeat('x', 400), *text;
 
-    text = textf(MINIMAL "%s\n[baidu.tp]\nclient_id = c\ntoken = t\nencoding_aes_key = " AES43
-                         "\n",
-                 junk);
+    text =
+        textf(MINIMAL
+              "%s\n[baidu.tp]\nclient_id = c\ntoken = t\nencoding_aes_key = " AES43 "\n",
+              junk);
     expect_err_at(text, 5, NULL, NULL);
     free(text);
     free(junk);
@@ -880,8 +967,8 @@ START_TEST(huge_line)
 {
     char *v = repeat('h', 70000), *text;
 
-    text = textf(MINIMAL "[baidu.tp]\nclient_id = c\ntoken = %s\nencoding_aes_key = " AES43
-                         "\n",
+    text = textf(MINIMAL
+                 "[baidu.tp]\nclient_id = c\ntoken = %s\nencoding_aes_key = " AES43 "\n",
                  v);
     expect_err_at(text, 7, NULL, NULL);
     free(text);
@@ -902,7 +989,8 @@ START_TEST(indented_lines)
     ck_assert_str_eq(c->store.path, "/x.db");
     config_free(c);
     /* an indented bare word after a value is an error, not more of the value */
-    expect_err_at("[server]\nlisten = 127.0.0.1:8080\n    8081\n" MIN_STORE, 3, NULL, NULL);
+    expect_err_at("[server]\nlisten = 127.0.0.1:8080\n    8081\n" MIN_STORE, 3, NULL,
+                  NULL);
 }
 END_TEST
 
@@ -922,8 +1010,8 @@ END_TEST
 /* CRLF line endings are accepted; the CR is not part of any value. */
 START_TEST(crlf_lines)
 {
-    struct config *c =
-        load_ok("[server]\r\nlisten = 127.0.0.1:8080\r\nthreads = 4\r\n[store]\r\npath = /x.db\r\n");
+    struct config *c = load_ok("[server]\r\nlisten = 127.0.0.1:8080\r\nthreads = "
+                               "4\r\n[store]\r\npath = /x.db\r\n");
 
     ck_assert_str_eq(c->server.listen, "127.0.0.1:8080");
     ck_assert_uint_eq(c->server.threads, 4);
@@ -957,19 +1045,20 @@ END_TEST
 START_TEST(tp_aes_key_length)
 {
     static const char *const bad[] = {
-        AES43 "A",                                    /* 44 */
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh", /* 42 */
+        AES43 "A",                                     /* 44 */
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh",  /* 42 */
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*", /* 43, one not base64 */
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh=", /* 43 with padding inside */
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxw Hh8", /* 43 with a space */
-        AES43 "=",                                    /* the 44-char padded form */
+        AES43 "=",                                     /* the 44-char padded form */
     };
     char text[512], err[1024];
     size_t i;
 
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(text, sizeof(text),
-                 MINIMAL "[baidu.tp]\nclient_id = c\ntoken = t\nencoding_aes_key = %s\n", bad[i]);
+                 MINIMAL "[baidu.tp]\nclient_id = c\ntoken = t\nencoding_aes_key = %s\n",
+                 bad[i]);
         expect_err_at(text, 8, "[baidu.tp] encoding_aes_key:", NULL);
         load_err(text, err, sizeof(err));
         ck_assert_msg(strstr(err, "AAECAwQFBgcICQoL") == NULL, "key echoed in: %s", err);
@@ -986,6 +1075,36 @@ START_TEST(tp_path_absolute)
     config_free(c);
     expect_err_at(MINIMAL TP_SECTION "path = hooks/tp\n", 10, "[baidu.tp] path", NULL);
     expect_err_at(MINIMAL TP_SECTION "path = \n", 10, "[baidu.tp] path", NULL);
+}
+END_TEST
+
+/* A named section with a long name keeps its keys: it is read whole or refused by name.
+ */
+START_TEST(named_section_long_name)
+{
+    char name[61], *text, err[1024] = "", prefix[PATH_MAX + 64];
+    struct config *c = NULL;
+    const char *path;
+    int r;
+
+    memset(name, 'g', 60);
+    name[60] = '\0';
+    text = textf(MINIMAL "[gateway %s]\nsecret = s\n", name);
+    path = conf_file(text);
+    r = config_load(path, &c, err, sizeof(err));
+    if (r == 0) {
+        ck_assert_uint_eq(c->n_gateways, 1);
+        ck_assert_str_eq(c->gateways[0]->name, name);
+        ck_assert_str_eq(c->gateways[0]->secret, "s");
+        config_free(c);
+    } else {
+        /* refused: at the header, because of the name, not a "missing" key */
+        snprintf(prefix, sizeof(prefix), "%s:5: ", path);
+        ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0 && strstr(err, "name") &&
+                          !strstr(err, "required"),
+                      "misleading error: %s", err);
+    }
+    free(text);
 }
 END_TEST
 
@@ -1037,6 +1156,7 @@ END_TEST
 
 /* ---- runner ------------------------------------------------------------------- */
 
+/* Every test case of config.c. */
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1049,6 +1169,7 @@ static Suite *config_suite(void)
     TCase *tp = tcase_create("baidu.tp");
 
     tcase_add_test(def, minimal_file_defaults);
+    tcase_add_test(def, documented_example_is_the_defaults);
     tcase_add_test(def, free_null);
     tcase_add_test(def, threads_resolved);
     suite_add_tcase(s, def);
@@ -1076,11 +1197,13 @@ static Suite *config_suite(void)
     tcase_add_test(err, empty_tp_section);
     tcase_add_test(err, syntax_error_line);
     tcase_add_test(err, nonexistent_file);
+    tcase_add_test(err, named_section_long_name);
     suite_add_tcase(s, err);
 
     tcase_add_test(net, trusted_cidr);
     tcase_add_test(net, trusted_prefix_zero);
     tcase_add_test(net, trusted_v4_mapped);
+    tcase_add_test(net, trusted_v4_mapped_entry);
     tcase_add_test(net, trusted_empty);
     tcase_add_test(net, trusted_bad);
     suite_add_tcase(s, net);
@@ -1122,13 +1245,15 @@ static void cleanup_tmpdir(void)
         fprintf(stderr, "could not remove %s\n", tmpdir);
 }
 
+/* Run the suite in a fresh temporary directory; nonzero when anything failed. */
 int main(void)
 {
     SRunner *sr;
     int failed;
     const char *base = getenv("TMPDIR");
 
-    snprintf(tmpdir, sizeof(tmpdir), "%s/check_config.XXXXXX", base && *base ? base : "/tmp");
+    snprintf(tmpdir, sizeof(tmpdir), "%s/check_config.XXXXXX",
+             base && *base ? base : "/tmp");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;

@@ -44,11 +44,13 @@ static void setup(void)
 {
     const char *base = getenv("TMPDIR");
 
-    snprintf(tmpdir, sizeof(tmpdir), "%s/check_store.XXXXXX", base && *base ? base : "/tmp");
+    snprintf(tmpdir, sizeof(tmpdir), "%s/check_store.XXXXXX",
+             base && *base ? base : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(tmpdir));
     snprintf(dbpath, sizeof(dbpath), "%s/events.db", tmpdir);
 }
 
+/* Remove the test's directory and the store in it. */
 static void teardown(void)
 {
     nftw(tmpdir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
@@ -91,9 +93,9 @@ static sqlite3 *peek_open(void)
 {
     sqlite3 *db = NULL;
 
-    ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                                     NULL),
-                     SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+        SQLITE_OK);
     sqlite3_busy_timeout(db, 10000);
     return db;
 }
@@ -173,7 +175,10 @@ struct waiter {
     char error[256];
 };
 
-#define WAITER_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, "", ""}
+#define WAITER_INIT                                                                      \
+    {                                                                                    \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, "", ""          \
+    }
 
 /* Completion callback: copy what is valid only now, then wake the test. */
 static void waiter_done(void *data, const struct store_result *res)
@@ -245,7 +250,8 @@ static int64_t rows_with_key(const char *key)
 {
     char sql[256];
 
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE dedupe_key = '%s'", key);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE dedupe_key = '%s'",
+             key);
     return peek_int(sql);
 }
 
@@ -256,8 +262,12 @@ struct gate {
     int entered, open;
 };
 
-#define GATE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+#define GATE_INIT                                                                        \
+    {                                                                                    \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0                        \
+    }
 
+/* in_tx of the gate event: say we are in, then wait to be let go. */
 static int gate_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
 {
     struct gate *g = data;
@@ -305,9 +315,10 @@ START_TEST(open_fresh_migrates)
 
     ck_assert_int_ge(latest_version(), 1);
     ck_assert_int_eq(peek_int("PRAGMA user_version"), latest_version());
-    ck_assert_int_eq(peek_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
-                              "name IN ('events', 'rejections', 'tp_ticket')"),
-                     3);
+    ck_assert_int_eq(
+        peek_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                 "name IN ('events', 'rejections', 'tp_ticket')"),
+        3);
     ck_assert_str_eq(peek_text("PRAGMA journal_mode", mode, sizeof(mode)), "wal");
     ck_assert_int_eq(store_ready(s), 1);
     ck_assert_int_eq(store_queue_depth(s), 0);
@@ -334,26 +345,30 @@ START_TEST(reopen_does_not_reapply)
 }
 END_TEST
 
-/* A store from a newer payhookd is refused with both versions named, and left alone. */
+/* A store from a newer payhookd is refused with both versions named, and left alone
+ * (not even switched to WAL). */
 START_TEST(newer_schema_refused)
 {
     struct store_options o = opts();
     struct store *s = UNTOUCHED;
-    char sql[64], err[512] = "", want[32];
+    char sql[64], err[512] = "", want[32], mode[32];
     int newer = latest_version() + 1, r;
 
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", newer);
     peek_exec(sql);
+    ck_assert_str_eq(peek_text("PRAGMA journal_mode", mode, sizeof(mode)), "delete");
     r = store_open(&o, &s, err, sizeof(err));
     ck_assert_int_lt(r, 0);
     ck_assert(s == UNTOUCHED);
     snprintf(want, sizeof(want), "%d", newer);
     ck_assert_msg(strstr(err, want) != NULL, "version %d not in: %s", newer, err);
     snprintf(want, sizeof(want), "%d", latest_version());
-    ck_assert_msg(strstr(err, want) != NULL, "version %d not in: %s", latest_version(), err);
+    ck_assert_msg(strstr(err, want) != NULL, "version %d not in: %s", latest_version(),
+                  err);
     ck_assert_msg(strstr(err, "newer") != NULL, "\"newer\" not in: %s", err);
     ck_assert_int_eq(peek_int("PRAGMA user_version"), newer);
     ck_assert_int_eq(peek_int("SELECT count(*) FROM sqlite_master"), 0);
+    ck_assert_str_eq(peek_text("PRAGMA journal_mode", mode, sizeof(mode)), "delete");
 }
 END_TEST
 
@@ -434,19 +449,21 @@ START_TEST(new_event_row_exact)
 
     db = peek_open();
     ck_assert_int_eq(
-        sqlite3_prepare_v2(db,
-                           "SELECT id, provider, kind, app, dedupe_key, verified, order_id,"
-                           " typeof(order_id), merchant_order_id, amount_fen, typeof(amount_fen),"
-                           " status, deliveries, remote_addr, answer, fields, typeof(body), body,"
-                           " received_at, last_received_at FROM events",
-                           -1, &st, NULL),
+        sqlite3_prepare_v2(
+            db,
+            "SELECT id, provider, kind, app, dedupe_key, verified, order_id,"
+            " typeof(order_id), merchant_order_id, amount_fen, typeof(amount_fen),"
+            " status, deliveries, remote_addr, answer, fields, typeof(body), body,"
+            " received_at, last_received_at FROM events",
+            -1, &st, NULL),
         SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     ck_assert_int_eq(sqlite3_column_int64(st, 0), w.id);
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 1), "baidu");
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 2), "pay_notify");
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 3), "app-7");
-    ck_assert_str_eq((const char *)sqlite3_column_text(st, 4), "baidu:pay:2052353455567890123");
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 4),
+                     "baidu:pay:2052353455567890123");
     ck_assert_int_eq(sqlite3_column_int(st, 5), 1);
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 6), "2052353455567890123");
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 7), "text");
@@ -471,7 +488,8 @@ START_TEST(new_event_row_exact)
 }
 END_TEST
 
-/* NULL strings become SQL NULLs, no amount is NULL, and a missing body is empty, not NULL. */
+/* NULL strings become SQL NULLs, no amount is NULL, and a missing body is empty, not
+ * NULL. */
 START_TEST(null_columns)
 {
     struct store_options o = opts();
@@ -486,18 +504,19 @@ START_TEST(null_columns)
     ev.answer = "SUCCESS";
     submit_wait(s, &ev, &w);
     ck_assert_int_eq(w.outcome, STORE_NEW);
-    ck_assert_int_eq(peek_int("SELECT count(*) FROM events WHERE app IS NULL AND order_id IS NULL"
-                              " AND merchant_order_id IS NULL AND amount_fen IS NULL AND status"
-                              " IS NULL AND remote_addr IS NULL AND fields IS NULL AND verified = 0"
-                              " AND typeof(body) = 'blob' AND length(body) = 0"),
-                     1);
+    ck_assert_int_eq(
+        peek_int("SELECT count(*) FROM events WHERE app IS NULL AND order_id IS NULL"
+                 " AND merchant_order_id IS NULL AND amount_fen IS NULL AND status"
+                 " IS NULL AND remote_addr IS NULL AND fields IS NULL AND verified = 0"
+                 " AND typeof(body) = 'blob' AND length(body) = 0"),
+        1);
 
     ev_init(&ev, "negative", "ok");
     ev.has_amount = 1;
     ev.amount_fen = -1999;
     submit_wait(s, &ev, &w);
-    ck_assert_int_eq(peek_int("SELECT amount_fen FROM events WHERE dedupe_key = 'negative'"),
-                     -1999);
+    ck_assert_int_eq(
+        peek_int("SELECT amount_fen FROM events WHERE dedupe_key = 'negative'"), -1999);
     ev_init(&ev, "zero", "ok");
     ev.has_amount = 1;
     ev.amount_fen = 0;
@@ -544,7 +563,8 @@ START_TEST(duplicate_returns_first_answer)
 
     ck_assert_int_eq(peek_int("SELECT count(*) FROM events"), 1);
     ck_assert_int_eq(peek_int("SELECT deliveries FROM events"), 3);
-    ck_assert_str_eq(peek_text("SELECT answer FROM events", buf, sizeof(buf)), "first answer");
+    ck_assert_str_eq(peek_text("SELECT answer FROM events", buf, sizeof(buf)),
+                     "first answer");
     ck_assert_str_eq(peek_text("SELECT CAST(body AS TEXT) FROM events", buf, sizeof(buf)),
                      "first");
     ck_assert_int_eq(peek_int("SELECT status IS NULL FROM events"), 1);
@@ -591,6 +611,7 @@ struct tx_probe {
     int ret;
 };
 
+/* in_tx that does what its tx_probe says and counts its calls. */
 static int probe_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
 {
     struct tx_probe *p = data;
@@ -621,7 +642,8 @@ START_TEST(in_tx_only_for_new)
     ck_assert_int_eq(p.calls, 1);
     ck_assert_int_eq(w.outcome, STORE_NEW);
     ck_assert_str_eq(w.answer, "decided in tx");
-    ck_assert_str_eq(peek_text("SELECT answer FROM events", buf, sizeof(buf)), "decided in tx");
+    ck_assert_str_eq(peek_text("SELECT answer FROM events", buf, sizeof(buf)),
+                     "decided in tx");
 
     ev.answer = "default";
     p.replace_answer = "would change it";
@@ -674,6 +696,38 @@ START_TEST(in_tx_failure_is_alone)
 }
 END_TEST
 
+/* Two events failing in one batch each report their own reason. */
+START_TEST(failures_keep_own_reason)
+{
+    struct store_options o = opts();
+    struct store *s = open_ok(&o);
+    struct waiter wg = WAITER_INIT, wa = WAITER_INIT, wb = WAITER_INIT;
+    struct store_event g, a, b;
+    struct gate gate = GATE_INIT;
+    struct tx_probe pa = {0, NULL, 0, NULL, -EINVAL}, pb = {0, NULL, 0, NULL, -ENOSPC};
+
+    gate_close(s, &gate, &g, &wg);
+    ev_init(&a, "fails-a", "no");
+    a.in_tx = probe_in_tx;
+    a.in_tx_data = &pa;
+    ev_init(&b, "fails-b", "no");
+    b.in_tx = probe_in_tx;
+    b.in_tx_data = &pb;
+    ck_assert_int_eq(store_submit(s, &a, waiter_done, &wa), 0);
+    ck_assert_int_eq(store_submit(s, &b, waiter_done, &wb), 0);
+    gate_open(&gate);
+    waiter_wait(&wa, 1);
+    waiter_wait(&wb, 1);
+    ck_assert_int_eq(wa.outcome, STORE_FAILED);
+    ck_assert_int_eq(wb.outcome, STORE_FAILED);
+    ck_assert_msg(strstr(wa.error, strerror(EINVAL)) != NULL, "first reason: \"%s\"",
+                  wa.error);
+    ck_assert_msg(strstr(wb.error, strerror(ENOSPC)) != NULL, "second reason: \"%s\"",
+                  wb.error);
+    store_close(s);
+}
+END_TEST
+
 /* Submit an event whose in_tx stores a ticket with a create time. */
 static void put_ticket(struct store *s, const char *key, const char *ticket, int64_t ct)
 {
@@ -689,7 +743,8 @@ static void put_ticket(struct store *s, const char *key, const char *ticket, int
     ck_assert_int_eq(p.calls, 1);
 }
 
-/* The stored ticket is the one with the newest create time, whatever the arrival order. */
+/* The stored ticket is the one with the newest create time, whatever the arrival order.
+ */
 START_TEST(ticket_keeps_newest)
 {
     struct store_options o = opts();
@@ -697,15 +752,166 @@ START_TEST(ticket_keeps_newest)
     char buf[64];
 
     put_ticket(s, "t1", "ticket-200", 200);
-    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)), "ticket-200");
+    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)),
+                     "ticket-200");
     put_ticket(s, "t2", "ticket-100", 100); /* older, arriving late */
-    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)), "ticket-200");
+    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)),
+                     "ticket-200");
     ck_assert_int_eq(peek_int("SELECT create_time FROM tp_ticket"), 200);
     put_ticket(s, "t3", "ticket-300", 300);
-    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)), "ticket-300");
+    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)),
+                     "ticket-300");
     ck_assert_int_eq(peek_int("SELECT create_time FROM tp_ticket"), 300);
     ck_assert_int_eq(peek_int("SELECT count(*) FROM tp_ticket"), 1);
     assert_iso8601(peek_text("SELECT received_at FROM tp_ticket", buf, sizeof(buf)));
+    store_close(s);
+}
+END_TEST
+
+/* ---- Baidu lookups --------------------------------------------------------------- */
+
+/* Store a Baidu pay notification for an order. */
+static void put_pay_notify(struct store *s, const char *key, const char *order,
+                           const char *app, int verified, const char *status,
+                           const char *fields)
+{
+    struct waiter w = WAITER_INIT;
+    struct store_event ev;
+
+    ev_init(&ev, key, "{}");
+    ev.provider = "baidu";
+    ev.kind = "pay_notify";
+    ev.order_id = order;
+    ev.app = app;
+    ev.verified = verified;
+    ev.status = status;
+    ev.fields = fields;
+    submit_wait(s, &ev, &w);
+    ck_assert_int_eq(w.outcome, STORE_NEW);
+}
+
+/* Lookups run by many threads at once, more than the pool has connections. */
+struct lookup_run {
+    struct store *s;
+    int found, wrong;
+};
+
+/* Thread body: 50 lookups of order O1, counting right and wrong answers. */
+static void *lookup_thread(void *arg)
+{
+    struct lookup_run *lr = arg;
+    char app[64];
+    int i;
+
+    for (i = 0; i < 50; i++) {
+        if (store_baidu_order_app(lr->s, "O1", app, sizeof(app)) == 1 &&
+            strcmp(app, "deal-1") == 0)
+            lr->found++;
+        else
+            lr->wrong++;
+    }
+    return NULL;
+}
+
+/* The app of an order comes from its verified pay notification only, from any thread. */
+START_TEST(baidu_order_app_lookup)
+{
+    enum { THREADS = 16 };
+    struct store_options o = opts();
+    struct store *s = open_ok(&o);
+    struct lookup_run lr[THREADS];
+    pthread_t th[THREADS];
+    char app[64] = "untouched";
+    int i;
+
+    put_pay_notify(s, "p1", "O1", "deal-1", 1, "2", NULL);
+    put_pay_notify(s, "p2", "O2", "forged", 0, "2", NULL);
+    ck_assert_int_eq(store_baidu_order_app(s, "O1", app, sizeof(app)), 1);
+    ck_assert_str_eq(app, "deal-1");
+    strcpy(app, "untouched");
+    ck_assert_int_eq(store_baidu_order_app(s, "O2", app, sizeof(app)), 0);
+    ck_assert_int_eq(store_baidu_order_app(s, "O3", app, sizeof(app)), 0);
+    ck_assert_str_eq(app, "untouched");
+    for (i = 0; i < THREADS; i++) {
+        lr[i] = (struct lookup_run){s, 0, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, lookup_thread, &lr[i]), 0);
+    }
+    for (i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(lr[i].found, 50);
+        ck_assert_int_eq(lr[i].wrong, 0);
+    }
+    store_close(s);
+}
+END_TEST
+
+/* What the refund in_tx helpers returned inside one transaction. */
+struct refund_probe {
+    int paid_r, decide_r[4], outcome_r, approved_r[2], again_r, fail_after;
+    char pay_money[32];
+    int64_t approved[2];
+};
+
+/* in_tx exercising every refund helper in order, keeping what each returned. */
+static int refund_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    struct refund_probe *p = data;
+
+    p->paid_r = store_tx_baidu_paid(tx, "O1", p->pay_money, sizeof(p->pay_money));
+    p->decide_r[0] = store_tx_baidu_decide(tx, "B1", "O1", 1, 300, "fits");
+    p->decide_r[1] = store_tx_baidu_decide(tx, "B2", "O1", 1, 200, "fits");
+    p->decide_r[2] = store_tx_baidu_decide(tx, "B3", "O1", 2, 900, "too much");
+    p->decide_r[3] = store_tx_baidu_decide(tx, "B4", "O9", 1, 50, "other order");
+    p->approved_r[0] = store_tx_baidu_approved(tx, "O1", &p->approved[0]);
+    p->outcome_r = store_tx_baidu_refund_outcome(tx, "B2", 2);
+    p->approved_r[1] = store_tx_baidu_approved(tx, "O1", &p->approved[1]);
+    p->again_r = store_tx_baidu_decide(tx, "B1", "O1", 1, 300, "asked again");
+    return p->fail_after ? -EINVAL : 0;
+}
+
+/* The refund helpers see the paid amount, sum approved refunds less failed ones,
+ * and their rows go (or vanish) with the event's savepoint. */
+START_TEST(baidu_refund_helpers)
+{
+    struct store_options o = opts();
+    struct store *s = open_ok(&o);
+    struct waiter w = WAITER_INIT;
+    struct refund_probe p;
+    struct store_event ev;
+    int i;
+
+    put_pay_notify(s, "paid-unverified", "O1", "x", 0, "2", "{\"payMoney\":1}");
+    put_pay_notify(s, "paid", "O1", "deal-1", 1, "2", "{\"payMoney\":1000}");
+
+    memset(&p, 0, sizeof(p));
+    p.fail_after = 1;
+    ev_init(&ev, "audit-failing", "{}");
+    ev.in_tx = refund_in_tx;
+    ev.in_tx_data = &p;
+    submit_wait(s, &ev, &w);
+    ck_assert_int_eq(w.outcome, STORE_FAILED);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM baidu_refunds"), 0);
+
+    memset(&p, 0, sizeof(p));
+    ev_init(&ev, "audit", "{}");
+    ev.in_tx = refund_in_tx;
+    ev.in_tx_data = &p;
+    submit_wait(s, &ev, &w);
+    ck_assert_int_eq(w.outcome, STORE_NEW);
+    ck_assert_int_eq(p.paid_r, 1);
+    ck_assert_str_eq(p.pay_money, "1000");
+    for (i = 0; i < 4; i++)
+        ck_assert_int_eq(p.decide_r[i], 0);
+    ck_assert_int_eq(p.approved_r[0], 0);
+    ck_assert_int_eq(p.approved[0], 500); /* B1 + B2; B3 rejected, B4 another order */
+    ck_assert_int_eq(p.outcome_r, 0);
+    ck_assert_int_eq(p.approved_r[1], 0);
+    ck_assert_int_eq(p.approved[1], 300); /* B2 failed */
+    ck_assert_int_lt(p.again_r, 0);       /* one decision per batch */
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM baidu_refunds"), 4);
+    ck_assert_int_eq(peek_int("SELECT refund_status FROM baidu_refunds WHERE"
+                              " refund_batch_id = 'B2'"),
+                     2);
     store_close(s);
 }
 END_TEST
@@ -741,6 +947,7 @@ struct submitter {
 
 static struct crowd *crowd_of_slot; /* the crowd the completions count into */
 
+/* Completion of one crowd event: record it and count it. */
 static void slot_done(void *data, const struct store_result *res)
 {
     struct slot *sl = data;
@@ -754,6 +961,7 @@ static void slot_done(void *data, const struct store_result *res)
     pthread_mutex_unlock(&crowd_of_slot->lock);
 }
 
+/* Thread body: submit this submitter's share of the events. */
 static void *submitter_run(void *arg)
 {
     struct submitter *sb = arg;
@@ -767,6 +975,7 @@ static void *submitter_run(void *arg)
     return NULL;
 }
 
+/* qsort order for int64_t. */
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -826,8 +1035,8 @@ START_TEST(concurrent_submitters)
     ck_assert_int_eq(crowd_wait(&cr, N), N);
     usleep(100000); /* a second completion of any event would show up now */
     for (i = 0; i < N; i++) {
-        ck_assert_msg(atomic_load(&cr.slots[i].calls) == 1, "event %d completed %d times", i,
-                      atomic_load(&cr.slots[i].calls));
+        ck_assert_msg(atomic_load(&cr.slots[i].calls) == 1, "event %d completed %d times",
+                      i, atomic_load(&cr.slots[i].calls));
         ck_assert_msg(cr.slots[i].outcome == STORE_NEW, "event %d outcome %d", i,
                       cr.slots[i].outcome);
         ids[i] = cr.slots[i].id;
@@ -943,7 +1152,8 @@ START_TEST(insert_failure_and_recovery)
 }
 END_TEST
 
-/* A redelivery whose count cannot be updated fails; it is not acknowledged as a duplicate. */
+/* A redelivery whose count cannot be updated fails; it is not acknowledged as a
+ * duplicate. */
 START_TEST(duplicate_update_failure)
 {
     struct store_options o = opts();
@@ -1025,17 +1235,19 @@ START_TEST(rejection_recorded)
     store_close(s);
 
     db = peek_open();
-    ck_assert_int_eq(sqlite3_prepare_v2(db,
-                                        "SELECT route, remote_addr, status, reason, detail,"
-                                        " body_prefix, received_at FROM rejections ORDER BY id",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db,
+                           "SELECT route, remote_addr, status, reason, detail,"
+                           " body_prefix, received_at FROM rejections ORDER BY id",
+                           -1, &st, NULL),
+        SQLITE_OK);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "/baidu/tp/events");
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 1), "192.0.2.9");
     ck_assert_int_eq(sqlite3_column_int(st, 2), 401);
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 3), "bad_signature");
-    ck_assert_str_eq((const char *)sqlite3_column_text(st, 4), "MsgSignature does not match");
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 4),
+                     "MsgSignature does not match");
     ck_assert_int_eq(sqlite3_column_bytes(st, 5), 5);
     ck_assert_mem_eq(sqlite3_column_blob(st, 5), "ab\0cd", 5);
     assert_iso8601((const char *)sqlite3_column_text(st, 6));
@@ -1079,6 +1291,7 @@ END_TEST
 /* A completion counter for events nobody waits on individually. */
 static atomic_int counted_new, counted_other;
 
+/* Completion that only counts outcomes. */
 static void count_done(void *data, const struct store_result *res)
 {
     if (res->outcome == STORE_NEW)
@@ -1094,7 +1307,7 @@ START_TEST(stop_drains_queue)
     struct store_options o = opts();
     struct store *s = open_ok(&o);
     struct store_event *ev = calloc(N, sizeof(*ev)), late;
-    char (*keys)[24] = calloc(N, sizeof(*keys));
+    char(*keys)[24] = calloc(N, sizeof(*keys));
     struct store_rejection r = {"/r", NULL, 404, "unknown_path", NULL, NULL, 0};
     int i;
 
@@ -1177,6 +1390,7 @@ END_TEST
 
 /* ---- runner ----------------------------------------------------------------------- */
 
+/* Every test case of store.c, each in a fresh directory. */
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1199,7 +1413,10 @@ static Suite *store_suite(void)
     tcase_add_test(ev, duplicate_within_one_batch);
     tcase_add_test(ev, in_tx_only_for_new);
     tcase_add_test(ev, in_tx_failure_is_alone);
+    tcase_add_test(ev, failures_keep_own_reason);
     tcase_add_test(ev, ticket_keeps_newest);
+    tcase_add_test(ev, baidu_order_app_lookup);
+    tcase_add_test(ev, baidu_refund_helpers);
     tcase_add_test(grp, concurrent_submitters);
     tcase_add_test(grp, queued_events_share_a_commit);
     tcase_add_test(grp, batch_max_respected);
@@ -1219,6 +1436,7 @@ static Suite *store_suite(void)
     return s;
 }
 
+/* Run the suite; nonzero when anything failed. */
 int main(void)
 {
     SRunner *sr = srunner_create(store_suite());

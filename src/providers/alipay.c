@@ -28,8 +28,7 @@ struct ap_state {
     const struct config *c;
 };
 
-/* V1: what trade notifications sign. V2: sign_type kept (service market, SDK fixtures).
- */
+/* V1: what trade notifications sign. V2: sign_type kept (service market, SDKs). */
 static const char *const ap_v1_excluded[] = {"sign", "sign_type", NULL};
 static const char *const ap_v2_excluded[] = {"sign", NULL};
 static const struct form_canon_rule ap_v1 = {ap_v1_excluded, 1, NULL, 0};
@@ -94,8 +93,7 @@ static int ap_has_sign(const struct form *f, struct provider_reply *out)
     return 0;
 }
 
-/* The digest sign_type names (absent or empty means RSA2): 0, or -1 after a 401
- * rejection. */
+/* The digest sign_type names (absent/empty: RSA2): 0, or -1 after a 401 rejection. */
 static int ap_hash(const struct form *f, enum crypto_hash *h, struct provider_reply *out)
 {
     size_t len;
@@ -128,8 +126,7 @@ static int ap_check(const struct config_alipay_app *app, const struct form *f,
     return r;
 }
 
-/* Verify the signature: 0, or -1 after a 401 (or, for an internal failure, 503)
- * rejection. */
+/* Verify sign: 0, or -1 after a 401 rejection (503 for an internal failure). */
 static int ap_verify(const struct config_alipay_app *app, const struct form *f,
                      enum crypto_hash h, struct provider_reply *out)
 {

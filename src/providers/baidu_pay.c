@@ -19,8 +19,9 @@
 #include "provider.h"
 
 #define BP_JSON_TYPE "application/json"
-#define BP_FAIL_BODY "{\"errno\":503,\"msg\":\"store unavailable, retry later\",\"data\":{}}"
-#define BP_BAD_FORM  "{\"errno\":400,\"msg\":\"malformed form body\",\"data\":{}}"
+#define BP_FAIL_BODY                                                                     \
+    "{\"errno\":503,\"msg\":\"store unavailable, retry later\",\"data\":{}}"
+#define BP_BAD_FORM "{\"errno\":400,\"msg\":\"malformed form body\",\"data\":{}}"
 
 struct bp_state {
     const struct config *c;
@@ -43,8 +44,8 @@ static const struct form_canon_rule bp_rule = {bp_excluded, 0, NULL, 0};
 static enum provider_verdict bp_reject(struct provider_reply *out, int status,
                                        const char *reason, const char *detail)
 {
-    const char *body = arena_printf(out->arena, "{\"errno\":%d,\"msg\":\"%s\",\"data\":{}}",
-                                    status, reason);
+    const char *body = arena_printf(
+        out->arena, "{\"errno\":%d,\"msg\":\"%s\",\"data\":{}}", status, reason);
 
     provider_reject(out, status, reason, body ? body : BP_FAIL_BODY, "%s", detail);
     out->content_type = BP_JSON_TYPE;
@@ -52,7 +53,8 @@ static enum provider_verdict bp_reject(struct provider_reply *out, int status,
 }
 
 /* A required field, or NULL after filling a 400 rejection. */
-static const char *bp_need(const struct form *f, const char *key, struct provider_reply *out)
+static const char *bp_need(const struct form *f, const char *key,
+                           struct provider_reply *out)
 {
     const char *v = form_get(f, key, NULL);
     char detail[96];
@@ -65,7 +67,8 @@ static const char *bp_need(const struct form *f, const char *key, struct provide
 }
 
 /* The configured app that owns a dealId, or NULL. */
-static const struct config_baidu_app *bp_app_by_deal(const struct config *c, const char *deal)
+static const struct config_baidu_app *bp_app_by_deal(const struct config *c,
+                                                     const char *deal)
 {
     size_t i;
 
@@ -75,14 +78,16 @@ static const struct config_baidu_app *bp_app_by_deal(const struct config *c, con
     return NULL;
 }
 
-/* Check rsaSign (present: see bp_has_sign) with one app's platform key: 0, -EBADMSG, -EINVAL. */
+/* Check rsaSign (present: see bp_has_sign) with one app's platform key: 0, -EBADMSG,
+ * -EINVAL. */
 static int bp_check(const struct config_baidu_app *app, const struct form *f,
                     struct provider_reply *out)
 {
     size_t len;
     const char *sig = form_get(f, "rsaSign", &len);
 
-    return provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len, out);
+    return provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len,
+                                out);
 }
 
 /* 1 when the form carries a non-empty rsaSign, else 0 after a 401 rejection. */
@@ -97,9 +102,8 @@ static int bp_has_sign(const struct form *f, struct provider_reply *out)
 }
 
 /* Verify a pay notification: its dealId names the app. */
-static const struct config_baidu_app *bp_verify_pay(const struct bp_state *st,
-                                                    const struct form *f,
-                                                    struct provider_reply *out)
+static const struct config_baidu_app *
+bp_verify_pay(const struct bp_state *st, const struct form *f, struct provider_reply *out)
 {
     const struct config_baidu_app *app;
     const char *deal;
@@ -109,13 +113,14 @@ static const struct config_baidu_app *bp_verify_pay(const struct bp_state *st,
         return NULL;
     app = bp_app_by_deal(st->c, deal);
     if (!app) {
-        snprintf(detail, sizeof(detail), "dealId %.64s is not configured ([baidu.app])", deal);
+        snprintf(detail, sizeof(detail), "dealId %.64s is not configured ([baidu.app])",
+                 deal);
         bp_reject(out, 401, "unknown_app", detail);
         return NULL;
     }
     if (bp_check(app, f, out) < 0) {
-        snprintf(detail, sizeof(detail), "rsaSign does not verify with the key of [baidu.app %s]",
-                 app->name);
+        snprintf(detail, sizeof(detail),
+                 "rsaSign does not verify with the key of [baidu.app %s]", app->name);
         bp_reject(out, 401, "bad_signature", detail);
         return NULL;
     }
@@ -144,7 +149,8 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
         if (bp_check(app, f, out) == 0)
             return app;
         snprintf(detail, sizeof(detail),
-                 "rsaSign does not verify with the key of [baidu.app %s], which owns order %.40s",
+                 "rsaSign does not verify with the key of [baidu.app %s], which owns "
+                 "order %.40s",
                  app->name, order);
         bp_reject(out, 401, "bad_signature", detail);
         return NULL;
@@ -152,14 +158,16 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
     for (i = 0; i < st->c->n_baidu_apps; i++)
         if (bp_check(st->c->baidu_apps[i], f, out) == 0)
             return st->c->baidu_apps[i];
-    snprintf(detail, sizeof(detail), "rsaSign verifies with no configured app's key (order %.40s)",
-             order);
+    snprintf(detail, sizeof(detail),
+             "rsaSign verifies with no configured app's key (order %.40s)", order);
     bp_reject(out, 401, "bad_signature", detail);
     return NULL;
 }
 
-/* Parse an integer fen field; absent is allowed when optional. 1 present, 0 absent, -1 bad. */
-static int bp_fen(const struct form *f, const char *key, int64_t *fen, struct provider_reply *out)
+/* Parse an integer fen field; absent is allowed when optional. 1 present, 0 absent, -1
+ * bad. */
+static int bp_fen(const struct form *f, const char *key, int64_t *fen,
+                  struct provider_reply *out)
 {
     size_t len;
     const char *v = form_get(f, key, &len);
@@ -175,9 +183,10 @@ static int bp_fen(const struct form *f, const char *key, int64_t *fen, struct pr
 }
 
 /* The common part of every stored Baidu event. */
-static enum provider_verdict bp_event(const struct provider_request *rq, const struct form *f,
-                                      const struct config_baidu_app *app, const char *kind,
-                                      struct provider_reply *out)
+static enum provider_verdict bp_event(const struct provider_request *rq,
+                                      const struct form *f,
+                                      const struct config_baidu_app *app,
+                                      const char *kind, struct provider_reply *out)
 {
     struct store_event *ev = &out->ev;
 
@@ -216,7 +225,8 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
         return PROVIDER_ANSWER;
     switch (bp_fen(f, "totalMoney", &total, out)) {
     case 0:
-        return bp_reject(out, 400, "missing_field", "field totalMoney is missing or empty");
+        return bp_reject(out, 400, "missing_field",
+                         "field totalMoney is missing or empty");
     case -1:
         return PROVIDER_ANSWER;
     }
@@ -224,9 +234,9 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     out->ev.amount_fen = total;
     out->ev.status = status;
     out->ev.dedupe_key = arena_printf(out->arena, "baidu:pay:%s:%s", order, status);
-    out->ev.answer =
-        arena_printf(out->arena, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
-                     app->is_consumed);
+    out->ev.answer = arena_printf(
+        out->arena, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
+        app->is_consumed);
     return bp_event(rq, f, app, "pay_notify", out);
 }
 
@@ -258,9 +268,10 @@ static int bp_decide_auto(struct store_tx *tx, struct bp_audit *a, int64_t *refu
         return 2;
     }
     if (*refund > paid - approved) {
-        *why = arena_printf(a->out->arena,
-                            "over-refund: %lld applied + %lld already approved > %lld paid",
-                            (long long)*refund, (long long)approved, (long long)paid);
+        *why =
+            arena_printf(a->out->arena,
+                         "over-refund: %lld applied + %lld already approved > %lld paid",
+                         (long long)*refund, (long long)approved, (long long)paid);
         return 2;
     }
     *why = arena_printf(a->out->arena, "covered: %lld + %lld approved <= %lld paid",
@@ -310,16 +321,17 @@ static int bp_audit_in_tx(struct store_tx *tx, struct store_event *ev, void *dat
     ev->has_amount = 1;
     ev->amount_fen = refund;
     ev->note = why;
-    ev->answer = arena_printf(a->out->arena,
-                              "{\"errno\":0,\"msg\":\"success\",\"data\":{\"auditStatus\":%d,"
-                              "\"calculateRes\":{\"refundPayMoney\":%lld}}}",
-                              status, (long long)refund);
+    ev->answer =
+        arena_printf(a->out->arena,
+                     "{\"errno\":0,\"msg\":\"success\",\"data\":{\"auditStatus\":%d,"
+                     "\"calculateRes\":{\"refundPayMoney\":%lld}}}",
+                     status, (long long)refund);
     return ev->answer ? 0 : -ENOMEM;
 }
 
 /* Refund audit request: verified here, decided in the store's transaction. */
-static enum provider_verdict bp_audit(const void *state, const struct provider_request *rq,
-                                      struct provider_reply *out)
+static enum provider_verdict
+bp_audit(const void *state, const struct provider_request *rq, struct provider_reply *out)
 {
     const struct config_baidu_app *app;
     struct bp_audit *a;
@@ -358,7 +370,8 @@ static int bp_refund_in_tx(struct store_tx *tx, struct store_event *ev, void *da
 }
 
 /* Refund status notification. */
-static enum provider_verdict bp_refund(const void *state, const struct provider_request *rq,
+static enum provider_verdict bp_refund(const void *state,
+                                       const struct provider_request *rq,
                                        struct provider_reply *out)
 {
     const struct config_baidu_app *app;
@@ -369,10 +382,12 @@ static enum provider_verdict bp_refund(const void *state, const struct provider_
         return bp_reject(out, 400, out->reason, out->detail);
     if (!(app = bp_verify_refund(state, rq, f, out)))
         return PROVIDER_ANSWER;
-    if (!(batch = bp_need(f, "refundBatchId", out)) || !(status = bp_need(f, "refundStatus", out)))
+    if (!(batch = bp_need(f, "refundBatchId", out)) ||
+        !(status = bp_need(f, "refundStatus", out)))
         return PROVIDER_ANSWER;
     out->ev.status = status;
-    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_notify:%s:%s", batch, status);
+    out->ev.dedupe_key =
+        arena_printf(out->arena, "baidu:refund_notify:%s:%s", batch, status);
     out->ev.answer = "{\"errno\":0,\"msg\":\"success\",\"data\":{}}";
     out->ev.in_tx = bp_refund_in_tx;
     out->ev.in_tx_data = (void *)batch;
@@ -380,8 +395,10 @@ static enum provider_verdict bp_refund(const void *state, const struct provider_
 }
 
 static const struct route_ops bp_pay_ops = {"pay_notify", provider_accepts_form, bp_pay};
-static const struct route_ops bp_audit_ops = {"refund_audit", provider_accepts_form, bp_audit};
-static const struct route_ops bp_refund_ops = {"refund_notify", provider_accepts_form, bp_refund};
+static const struct route_ops bp_audit_ops = {"refund_audit", provider_accepts_form,
+                                              bp_audit};
+static const struct route_ops bp_refund_ops = {"refund_notify", provider_accepts_form,
+                                               bp_refund};
 
 /* Register the three routes when at least one [baidu.app] is configured. */
 static int bp_load(const struct config *c, struct routes *rt, void **state, char *err,
@@ -396,9 +413,12 @@ static int bp_load(const struct config *c, struct routes *rt, void **state, char
     if (!st)
         return -ENOMEM;
     st->c = c;
-    if ((r = routes_add(rt, c->baidu.pay_notify_path, &bp_pay_ops, st, err, errlen)) < 0 ||
-        (r = routes_add(rt, c->baidu.refund_audit_path, &bp_audit_ops, st, err, errlen)) < 0 ||
-        (r = routes_add(rt, c->baidu.refund_notify_path, &bp_refund_ops, st, err, errlen)) < 0) {
+    if ((r = routes_add(rt, c->baidu.pay_notify_path, &bp_pay_ops, st, err, errlen)) <
+            0 ||
+        (r = routes_add(rt, c->baidu.refund_audit_path, &bp_audit_ops, st, err, errlen)) <
+            0 ||
+        (r = routes_add(rt, c->baidu.refund_notify_path, &bp_refund_ops, st, err,
+                        errlen)) < 0) {
         free(st);
         return r;
     }

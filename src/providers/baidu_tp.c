@@ -31,7 +31,8 @@ struct tp_message {
     int verified;
 };
 
-static enum provider_verdict tp_handle(const void *state, const struct provider_request *rq,
+static enum provider_verdict tp_handle(const void *state,
+                                       const struct provider_request *rq,
                                        struct provider_reply *out);
 
 static const struct route_ops tp_ops = {
@@ -67,7 +68,8 @@ static const char *tp_field(struct provider_reply *out, const cJSON *env, const 
 
 /* Check the envelope's signature and decrypt it into m. */
 static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
-                                              const cJSON *env, struct provider_reply *out,
+                                              const cJSON *env,
+                                              struct provider_reply *out,
                                               struct tp_message *m)
 {
     const char *nonce = tp_field(out, env, "Nonce");
@@ -82,8 +84,10 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
     if (!nonce || !ts || !sig || !enc)
         return provider_reject(out, 400, "missing_field", "missing field",
                                "envelope lacks %s (string)",
-                               !nonce ? "Nonce" : !ts ? "TimeStamp" : !sig ? "MsgSignature"
-                                                                       : "Encrypt");
+                               !nonce ? "Nonce"
+                               : !ts  ? "TimeStamp"
+                               : !sig ? "MsgSignature"
+                                      : "Encrypt");
     crypto_tp_signature(c->token, ts, nonce, enc, expect);
     if (strlen(sig) != 40 || !crypto_hexeq_nocase(sig, expect, 40))
         return provider_reject(out, 401, "bad_signature", "invalid MsgSignature",
@@ -102,7 +106,8 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
 }
 
 /* Parse the message JSON (it must be an object). */
-static enum provider_verdict tp_parse_message(struct provider_reply *out, struct tp_message *m)
+static enum provider_verdict tp_parse_message(struct provider_reply *out,
+                                              struct tp_message *m)
 {
     char why[160];
 
@@ -130,16 +135,17 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
         event = json_string(m->json, "Event");
     ev->provider = "baidu.tp";
     ev->kind = tp_ops.kind;
-    ev->app = json_text(m->json, "appId", app, sizeof(app)) > 0 ? arena_strdup(out->arena, app)
-                                                                 : NULL;
+    ev->app = json_text(m->json, "appId", app, sizeof(app)) > 0
+                  ? arena_strdup(out->arena, app)
+                  : NULL;
     ev->status = event ? arena_strdup(out->arena, event) : NULL;
     ev->verified = m->verified;
     /* Same message, same event, however it was (re-)encrypted; an
      * unauthenticated plain body never shares a key with a verified one. */
-    crypto_sha256_hex(m->verified ? m->text : rq->body, m->verified ? m->len : rq->body_len,
-                      digest);
-    ev->dedupe_key = arena_printf(out->arena, "%s:%s", m->verified ? "baidu.tp" : "baidu.tp.plain",
-                                  digest);
+    crypto_sha256_hex(m->verified ? m->text : rq->body,
+                      m->verified ? m->len : rq->body_len, digest);
+    ev->dedupe_key = arena_printf(out->arena, "%s:%s",
+                                  m->verified ? "baidu.tp" : "baidu.tp.plain", digest);
     ev->fields = m->text;
     ev->body = rq->body;
     ev->body_len = rq->body_len;
@@ -153,12 +159,14 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     out->fail_status = 503;
     out->fail_body = "store unavailable, retry later";
     out->unverified = !m->verified;
-    return ev->dedupe_key ? PROVIDER_STORE
-                          : provider_reject(out, 503, "no_memory", "out of memory", "arena");
+    return ev->dedupe_key
+               ? PROVIDER_STORE
+               : provider_reject(out, 503, "no_memory", "out of memory", "arena");
 }
 
 /* Handle one push. */
-static enum provider_verdict tp_handle(const void *state, const struct provider_request *rq,
+static enum provider_verdict tp_handle(const void *state,
+                                       const struct provider_request *rq,
                                        struct provider_reply *out)
 {
     const struct tp_state *st = state;
@@ -181,8 +189,9 @@ static enum provider_verdict tp_handle(const void *state, const struct provider_
         m.len = rq->body_len;
         v = PROVIDER_STORE;
     } else {
-        v = provider_reject(out, 401, "plaintext_refused", "encrypted envelope required",
-                            "body has no Encrypt field and [baidu.tp] allow_plaintext = no");
+        v = provider_reject(
+            out, 401, "plaintext_refused", "encrypted envelope required",
+            "body has no Encrypt field and [baidu.tp] allow_plaintext = no");
     }
     cJSON_Delete(env);
     if (v == PROVIDER_STORE)

@@ -61,7 +61,7 @@ static void gw_quote(char *dst, const char *v, size_t len)
 }
 
 /* MD5 rules: hash the canonical string with the secret appended and compare
- * in constant time. 0 verified, -EBADMSG, -ENOMEM. */
+ * in constant time. 0 verified, -EBADMSG, -ENOMEM, -EIO (no MD5: FIPS). */
 static int gw_check_md5(const struct gw_entry *e, const struct form *f, const char *sig,
                         size_t sig_len)
 {
@@ -76,6 +76,9 @@ static int gw_check_md5(const struct gw_entry *e, const struct form *f, const ch
     crypto_md5_hex(canon, canon_len, 0, hex);
     explicit_bzero(canon, canon_len); /* it ends with the secret */
     free(canon);
+    /* A failed digest is all NULs, which a sign of 32 %00 would match. */
+    if (hex[0] == '\0')
+        return -EIO;
     ok = sig_len == 32 && crypto_hexeq_nocase(hex, sig, 32);
     return ok ? 0 : -EBADMSG;
 }
@@ -110,6 +113,9 @@ static int gw_verify(const struct gw_entry *e, const struct form *f,
         r = gw_check_md5(e, f, sig, len);
     if (r == -ENOMEM)
         provider_reject(out, 503, "no_memory", GW_FAIL, "out of memory verifying sign");
+    else if (r == -EIO)
+        provider_reject(out, 503, "crypto_failure", GW_FAIL,
+                        "MD5 is unavailable in this OpenSSL (FIPS mode?)");
     else if (r < 0)
         provider_reject(out, 401, "bad_signature", GW_FAIL,
                         "sign does not verify with the %s of [gateway %s]",
@@ -311,12 +317,25 @@ static void gw_unload(void *state)
     free(st);
 }
 
+/* Ready entry e for gateway g and add its route; errors name the gateway. */
+static int gw_add(struct gw_entry *e, const struct config_gateway *g, struct routes *rt,
+                  char *err, size_t errlen)
+{
+    char msg[256] = "out of memory";
+    int r = gw_entry_init(e, g);
+
+    if (r == 0)
+        r = routes_add(rt, g->notify_path, &gw_ops, e, msg, sizeof(msg));
+    if (r < 0)
+        snprintf(err, errlen, "[gateway %s]: %s", g->name, msg);
+    return r;
+}
+
 /* One entry and one route per [gateway NAME]; no state when none is configured. */
 static int gw_load(const struct config *c, struct routes *rt, void **state, char *err,
                    size_t errlen)
 {
     struct gw_state *st;
-    size_t i;
     int r = 0;
 
     if (c->n_gateways == 0)
@@ -324,15 +343,8 @@ static int gw_load(const struct config *c, struct routes *rt, void **state, char
     st = calloc(1, sizeof(*st) + c->n_gateways * sizeof(st->e[0]));
     if (!st)
         return -ENOMEM;
-    for (i = 0; i < c->n_gateways && r == 0; i++) {
-        st->n = i + 1;
-        r = gw_entry_init(&st->e[i], c->gateways[i]);
-        if (r < 0)
-            snprintf(err, errlen, "[gateway %s]: out of memory", c->gateways[i]->name);
-        else
-            r = routes_add(rt, c->gateways[i]->notify_path, &gw_ops, &st->e[i], err,
-                           errlen);
-    }
+    for (st->n = 0; st->n < c->n_gateways && r == 0; st->n++)
+        r = gw_add(&st->e[st->n], c->gateways[st->n], rt, err, errlen);
     if (r < 0) {
         gw_unload(st);
         return r;

@@ -4,6 +4,7 @@ daemon, each with its own signing rule; the signatures are computed here with
 hashlib and `cryptography`, independently of payhookd's C code."""
 import hashlib
 import json
+import os
 import random
 import sqlite3
 import tempfile
@@ -369,13 +370,15 @@ class Gateway(DaemonTest):
         self.assert_rejected(RSA1, fields + [("sign", sig)], 401, "bad_signature")
 
     def test_malformed_signatures(self):
+        # Each variant of a signature that is valid for these very fields.
         for gw in ALL:
-            good = dict(gw.signed(notify_fields(gw)))["sign"]
-            for sign in (good[:-1], good + "0", "z" * len(good), good + " ",
-                         "%s\x00" % good[:-1]):
+            signed = gw.signed(notify_fields(gw))
+            good = dict(signed)["sign"]
+            for sign in (good[:-1], good[:16], good + "0", good + " ", good[:-1] + "\x00",
+                         "z" * len(good), good.replace(good[-2], "g")):
                 with self.subTest(gateway=gw.name, sign=sign):
-                    fields = replace(gw.signed(notify_fields(gw)), "sign", sign)
-                    self.assert_rejected(gw, fields, 401, "bad_signature")
+                    self.assert_rejected(gw, replace(signed, "sign", sign), 401, "bad_signature")
+            self.assertEqual(self.post(gw, signed), (200, gw.ack))
 
     def test_missing_or_empty_sign(self):
         for gw in ALL:
@@ -485,6 +488,34 @@ class GatewayStoreFailure(DaemonTest):
         self.assertEqual(self.count("events"), 1)
 
 
+class GatewayWithoutMd5(DaemonTest):
+    """OpenSSL with MD5 unavailable (what FIPS mode does): here an OpenSSL
+    config demanding fips=yes with no FIPS provider makes every fetch fail.
+    A failed digest must not let a sign of 32 NUL bytes through."""
+    extra_config = "[gateway lower]\nsecret = %s\n" % LOWER.secret
+
+    def setUp(self):
+        conf = os.path.join(KEYDIR, "openssl-nofetch.cnf")
+        with open(conf, "w") as f:
+            f.write("openssl_conf = init\n[init]\nalg_section = evp\n"
+                    "[evp]\ndefault_properties = fips=yes\n")
+        old = os.environ.get("OPENSSL_CONF")
+        os.environ["OPENSSL_CONF"] = conf
+        try:
+            super().setUp()
+        finally:
+            if old is None:
+                del os.environ["OPENSSL_CONF"]
+            else:
+                os.environ["OPENSSL_CONF"] = old
+
+    def test_nul_sign_is_not_a_match_for_a_failed_digest(self):
+        fields = notify_fields(LOWER, amount="100000") + [("sign", "\x00" * 32)]
+        self.assertEqual(self.d.post(LOWER.path, form_body(fields), FORM), (503, b"FAIL"))
+        self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'crypto_failure'", 1)
+        self.assertEqual(self.count("events"), 0)
+
+
 class GatewayConfig(DaemonTest):
     def test_no_gateway_no_route(self):
         st, _ = self.d.post("/gateway/lower/notify", b"a=1", FORM)
@@ -497,7 +528,7 @@ class GatewayConfig(DaemonTest):
         self.d.start(expect_fail=True)
         self.assertNotEqual(self.d.proc.wait(60), 0)
         self.d.log.close()
-        self.assertIn("/gw", self.d.logtext())
+        self.assertIn("[gateway b]: path /gw is used twice", self.d.logtext())
 
 
 if __name__ == "__main__":
