@@ -13,6 +13,9 @@
 /* Largest magnitude a negative int64_t can hold: 2^63. */
 #define AMOUNT_NEG_LIMIT ((uint64_t)INT64_MAX + 1)
 
+/* Most fraction digits accepted ("1.000000" still names a whole number of fen). */
+#define AMOUNT_FRAC_MAX 6
+
 /* Whether s[0..len) is one or more ASCII digits. */
 static int amount_all_digits(const char *s, size_t len)
 {
@@ -55,7 +58,11 @@ static int amount_yuan_split(const char *s, size_t len, size_t *int_len, size_t 
         return -EINVAL;
     if (il > 1 && s[0] == '0')
         return -EINVAL;
-    if (dot && (fl < 1 || fl > 2 || !amount_all_digits(dot + 1, fl)))
+    if (dot && (fl < 1 || !amount_all_digits(dot + 1, fl)))
+        return -EINVAL;
+    /* Digits past the fen are accepted only as zeros ("13.880", as a gateway
+     * that types amounts as floats may write them): the value stays exact. */
+    if (fl > 2 && (fl > AMOUNT_FRAC_MAX || strspn(dot + 3, "0") != fl - 2))
         return -EINVAL;
     *int_len = il;
     *frac_len = fl;

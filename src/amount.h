@@ -11,7 +11,9 @@
 /*
  * A decimal yuan string ("0.01", "1", "1.5", "99999999.99") to fen.
  * Grammar: DIGITS [ "." 1*2DIGIT ], no sign, no spaces, no exponent, no
- * leading zeros except a lone "0" before the point. Returns 0 and writes
+ * leading zeros except a lone "0" before the point; up to four more fraction
+ * digits are accepted when they are zeros ("13.880"), never when they would
+ * name a fraction of a fen ("1.234"). Returns 0 and writes
  * *fen only on success; -EINVAL for anything else (including a negative
  * amount), -ERANGE when the result does not fit in int64_t.
  */

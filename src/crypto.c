@@ -609,8 +609,8 @@ static void to_hex(const uint8_t *in, size_t n, int upper, char *out)
 }
 
 /* Digest as hex; on an OpenSSL failure out becomes all NULs (matches no hex). */
-static void digest_hex(const EVP_MD *md, const void *data, size_t len, int upper,
-                       char *out, size_t out_size)
+static int digest_hex(const EVP_MD *md, const void *data, size_t len, int upper,
+                      char *out, size_t out_size)
 {
     uint8_t d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
@@ -619,32 +619,33 @@ static void digest_hex(const EVP_MD *md, const void *data, size_t len, int upper
         2 * n + 1 != out_size) {
         memset(out, 0, out_size);
         ERR_clear_error();
-        return;
+        return -EIO;
     }
     to_hex(d, n, upper, out);
+    return 0;
 }
 
 /* SHA-1, lower-case hex. */
-void crypto_sha1_hex(const void *data, size_t len, char out[41])
+int crypto_sha1_hex(const void *data, size_t len, char out[41])
 {
-    digest_hex(EVP_sha1(), data, len, 0, out, 41);
+    return digest_hex(EVP_sha1(), data, len, 0, out, 41);
 }
 
 /* SHA-256, lower-case hex. */
-void crypto_sha256_hex(const void *data, size_t len, char out[65])
+int crypto_sha256_hex(const void *data, size_t len, char out[65])
 {
-    digest_hex(EVP_sha256(), data, len, 0, out, 65);
+    return digest_hex(EVP_sha256(), data, len, 0, out, 65);
 }
 
 /* MD5 (aggregated gateways), hex in the requested case. */
-void crypto_md5_hex(const void *data, size_t len, int upper, char out[33])
+int crypto_md5_hex(const void *data, size_t len, int upper, char out[33])
 {
-    digest_hex(EVP_md5(), data, len, upper, out, 33);
+    return digest_hex(EVP_md5(), data, len, upper, out, 33);
 }
 
 /* HMAC-SHA256, lower-case hex; all NULs when OpenSSL fails. */
-void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
-                            char out[65])
+int crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                           char out[65])
 {
     uint8_t d[EVP_MAX_MD_SIZE];
     size_t n = 0;
@@ -656,10 +657,11 @@ void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, s
         n != 32) {
         memset(out, 0, 65);
         ERR_clear_error();
-        return;
+        return -EIO;
     }
     to_hex(d, n, 0, out);
     OPENSSL_cleanse(d, sizeof(d));
+    return 0;
 }
 
 /* Constant-time equality of n bytes. */
@@ -735,8 +737,8 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* SHA-1 over the byte-wise sorted concatenation, lower-case hex. */
-void crypto_tp_signature(const char *token, const char *timestamp, const char *nonce,
-                         const char *encrypt, char out[41])
+int crypto_tp_signature(const char *token, const char *timestamp, const char *nonce,
+                        const char *encrypt, char out[41])
 {
     const char *s[4] = {token ? token : "", timestamp ? timestamp : "",
                         nonce ? nonce : "", encrypt ? encrypt : ""};
@@ -754,9 +756,10 @@ void crypto_tp_signature(const char *token, const char *timestamp, const char *n
     if (!ok) {
         memset(out, 0, 41);
         ERR_clear_error();
-        return;
+        return -EIO;
     }
     to_hex(d, n, 0, out);
+    return 0;
 }
 
 /* AES-256-CBC with IV = key[0..16) and no cipher padding, in either direction. */

@@ -53,13 +53,17 @@ int crypto_rsa_verify_b64(const struct crypto_key *k, enum crypto_hash h, const 
 int crypto_rsa_sign_b64(const struct crypto_key *k, enum crypto_hash h, const void *data,
                         size_t len, char **sig_b64);
 
-/* Digests as lower-case hex (NUL-terminated). */
-void crypto_sha1_hex(const void *data, size_t len, char out[41]);
-void crypto_sha256_hex(const void *data, size_t len, char out[65]);
+/*
+ * Digests as lower-case hex (NUL-terminated). Return 0, or -EIO when OpenSSL
+ * cannot compute them (a FIPS or crypto policy without MD5/SHA1): the output
+ * is then all NUL bytes and the caller MUST treat the check as failed.
+ */
+int crypto_sha1_hex(const void *data, size_t len, char out[41]);
+int crypto_sha256_hex(const void *data, size_t len, char out[65]);
 /* MD5 as hex, upper-case when upper != 0. */
-void crypto_md5_hex(const void *data, size_t len, int upper, char out[33]);
-void crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
-                            char out[65]);
+int crypto_md5_hex(const void *data, size_t len, int upper, char out[33]);
+int crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                           char out[65]);
 
 /* Constant-time comparisons (time depends on n only). Return 1 when equal. */
 int crypto_memeq(const void *a, const void *b, size_t n);
@@ -86,9 +90,10 @@ int crypto_random(void *buf, size_t len);
  * ignoring the unused trailing bits. 0 or -EINVAL. */
 int crypto_tp_key(const char *encoding_aes_key, uint8_t key[32]);
 
-/* MsgSignature: hex(SHA1(concat(sorted byte-wise [token, ts, nonce, encrypt]))). */
-void crypto_tp_signature(const char *token, const char *timestamp, const char *nonce,
-                         const char *encrypt, char out[41]);
+/* MsgSignature: hex(SHA1(concat(sorted byte-wise [token, ts, nonce, encrypt]))).
+ * 0, or -EIO (SHA1 unavailable; out is all NUL: treat as a failed check). */
+int crypto_tp_signature(const char *token, const char *timestamp, const char *nonce,
+                        const char *encrypt, char out[41]);
 
 /*
  * Decrypt the base64 `encrypt` field: AES-256-CBC with IV = key[0..16), no

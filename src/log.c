@@ -68,6 +68,15 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+/* Control characters (a newline in a client's value, escape sequences) become
+ * '?': nothing a client sends can forge a log line or drive a terminal. */
+static void log_clean(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 /* Send one record with its fields to journald. */
 static void log_to_journal(int prio, const char *const *fields, const char *msg)
 {
@@ -83,6 +92,7 @@ static void log_to_journal(int prio, const char *const *fields, const char *msg)
     n++;
     for (i = 0; fields && fields[i] && fields[i + 1] && n < LOG_MAX_FIELDS + 3; i += 2) {
         snprintf(store[n], LOG_LINE_MAX, "PAYHOOK_%s=%s", fields[i], fields[i + 1]);
+        log_clean(store[n]);
         n++;
     }
     for (i = 0; i < n; i++) {
@@ -106,6 +116,10 @@ static void log_to_stderr(int prio, const char *const *fields, const char *msg)
     for (i = 0; fields && fields[i] && fields[i + 1] && off < sizeof(line); i += 2)
         off += (size_t)snprintf(line + off, sizeof(line) - off, " %s=%s", fields[i],
                                 fields[i + 1]);
+    if (off >= sizeof(line))
+        off = sizeof(line) - 1;
+    line[off] = '\0';
+    log_clean(line);
     if (off >= sizeof(line) - 1)
         off = sizeof(line) - 2;
     line[off++] = '\n';
@@ -124,6 +138,7 @@ void log_msg(int prio, const char *const *fields, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    log_clean(msg);
     if (log_journal)
         log_to_journal(prio, fields, msg);
     else

@@ -3,8 +3,11 @@
  * platform builds them, for payhookctl, the tests and the benchmarks.
  *
  * A sample is one (provider, kind) pair from a table (`payhookctl sample
- * --list`). Options are named once, in a table shared by every builder, so
- * that the command line, the help text and C callers agree:
+ * --list`): baidu.tp push, baidu pay_notify / refund_audit / refund_notify,
+ * alipay notify and gateway.NAME notify. Options are named once, in a table
+ * shared by every builder, so that the command line, the help text and C
+ * callers agree; one option may serve several providers, with a meaning
+ * stated per provider, and is refused where it does not apply:
  *
  *     struct sample_opts o = {.provider = "baidu.tp", .count = 100};
  *     o.tp.event = "APP_PAYMENT_CREATE_ACCOUNT_PASS";
@@ -15,6 +18,7 @@
  *
  * Requests 0 .. count-1 of one sample are pairwise distinct messages (not
  * only distinct envelopes), so a store that deduplicates keeps all of them.
+ * Money options are integer fen, whatever the platform writes.
  * Lower layer: never logs; returns 0 or -errno with a reason in err.
  */
 #ifndef PAYHOOKD_SAMPLE_H
@@ -39,38 +43,56 @@ struct sample; /* opaque: a validated sample with its keys loaded */
  * default applies.
  */
 struct sample_opts {
-    const char *provider;    /* "baidu.tp" */
+    const char *provider;    /* "baidu", "baidu.tp", "alipay", "gateway.NAME" */
     const char *kind;        /* NULL: the provider's default kind */
     unsigned count;          /* distinct requests to build; 0 means 1 */
     const char *timestamp;   /* unix seconds; NULL: now */
-    const char *nonce;       /* NULL: random per request */
-    const char *private_key; /* PEM path, for kinds signed with the merchant's key */
+    const char *private_key; /* PEM path: the platform's key, for RSA-signed forms */
+    const char *app_id;      /* baidu.tp appId; alipay and gateway app_id */
+    const char *amount;      /* integer fen */
+    const char *status;      /* the platform's status field */
     const char *fields[SAMPLE_FIELDS_MAX]; /* "KEY=VALUE": set a message field */
     size_t n_fields;
     struct {
         const char *token;
         const char *aes_key; /* the 43-character EncodingAESKey */
         const char *client_id;
+        const char *nonce;   /* NULL: random per request */
         const char *message; /* a message sent verbatim */
         const char *event;   /* build a payment-service audit event */
         const char *ticket;  /* build a ticket push */
-        const char *app_id;
         const char *tp_app_id;
     } tp;
+    struct {
+        const char *deal_id;
+        const char *order_id;
+        const char *refund_batch_id;
+    } baidu;
+    struct {
+        const char *secret; /* the MD5 secret, instead of the config's */
+    } gateway;
     uint64_t given; /* bit i: option i was set through sample_set */
 };
 
-/* One option of the table: `--name METAVAR`, for one provider or all. */
-struct sample_option {
-    const char *name;     /* without the leading "--" */
-    const char *metavar;  /* what the value is, for the help text */
+#define SAMPLE_USES_MAX 4
+
+/* Where an option applies and what it means there. */
+struct sample_use {
+    const char *provider; /* as in sample_kind_info ("gateway.NAME"); NULL: every one */
+    const char *kinds;    /* space-separated kinds of that provider; NULL: all */
     const char *help;     /* one line */
-    const char *provider; /* NULL: every provider */
+};
+
+/* One option of the table: `--name METAVAR`, with its uses. */
+struct sample_option {
+    const char *name;    /* without the leading "--" */
+    const char *metavar; /* what the value is, for the help text */
+    struct sample_use uses[SAMPLE_USES_MAX]; /* ended by a NULL help */
 };
 
 /* One (provider, kind) pair that can be built. */
 struct sample_kind_info {
-    const char *provider;
+    const char *provider; /* "gateway.NAME" stands for every [gateway NAME] */
     const char *kind;
     int is_default;   /* used when KIND is omitted */
     const char *path; /* the daemon's default route for it */
@@ -93,8 +115,10 @@ const struct sample_kind_info *sample_kind_at(size_t i);
 
 /*
  * Validate o, take defaults from cfg (may be NULL) and load what the kind
- * needs. Returns 0 and sets *out, or -EINVAL when the options are wrong or
- * incomplete (err names the option), -ENOENT/-EACCES (a key file), -ENOMEM.
+ * needs. Returns 0 and sets *out, or -EINVAL when the options are wrong,
+ * incomplete, do not apply to the kind or would make requests repeat (err
+ * names the option), -ENOENT/-EACCES (a key file), -ENOMEM, -EIO (no
+ * randomness for the default ids).
  * o and cfg may be freed afterwards: the sample keeps copies.
  */
 int sample_new(const struct sample_opts *o, const struct config *cfg, struct sample **out,
@@ -108,8 +132,8 @@ const char *sample_content_type(const struct sample *s);
 
 /*
  * Append request `index` (0 <= index < sample_count) to out: a body that
- * contains no newline. Returns 0, -EINVAL (index out of range, a --field
- * that makes the message repeat), -ENOMEM, -EIO (no randomness).
+ * contains no newline. Returns 0, -EINVAL (index out of range), -ENOMEM,
+ * -EIO (no randomness, or the private key cannot sign).
  */
 int sample_build(struct sample *s, unsigned index, struct buf *out, char *err,
                  size_t errlen);

@@ -108,6 +108,7 @@ struct store_req {
     void *data;
     struct store_result res;
     char *answer_copy; /* a duplicate's stored answer */
+    char error[256];   /* why this item failed (each item keeps its own) */
     /* rejection, copied into this allocation */
     int status;
     char *route, *remote_addr, *reason, *detail;
@@ -142,28 +143,39 @@ struct store {
 
 /* ---- opening and migrations ------------------------------------------ */
 
-/* Apply every embedded migration newer than the store's user_version. */
-static int store_migrate(sqlite3 *db, char *err, size_t errlen)
+/* The store's schema version; refuse one newer than this binary knows. */
+static int store_version(sqlite3 *db, int *version, char *err, size_t errlen)
 {
     const struct store_migration *m;
     sqlite3_stmt *st;
-    char *msg = NULL, pragma[64];
-    int version = 0, latest = 0;
+    int latest = 0;
 
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        goto sqlerr;
+    *version = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
+        return -EIO;
+    }
     if (sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
+        *version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     for (m = store_migrations; m->sql; m++)
         latest = m->version;
-    if (version > latest) {
+    if (*version > latest) {
         snprintf(err, errlen,
                  "store schema version %d is newer than this payhookd knows (%d): "
                  "refusing to touch it",
-                 version, latest);
+                 *version, latest);
         return -EPROTO;
     }
+    return 0;
+}
+
+/* Apply every embedded migration newer than `version`, each in its own transaction. */
+static int store_migrate(sqlite3 *db, int version, char *err, size_t errlen)
+{
+    const struct store_migration *m;
+    char *msg = NULL, pragma[64];
+
     for (m = store_migrations; m->sql; m++) {
         if (m->version <= version)
             continue;
@@ -179,9 +191,6 @@ static int store_migrate(sqlite3 *db, char *err, size_t errlen)
         }
     }
     return 0;
-sqlerr:
-    snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(db));
-    return -EIO;
 }
 
 /* Connection settings: WAL, the configured fsync policy, waits on locks. */
@@ -225,7 +234,7 @@ int store_open(const struct store_options *o, struct store **out, char *err,
                size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
-    int r = -ENOMEM;
+    int r = -ENOMEM, version;
 
     if (!s)
         goto fail;
@@ -243,8 +252,10 @@ int store_open(const struct store_options *o, struct store **out, char *err,
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
-    if ((r = store_pragmas(s, err, errlen)) < 0 ||
-        (r = store_migrate(s->db, err, errlen)) < 0 ||
+    /* The version first: a newer store is left exactly as it is (not even WAL). */
+    if ((r = store_version(s->db, &version, err, errlen)) < 0 ||
+        (r = store_pragmas(s, err, errlen)) < 0 ||
+        (r = store_migrate(s->db, version, err, errlen)) < 0 ||
         (r = store_prepare(s, err, errlen)) < 0)
         goto fail;
     atomic_store(&s->ready, 1);
@@ -377,6 +388,36 @@ static void store_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+/* Step a bound write statement once, then reset it: 0, or -EIO. */
+static int store_step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Run a one-row SELECT with one text parameter; copy column 0 as text:
+ * 1 found, 0 no row (or NULL), -EIO. */
+static int store_first_text(sqlite3_stmt *st, const char *arg, char *buf, size_t len)
+{
+    const unsigned char *v;
+    int rc, r = 0;
+
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && (v = sqlite3_column_text(st, 0)) != NULL) {
+        snprintf(buf, len, "%s", (const char *)v);
+        r = 1;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        r = -EIO;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r;
+}
+
 /* Look the event up by dedupe key; 1 found (res filled), 0 not, <0 error. */
 static int store_find(struct store *s, struct store_req *q)
 {
@@ -500,43 +541,18 @@ static int store_write_rejection(struct store *s, struct store_req *q)
 int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time)
 {
     sqlite3_stmt *st = tx->s->st[ST_SET_TICKET];
-    int rc;
 
     sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, create_time);
     sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-/* Step a single-row SELECT on the writer's connection and copy column 0 as text. */
-static int store_tx_text(struct store_tx *tx, int id, const char *arg, char *buf,
-                         size_t len)
-{
-    sqlite3_stmt *st = tx->s->st[id];
-    const unsigned char *v;
-    int rc, r = 0;
-
-    sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && (v = sqlite3_column_text(st, 0)) != NULL) {
-        snprintf(buf, len, "%s", (const char *)v);
-        r = 1;
-    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        r = -EIO;
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return r;
+    return store_step_done(st);
 }
 
 /* payMoney of the verified paid notification of a Baidu order. */
 int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money,
                         size_t len)
 {
-    return store_tx_text(tx, ST_BAIDU_PAID, order_id, pay_money, len);
+    return store_first_text(tx->s->st[ST_BAIDU_PAID], order_id, pay_money, len);
 }
 
 /* Refunds approved for an order and not reported failed. */
@@ -559,7 +575,6 @@ int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *or
                           int audit_status, int64_t refund_fen, const char *reason)
 {
     sqlite3_stmt *st = tx->s->st[ST_BAIDU_DECIDE];
-    int rc;
 
     sqlite3_bind_text(st, 1, batch, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, order_id, -1, SQLITE_STATIC);
@@ -567,10 +582,7 @@ int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *or
     sqlite3_bind_int64(st, 4, refund_fen);
     sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return store_step_done(st);
 }
 
 /* Record the outcome a refund notification reports for a batch. */
@@ -578,15 +590,11 @@ int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch,
                                   int refund_status)
 {
     sqlite3_stmt *st = tx->s->st[ST_BAIDU_OUTCOME];
-    int rc;
 
     sqlite3_bind_text(st, 1, batch, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, refund_status);
     sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return store_step_done(st);
 }
 
 /* ---- read-only lookups (any thread) ------------------------------------ */
@@ -639,21 +647,11 @@ static void store_reader_put(struct store *s, struct store_reader *r)
 int store_baidu_order_app(struct store *s, const char *order_id, char *buf, size_t len)
 {
     struct store_reader *r = store_reader_get(s);
-    const unsigned char *v;
-    int rc, ret = 0;
+    int ret;
 
     if (!r)
         return -EIO;
-    sqlite3_bind_text(r->st, 1, order_id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(r->st);
-    if (rc == SQLITE_ROW && (v = sqlite3_column_text(r->st, 0)) != NULL) {
-        snprintf(buf, len, "%s", (const char *)v);
-        ret = 1;
-    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        ret = -EIO;
-    }
-    sqlite3_reset(r->st);
-    sqlite3_clear_bindings(r->st);
+    ret = store_first_text(r->st, order_id, buf, len);
     store_reader_put(s, r);
     return ret;
 }
@@ -676,16 +674,16 @@ static void store_write_item(struct store *s, struct store_req *q)
         r = -EIO;
     }
     /* The reason first: rolling back resets SQLite's error message. */
-    snprintf(s->last_error, sizeof(s->last_error), "%s",
+    snprintf(q->error, sizeof(q->error), "%s",
              r == -EIO ? sqlite3_errmsg(s->db) : strerror(-r));
     store_run(s, ST_ROLLBACK_TO);
     store_run(s, ST_RELEASE);
     goto out;
 failed:
-    snprintf(s->last_error, sizeof(s->last_error), "%s", sqlite3_errmsg(s->db));
+    snprintf(q->error, sizeof(q->error), "%s", sqlite3_errmsg(s->db));
 out:
     q->res.outcome = STORE_FAILED;
-    q->res.error = s->last_error;
+    q->res.error = q->error;
 }
 
 /* Write and commit a batch; on failure every item fails. Returns 1 if committed. */
@@ -711,7 +709,8 @@ static int store_write_batch(struct store *s, struct store_req *batch, unsigned 
     }
     for (q = batch; !ok && q; q = q->next) {
         q->res.outcome = STORE_FAILED;
-        q->res.error = s->last_error;
+        snprintf(q->error, sizeof(q->error), "%s", s->last_error);
+        q->res.error = q->error;
     }
     metrics_commit(n, util_now_ns() - t0, ok);
     atomic_store(&s->ready, ok);

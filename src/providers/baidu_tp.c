@@ -88,7 +88,9 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
                                : !ts  ? "TimeStamp"
                                : !sig ? "MsgSignature"
                                       : "Encrypt");
-    crypto_tp_signature(c->token, ts, nonce, enc, expect);
+    if (crypto_tp_signature(c->token, ts, nonce, enc, expect) < 0)
+        return provider_reject(out, 503, "crypto_failure", "cannot check, retry later",
+                               "SHA1 is unavailable to OpenSSL");
     if (strlen(sig) != 40 || !crypto_hexeq_nocase(sig, expect, 40))
         return provider_reject(out, 401, "bad_signature", "invalid MsgSignature",
                                "MsgSignature does not match the token");
@@ -142,8 +144,10 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     ev->verified = m->verified;
     /* Same message, same event, however it was (re-)encrypted; an
      * unauthenticated plain body never shares a key with a verified one. */
-    crypto_sha256_hex(m->verified ? m->text : rq->body,
-                      m->verified ? m->len : rq->body_len, digest);
+    if (crypto_sha256_hex(m->verified ? m->text : rq->body,
+                          m->verified ? m->len : rq->body_len, digest) < 0)
+        return provider_reject(out, 503, "crypto_failure", "cannot store, retry later",
+                               "SHA256 is unavailable to OpenSSL");
     ev->dedupe_key = arena_printf(out->arena, "%s:%s",
                                   m->verified ? "baidu.tp" : "baidu.tp.plain", digest);
     ev->fields = m->text;

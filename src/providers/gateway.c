@@ -69,15 +69,15 @@ static int gw_check_md5(const struct gw_entry *e, const struct form *f, const ch
                                    e->append_len};
     char *canon = NULL, hex[33];
     size_t canon_len;
-    int ok;
+    int ok, r;
 
     if (form_canonical(f, &rule, &canon, &canon_len) < 0)
         return -ENOMEM;
-    crypto_md5_hex(canon, canon_len, 0, hex);
+    r = crypto_md5_hex(canon, canon_len, 0, hex);
     explicit_bzero(canon, canon_len); /* it ends with the secret */
     free(canon);
     /* A failed digest is all NULs, which a sign of 32 %00 would match. */
-    if (hex[0] == '\0')
+    if (r < 0)
         return -EIO;
     ok = sig_len == 32 && crypto_hexeq_nocase(hex, sig, 32);
     return ok ? 0 : -EBADMSG;

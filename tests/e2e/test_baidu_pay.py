@@ -122,6 +122,13 @@ class BaiduPay(DaemonTest):
         fields = baidu_signed(pay_fields(new_order_id(), deal="999"), SHOP_KEY)
         self.assert_rejected(PAY, form_body(fields), 401, "unknown_app")
 
+    def test_client_values_cannot_forge_log_lines(self):
+        fields = baidu_signed(pay_fields(new_order_id(), deal="999\npayhookd: notice: FORGED"), SHOP_KEY)
+        self.assert_rejected(PAY, form_body(fields), 401, "unknown_app")
+        lines = self.d.logtext().splitlines()
+        self.assertFalse([l for l in lines if l.startswith("payhookd: notice: FORGED")], lines)
+        self.assertTrue([l for l in lines if "999?payhookd: notice: FORGED" in l], lines)
+
     def test_repeated_key(self):
         fields = baidu_signed(pay_fields(new_order_id()), SHOP_KEY) + [("status", "2")]
         self.assert_rejected(PAY, form_body(fields), 400, "repeated_key")
