@@ -20,6 +20,9 @@
 #include "util.h"
 
 #define CONF_LINE_MAX  65536 /* longest physical line accepted */
+/* Debian's libinih keeps 49 bytes of a section name and silently cuts the
+ * rest; a longer header is refused rather than truncated. */
+#define CONF_SECTION_MAX 49
 #define CONF_LONG_MARK "\x01long"
 
 struct conf_key;
@@ -281,10 +284,22 @@ static int conf_net_one(const char *tok, struct config_net *n)
     }
     if (slash) {
         errno = 0;
+        if (slash[1] == '\0' || strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
+            strlen(slash + 1) > 3)
+            return -EINVAL;
         p = strtoul(slash + 1, &end, 10);
-        if (errno || *end || slash[1] == '\0' || p > n->prefix)
+        if (errno || *end || p > n->prefix)
             return -EINVAL;
         n->prefix = (unsigned)p;
+    }
+    /* An IPv4-mapped block is an IPv4 block: peers are compared as IPv4. */
+    if (n->family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)n->addr)) {
+        if (n->prefix < 96)
+            return -EINVAL;
+        memmove(n->addr, n->addr + 12, 4);
+        memset(n->addr + 4, 0, 12);
+        n->family = AF_INET;
+        n->prefix -= 96;
     }
     return 0;
 }
@@ -638,6 +653,10 @@ static int conf_header(struct conf_state *st, const char *s)
     const char *end = strchr(s, ']'),
                *after = end ? end + 1 + strspn(end + 1, " \t") : NULL;
 
+    if (end && (size_t)(end - s - 1) > CONF_SECTION_MAX) {
+        conf_fail(st, "", NULL, "section name too long (at most 49 characters between [ and ])");
+        return -1;
+    }
     if (!end || (*after && *after != ';' && *after != '#') ||
         (size_t)(end - s - 1) >= sizeof(name)) {
         conf_fail(st, "", NULL,

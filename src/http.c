@@ -259,6 +259,7 @@ static void http_client_addr(struct http_req *rq, const struct sockaddr *peer)
     const char *xff = NULL;
     char list[HTTP_XFF_MAX], *tok;
     uint8_t raw[16];
+    size_t n;
 
     http_addr_text(peer, rq->remote, sizeof(rq->remote));
     if (!config_is_trusted(rq->rt->cfg, peer))
@@ -266,7 +267,10 @@ static void http_client_addr(struct http_req *rq, const struct sockaddr *peer)
     MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, http_last_xff, &xff);
     if (!xff)
         return;
-    snprintf(list, sizeof(list), "%s", xff);
+    /* Keep the RIGHT end: that is what our proxies appended; a long left
+     * part is the client's own writing (a cut token there is just garbage). */
+    n = strlen(xff);
+    snprintf(list, sizeof(list), "%s", n >= sizeof(list) ? xff + n - (sizeof(list) - 1) : xff);
     while ((tok = strrchr(list, ',')) || list[0]) {
         char *a = tok ? tok + 1 : list;
         a += strspn(a, " \t");

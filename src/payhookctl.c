@@ -76,20 +76,33 @@ struct ctl_sample_args {
     int list, help;
 };
 
+/* Print one option's uses for one provider (NULL: its every-provider use). */
+static void ctl_sample_help_uses(FILE *f, const struct sample_option *p,
+                                 const char *provider)
+{
+    const struct sample_use *u;
+    char left[64];
+    size_t i;
+
+    snprintf(left, sizeof(left), "--%s %s", p->name, p->metavar);
+    for (i = 0; i < SAMPLE_USES_MAX && p->uses[i].help; i++) {
+        u = &p->uses[i];
+        if (provider ? !u->providers || !sample_use_for(u, provider)
+                     : u->providers != NULL)
+            continue;
+        fprintf(f, "      %-22s %s%s%s%s\n", left, u->help, u->kinds ? " [" : "",
+                u->kinds ? u->kinds : "", u->kinds ? "]" : "");
+    }
+}
+
 /* Print one group of sample options (provider NULL: the generic ones). */
 static void ctl_sample_help_options(FILE *f, const char *provider)
 {
     const struct sample_option *p;
-    char left[64];
     size_t i;
 
-    for (i = 0; (p = sample_option_at(i)) != NULL; i++) {
-        if (provider ? !p->provider || strcmp(p->provider, provider)
-                     : p->provider != NULL)
-            continue;
-        snprintf(left, sizeof(left), "--%s %s", p->name, p->metavar);
-        fprintf(f, "      %-20s %s\n", left, p->help);
-    }
+    for (i = 0; (p = sample_option_at(i)) != NULL; i++)
+        ctl_sample_help_uses(f, p, provider);
 }
 
 /* The help of `payhookctl sample`, its option groups taken from sample.c. */
@@ -99,19 +112,22 @@ static void ctl_sample_help(FILE *f)
     size_t i;
 
     fprintf(
-        f, "usage: payhookctl [-c CONFIG] sample PROVIDER [KIND] [OPTIONS]\n"
-           "       payhookctl sample --list\n"
-           "\n"
-           "Builds requests signed exactly as the platform signs them. Prints each body\n"
-           "on its own line, or with --post sends each and prints \"STATUS BODY\" per\n"
-           "answer (exit 0 only when every answer was 2xx). With -c, secrets and ids\n"
-           "default to the provider's section of payhookd's configuration file.\n"
-           "\n"
-           "  -c, --config CONFIG      payhookd's configuration file, for the defaults\n"
-           "      --post URL           POST each request to URL instead of printing it\n"
-           "      --list               print the PROVIDER KIND pairs that can be built\n"
-           "  -h, --help               this text\n"
-           "\nOptions for every provider:\n");
+        f,
+        "usage: payhookctl [-c CONFIG] sample PROVIDER [KIND] [OPTIONS]\n"
+        "       payhookctl sample --list\n"
+        "\n"
+        "Builds requests signed exactly as the platform signs them. Prints each body\n"
+        "on its own line, or with --post sends each (with the platform's Content-Type)\n"
+        "and prints \"STATUS BODY\" per answer (exit 0 only when every answer was\n"
+        "2xx). With -c, secrets and ids default to the provider's section of\n"
+        "payhookd's configuration file. An option that does not apply to the chosen\n"
+        "provider and kind is refused.\n"
+        "\n"
+        "  -c, --config CONFIG      payhookd's configuration file, for the defaults\n"
+        "      --post URL           POST each request to URL instead of printing it\n"
+        "      --list               print the PROVIDER KIND pairs that can be built\n"
+        "  -h, --help               this text\n"
+        "\nOptions for every provider:\n");
     ctl_sample_help_options(f, NULL);
     for (i = 0; (k = sample_kind_at(i)) != NULL; i++) {
         if (i > 0 && strcmp(sample_kind_at(i - 1)->provider, k->provider) == 0)
@@ -121,17 +137,38 @@ static void ctl_sample_help(FILE *f)
     }
     fprintf(
         f,
-        "\nThe EncodingAESKey is the platform's 43-character key.\n"
-        "--field VALUE is JSON when it parses as JSON (42, true, \"42\"), else text.\n"
-        "--count N builds N distinct messages: request i (from 0) adds i to appId\n"
-        "(--event) or to CreateTime (--ticket); a verbatim --message cannot vary.\n"
+        "\n[KINDS] after a line: the kinds of that provider it applies to.\n"
+        "Money (--amount) is integer fen for every provider: 1999 is 19.99 yuan.\n"
+        "--private-key is the PLATFORM's key (the half payhookd's config holds the\n"
+        "public part of): tests and operators with a test key pair have it.\n"
+        "--count N builds N distinct messages. baidu.tp: request i (from 0) adds i to\n"
+        "appId (--event) or to CreateTime (--ticket); a verbatim --message cannot vary.\n"
+        "baidu pay_notify: orderId (and tpOrderId = \"TP\" orderId) plus i; baidu\n"
+        "refunds: refundBatchId plus i, one --order-id; alipay: notify_id, trade_no and\n"
+        "out_trade_no; gateway.NAME: out_trade_no and trade_no.\n"
+        "--field VALUE is JSON for baidu.tp when it parses as JSON (42, true, \"42\"),\n"
+        "else text; in forms it is always text, set before signing.\n"
         "baidu.tp sends --event APP_PAYMENT_CREATE_ACCOUNT_PASS unless told otherwise;\n"
-        "eventTime is the --timestamp in UTC+8, as the platform writes it.\n"
+        "eventTime, and Alipay's and gateways' times, are --timestamp in UTC+8.\n"
+        "gateway.NAME needs -c: [gateway NAME] gives its sign mode, secret, hex case,\n"
+        "exclude list, drop_empty and app_id.\n"
         "\nExamples:\n"
         "  payhookctl -c etc/demo.conf sample baidu.tp \\\n"
         "      --post http://127.0.0.1:8080/baidu/tp/events\n"
         "  payhookctl -c etc/demo.conf sample baidu.tp --ticket T --count 1000 > "
-        "bodies\n");
+        "bodies\n"
+        "  payhookctl -c etc/demo.conf sample baidu --private-key platform.pem \\\n"
+        "      --amount 1999 --order-id 100000000000000001 \\\n"
+        "      --post http://127.0.0.1:8080/baidu/pay/notify\n"
+        "  payhookctl -c etc/demo.conf sample baidu refund_audit --private-key "
+        "platform.pem \\\n"
+        "      --order-id 100000000000000001 --amount 500 \\\n"
+        "      --post http://127.0.0.1:8080/baidu/pay/refund-audit\n"
+        "  payhookctl -c etc/demo.conf sample alipay --private-key alipay.pem "
+        "--count 20 \\\n"
+        "      --post http://127.0.0.1:8080/alipay/notify\n"
+        "  payhookctl -c etc/demo.conf sample gateway.fubei --amount 1 \\\n"
+        "      --post http://127.0.0.1:8080/gateway/fubei/notify\n");
 }
 
 /* Print the (provider, kind) pairs. */

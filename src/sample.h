@@ -78,16 +78,16 @@ struct sample_opts {
 
 /* Where an option applies and what it means there. */
 struct sample_use {
-    const char *provider; /* as in sample_kind_info ("gateway.NAME"); NULL: every one */
-    const char *kinds;    /* space-separated kinds of that provider; NULL: all */
-    const char *help;     /* one line */
+    const char *providers; /* space-separated, as in sample_kind_info; NULL: all */
+    const char *kinds;     /* space-separated kinds of them; NULL: all */
+    const char *help;      /* one line */
 };
 
 /* One option of the table: `--name METAVAR`, with its uses. */
 struct sample_option {
-    const char *name;    /* without the leading "--" */
-    const char *metavar; /* what the value is, for the help text */
-    struct sample_use uses[SAMPLE_USES_MAX]; /* ended by a NULL help */
+    const char *name;                        /* without the leading "--" */
+    const char *metavar;                     /* what the value is, for the help text */
+    struct sample_use uses[SAMPLE_USES_MAX]; /* unused ones: NULL help */
 };
 
 /* One (provider, kind) pair that can be built. */
@@ -109,6 +109,9 @@ const struct sample_option *sample_option_at(size_t i);
  */
 int sample_set(struct sample_opts *o, size_t i, const char *value, char *err,
                size_t errlen);
+
+/* 1 when use u applies to provider (a name of sample_kind_info, "gateway.NAME"). */
+int sample_use_for(const struct sample_use *u, const char *provider);
 
 /* Buildable pair i, or NULL past the end of the table. */
 const struct sample_kind_info *sample_kind_at(size_t i);

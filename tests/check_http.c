@@ -236,6 +236,9 @@ enum send_mode {
     SEND_EXPECT,  /* Content-Length and Expect: 100-continue */
 };
 
+/* An extra request header for the next request() calls, or NULL. */
+static const char *extra_header;
+
 /* One request on a fresh connection; fills r (free r->body after). */
 static void request(const char *method, const char *path, const char *content_type,
                     struct upload *up, enum send_mode mode, struct reply *r)
@@ -258,6 +261,8 @@ static void request(const char *method, const char *path, const char *content_ty
     snprintf(ct, sizeof(ct), "Content-Type:%s%s", content_type ? " " : "",
              content_type ? content_type : "");
     h = curl_slist_append(h, ct);
+    if (extra_header)
+        h = curl_slist_append(h, extra_header);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
@@ -644,6 +649,66 @@ START_TEST(no_content_type_is_parsed)
 }
 END_TEST
 
+/* The remote_addr recorded for the only rejection, once it is there. */
+static const char *rejected_remote(char *buf, size_t len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int i;
+
+    for (i = 0; i < 100 && db_int("SELECT count(*) FROM rejections") == 0; i++)
+        usleep(20000);
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(db, "SELECT remote_addr FROM rejections", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return buf;
+}
+
+/* Behind a trusted proxy the client is the rightmost untrusted X-Forwarded-For entry. */
+START_TEST(xff_short)
+{
+    char addr[64];
+    struct reply r;
+
+    extra_header = "X-Forwarded-For: 6.6.6.6, 203.0.113.7";
+    get("GET", "/nowhere", &r);
+    extra_header = NULL;
+    ck_assert_int_eq(r.status, 404);
+    buf_free(&r.body);
+    ck_assert_str_eq(rejected_remote(addr, sizeof(addr)), "203.0.113.7");
+    finish();
+}
+END_TEST
+
+/* However much the client writes to the left, the entry the proxy appended on the
+ * right is the one recorded (a long header must not let the client pick it). */
+START_TEST(xff_long_client_prefix)
+{
+    char hdr[2048], addr[64];
+    struct buf xff = {0};
+    struct reply r;
+    int i;
+
+    for (i = 0; i < 127; i++)
+        ck_assert_int_eq(buf_puts(&xff, "9.9.9.9,"), 0);
+    ck_assert_int_eq(buf_puts(&xff, "9.9.9.9, 203.0.113.7"), 0);
+    snprintf(hdr, sizeof(hdr), "X-Forwarded-For: %s", xff.data);
+    buf_free(&xff);
+    extra_header = hdr;
+    get("GET", "/nowhere", &r);
+    extra_header = NULL;
+    ck_assert_int_eq(r.status, 404);
+    buf_free(&r.body);
+    ck_assert_str_eq(rejected_remote(addr, sizeof(addr)), "203.0.113.7");
+    finish();
+}
+END_TEST
+
 /* GET a path until it answers want (polling every 100 ms for up to secs). */
 static long poll_status(const char *path, long want, int secs)
 {
@@ -719,6 +784,8 @@ static Suite *http_suite(void)
     tcase_add_test(rt, post_healthz);
     tcase_add_test(rt, builtin_endpoints);
     tcase_add_test(rt, readyz_follows_the_store);
+    tcase_add_test(rt, xff_short);
+    tcase_add_test(rt, xff_long_client_prefix);
     tcase_add_test(rt, form_type_on_json_route);
     tcase_add_test(rt, form_type_any_case);
     tcase_add_test(rt, json_type_with_charset);
