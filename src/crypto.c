@@ -463,6 +463,21 @@ out:
 }
 
 /* Load a public or private key from a spec (path, PEM text or bare base64). */
+/*
+ * A key spec names a file when it starts with '/' or '.', or when it is the
+ * path of an existing file (e.g. "keys/baidu.pem", relative to the working
+ * directory). Key text never starts with those characters (PEM starts with
+ * '-', DER in base64 with 'M'), and no file is named like a base64 key.
+ */
+static int crypto_spec_is_path(const char *spec)
+{
+    struct stat st;
+
+    if (spec[0] == '/' || spec[0] == '.')
+        return 1;
+    return strncmp(spec, "-----", 5) != 0 && stat(spec, &st) == 0;
+}
+
 static int key_load(const char *spec, int want_private, struct crypto_key **out,
                     char *err, size_t errlen)
 {
@@ -475,7 +490,7 @@ static int key_load(const char *spec, int want_private, struct crypto_key **out,
         return fail(err, errlen, -EINVAL, "empty key");
     if (strnlen(spec, SPEC_MAX + 1) > SPEC_MAX)
         return fail(err, errlen, -EINVAL, "key text longer than %d bytes", SPEC_MAX);
-    if (spec[0] == '/' || spec[0] == '.') {
+    if (crypto_spec_is_path(spec)) {
         rc = read_key_file(spec, &file, &file_size, err, errlen);
         if (rc < 0)
             return rc;

@@ -22,7 +22,8 @@ enum crypto_hash { CRYPTO_SHA1, CRYPTO_SHA256 };
  *   - PEM text ("-----BEGIN PUBLIC KEY-----" or "-----BEGIN RSA PUBLIC KEY-----"),
  *   - PEM text of an X.509 certificate (the key inside it is used: Alipay
  *     public-key certificates),
- *   - a path (starting with '/' or '.') to a file holding one of the PEM forms.
+ *   - a path to a file holding one of the PEM forms: one starting with '/'
+ *     or '.', or any existing file (relative to the working directory).
  * Returns 0 and sets *out, or -EINVAL (not a key / not RSA), -ENOENT/-EACCES
  * (file), -ENOMEM.
  */

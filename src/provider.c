@@ -111,15 +111,18 @@ enum provider_verdict provider_reject(struct provider_reply *out, int status,
                                       const char *reason, const char *body,
                                       const char *fmt, ...)
 {
+    char detail[sizeof(out->detail)];
     va_list ap;
 
     out->status = status;
     out->reason = reason;
     out->body = body;
     out->content_type = "text/plain; charset=utf-8";
+    /* Through a copy: callers may pass out->detail itself as an argument. */
     va_start(ap, fmt);
-    vsnprintf(out->detail, sizeof(out->detail), fmt, ap);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
+    memcpy(out->detail, detail, sizeof(detail));
     return PROVIDER_ANSWER;
 }
 
