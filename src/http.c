@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -51,12 +53,23 @@ struct http {
     atomic_ulong refusals_unlogged;
     int route_unmatched, route_builtin[4];
     atomic_int draining; /* SIGTERM: refuse new connections */
+    /* The reaper: a request must arrive whole within connection_timeout. */
+    pthread_mutex_t conn_lock;
+    struct http_conn *conns;
+    pthread_t reaper;
+    int reaper_started, reaper_stop;
+    pthread_cond_t reaper_cond;
+    uint64_t deadline_ns;
 };
 
 /* Per-connection state: the address key it is counted under, if any. */
 struct http_conn {
+    struct http_conn *prev, *next; /* in http.conns, for the reaper */
+    int fd;
     int counted;
     uint8_t key[16];
+    uint64_t phase_start; /* when the request being awaited could start */
+    int dispatched;       /* its body is complete: no deadline from us */
 };
 
 /* One request from its first header to its answer. */
@@ -207,36 +220,138 @@ static enum MHD_Result http_accept(void *cls, const struct sockaddr *sa, socklen
     return MHD_NO;
 }
 
-/* MHD connection start/close: keep the per-address counts. */
+/* Put a connection on the reaper's list (or take it off). */
+static void http_conn_track(struct http *h, struct http_conn *hc, int add)
+{
+    pthread_mutex_lock(&h->conn_lock);
+    if (add) {
+        hc->next = h->conns;
+        if (h->conns)
+            h->conns->prev = hc;
+        h->conns = hc;
+    } else {
+        if (hc->prev)
+            hc->prev->next = hc->next;
+        else
+            h->conns = hc->next;
+        if (hc->next)
+            hc->next->prev = hc->prev;
+    }
+    pthread_mutex_unlock(&h->conn_lock);
+}
+
+/* A connection begins: count it per address and start its request deadline. */
+static struct http_conn *http_conn_new(struct http *h, struct MHD_Connection *c)
+{
+    struct http_conn *hc = calloc(1, sizeof(*hc));
+    const union MHD_ConnectionInfo *ci, *fi;
+    struct runtime *rt;
+
+    if (!hc)
+        return NULL;
+    hc->fd = -1;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci) {
+        rt = daemon_runtime_acquire(h->d);
+        hc->counted = !config_is_trusted(rt->cfg, ci->client_addr) &&
+                      http_addr_key(ci->client_addr, hc->key) == 0;
+        daemon_runtime_release(rt);
+    }
+    if (hc->counted)
+        http_ip_add(h, hc->key, 1);
+    fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    hc->fd = fi ? fi->connect_fd : -1;
+    hc->phase_start = util_now_ns();
+    http_conn_track(h, hc, 1);
+    return hc;
+}
+
+/* MHD connection start/close: per-address counts and the reaper's list. The
+ * CLOSED notification comes before MHD closes the socket, so the reaper never
+ * touches a descriptor that could have been reused. */
 static void http_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
                             enum MHD_ConnectionNotificationCode code)
 {
     struct http *h = cls;
     struct http_conn *hc = *socket_ctx;
-    const union MHD_ConnectionInfo *ci;
-    struct runtime *rt;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         metrics_add_connections(1);
-        hc = calloc(1, sizeof(*hc));
-        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (!hc || !ci)
-            goto out;
-        rt = daemon_runtime_acquire(h->d);
-        hc->counted = !config_is_trusted(rt->cfg, ci->client_addr) &&
-                      http_addr_key(ci->client_addr, hc->key) == 0;
-        daemon_runtime_release(rt);
-        if (hc->counted)
-            http_ip_add(h, hc->key, 1);
-    out:
-        *socket_ctx = hc;
+        *socket_ctx = http_conn_new(h, c);
         return;
     }
     metrics_add_connections(-1);
-    if (hc && hc->counted)
-        http_ip_add(h, hc->key, -1);
-    free(hc);
+    if (hc) {
+        http_conn_track(h, hc, 0);
+        if (hc->counted)
+            http_ip_add(h, hc->key, -1);
+        free(hc);
+    }
     *socket_ctx = NULL;
+}
+
+/* The connection's state for the reaper, from a request. */
+static struct http_conn *http_conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Mark the awaited request as dispatched (1) or start waiting for the next (0). */
+static void http_conn_phase(struct http *h, struct MHD_Connection *c, int dispatched)
+{
+    struct http_conn *hc = http_conn_of(c);
+
+    if (!hc)
+        return;
+    pthread_mutex_lock(&h->conn_lock);
+    hc->dispatched = dispatched;
+    if (!dispatched)
+        hc->phase_start = util_now_ns();
+    pthread_mutex_unlock(&h->conn_lock);
+}
+
+/*
+ * The reaper thread. libmicrohttpd's timeout counts inactivity only, so a
+ * client trickling a byte a second (slowloris) would hold its connection for
+ * ever. Here a request must arrive whole -- headers and body -- within
+ * connection_timeout of the moment it could start; otherwise its socket is
+ * shut down (MHD then closes it). Nothing was acknowledged, so nothing is lost.
+ */
+static void *http_reaper(void *arg)
+{
+    struct http *h = arg;
+    struct http_conn *hc;
+    struct timespec until;
+    unsigned long reaped;
+    uint64_t now;
+
+    pthread_mutex_lock(&h->conn_lock);
+    while (!h->reaper_stop) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&h->reaper_cond, &h->conn_lock, &until);
+        now = util_now_ns();
+        reaped = 0;
+        for (hc = h->conns; hc; hc = hc->next) {
+            if (!hc->dispatched && hc->fd >= 0 &&
+                now - hc->phase_start > h->deadline_ns) {
+                shutdown(hc->fd, SHUT_RDWR);
+                hc->phase_start = now; /* once is enough; MHD closes it */
+                reaped++;
+            }
+        }
+        while (reaped--)
+            metrics_rejection(metrics_reason("request_too_slow"));
+    }
+    pthread_mutex_unlock(&h->conn_lock);
+    return NULL;
 }
 
 /* MHD header iterator: keep the LAST X-Forwarded-For (the one our proxy wrote). */
@@ -270,7 +385,8 @@ static void http_client_addr(struct http_req *rq, const struct sockaddr *peer)
     /* Keep the RIGHT end: that is what our proxies appended; a long left
      * part is the client's own writing (a cut token there is just garbage). */
     n = strlen(xff);
-    snprintf(list, sizeof(list), "%s", n >= sizeof(list) ? xff + n - (sizeof(list) - 1) : xff);
+    snprintf(list, sizeof(list), "%s",
+             n >= sizeof(list) ? xff + n - (sizeof(list) - 1) : xff);
     while ((tok = strrchr(list, ',')) || list[0]) {
         char *a = tok ? tok + 1 : list;
         a += strspn(a, " \t");
@@ -404,6 +520,7 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
     struct provider_request prq;
     enum provider_verdict v;
 
+    http_conn_phase(rq->h, rq->conn, 1);
     if (rq->overflow)
         return http_reject(rq, 413, "body_too_large", "body exceeds max_body",
                            "body too large\n", NULL, NULL);
@@ -567,6 +684,7 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 
     if (!rq)
         return;
+    http_conn_phase(rq->h, c, 0);
     if (!rq->counted) /* the client went away before an answer was queued */
         metrics_request(rq->metrics, 0, util_now_ns() - rq->t0);
     arena_free(&rq->arena);
@@ -608,12 +726,15 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     h->d = d;
     h->store = store;
     pthread_mutex_init(&h->ip_lock, NULL);
+    pthread_mutex_init(&h->conn_lock, NULL);
+    pthread_cond_init(&h->reaper_cond, NULL);
     h->route_unmatched = metrics_route("unmatched");
     h->route_builtin[BUILTIN_HEALTHZ] = metrics_route("/healthz");
     h->route_builtin[BUILTIN_READYZ] = metrics_route("/readyz");
     h->route_builtin[BUILTIN_METRICS] = metrics_route("/metrics");
     rt = daemon_runtime_acquire(d);
     s = &rt->cfg->server;
+    h->deadline_ns = (uint64_t)s->connection_timeout * 1000000000ull;
     if (s->listen_addr.ss_family == AF_INET6 && listen_fd < 0)
         flags |= MHD_USE_IPv6;
     opts[n++] =
@@ -648,9 +769,12 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     daemon_runtime_release(rt);
     if (!h->mhd) {
         pthread_mutex_destroy(&h->ip_lock);
+        pthread_mutex_destroy(&h->conn_lock);
+        pthread_cond_destroy(&h->reaper_cond);
         free(h);
         return -EADDRINUSE;
     }
+    h->reaper_started = pthread_create(&h->reaper, NULL, http_reaper, h) == 0;
     *out = h;
     return 0;
 }
@@ -680,6 +804,13 @@ struct http *http_stop(struct http *h)
 
     if (!h)
         return NULL;
+    if (h->reaper_started) {
+        pthread_mutex_lock(&h->conn_lock);
+        h->reaper_stop = 1;
+        pthread_cond_signal(&h->reaper_cond);
+        pthread_mutex_unlock(&h->conn_lock);
+        pthread_join(h->reaper, NULL);
+    }
     MHD_stop_daemon(h->mhd);
     for (i = 0; i < HTTP_IP_BUCKETS; i++) {
         for (e = h->ips[i]; e; e = next) {
@@ -688,6 +819,8 @@ struct http *http_stop(struct http *h)
         }
     }
     pthread_mutex_destroy(&h->ip_lock);
+    pthread_mutex_destroy(&h->conn_lock);
+    pthread_cond_destroy(&h->reaper_cond);
     free(h);
     return NULL;
 }
