@@ -699,14 +699,26 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 /* libmicrohttpd's own messages go to our log. */
 static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static atomic_ullong window_start;
+    static atomic_uint in_window, dropped;
+    uint64_t now = util_now_ns(), start = atomic_load(&window_start);
     char msg[512];
     size_t n;
 
+    /* Floods of bad requests make MHD talk a lot: at most 5 lines per 10 s. */
+    if (now - start > HTTP_LOG_EVERY_NS &&
+        atomic_compare_exchange_strong(&window_start, &start, now))
+        atomic_store(&in_window, 0);
+    if (atomic_fetch_add(&in_window, 1) >= 5) {
+        atomic_fetch_add(&dropped, 1);
+        return;
+    }
     vsnprintf(msg, sizeof(msg), fmt, ap);
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_msg(LOG_NOTICE, NULL, "libmicrohttpd: %s", msg);
+    log_msg(LOG_NOTICE, NULL, "libmicrohttpd: %s (%u similar lines dropped before this one)",
+            msg, atomic_exchange(&dropped, 0));
 }
 
 /* Start the MHD daemon with the fixed settings of the current runtime. */

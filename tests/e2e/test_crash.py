@@ -247,10 +247,13 @@ class CrashConsistency(unittest.TestCase):
             t.start()
         delay = self.rng.uniform(0.02, MAX_LOAD_SECONDS)
         time.sleep(delay)
+        # No new requests from here on; those in flight are cut off by the kill.
+        # (Connecting to the dead port could also, rarely, self-connect a client
+        # socket to it and keep the daemon from listening again.)
+        stop.set()
         self.d.proc.kill()  # SIGKILL
         self.d.proc.wait()
         self.d.log.close()
-        stop.set()
         for t in threads:
             t.join(30)
         self.assertFalse(any(t.is_alive() for t in threads), "a client thread hung after the kill")

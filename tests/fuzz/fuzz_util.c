@@ -30,6 +30,23 @@ void fuzz_die(const char *fmt, ...)
     abort();
 }
 
+/* Print a line when asked to. */
+void fuzz_verbose(const char *fmt, ...)
+{
+    static int on = -1;
+    va_list ap;
+
+    if (on < 0)
+        on = getenv("PAYHOOKD_FUZZ_VERBOSE") != NULL;
+    if (!on)
+        return;
+    va_start(ap, fmt);
+    fputs("fuzz: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 /* Make room for size readable bytes before the guard page. */
 static void guard_grow(size_t size)
 {

@@ -15,6 +15,9 @@ struct crypto_key;
 /* Print a message and abort(): a broken invariant is a crash for libFuzzer. */
 void fuzz_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* Print a line when $PAYHOOKD_FUZZ_VERBOSE is set (to see what a seed does). */
+void fuzz_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Abort with the failed condition unless it holds. */
 #define FUZZ_CHECK(cond)                                                                 \
     do {                                                                                 \
@@ -40,7 +43,7 @@ const char *fuzz_tmpdir(void);
 /* Write size bytes to path (truncating); aborts on failure. */
 void fuzz_write_file(const char *path, const void *data, size_t size);
 
-/* A fresh RSA key pair of `bits` bits; *pub_b64 (malloc'd) is the public key
+/* A fresh RSA key pair (fuzz_keys.c) of `bits` bits; *pub_b64 (malloc'd) is the public key
  * as one line of base64 DER, for a config file. Aborts on failure. */
 void fuzz_keypair(int bits, struct crypto_key **pub, struct crypto_key **priv,
                   char **pub_b64);
