@@ -42,9 +42,13 @@ static int ar_string(struct ar_scan *c)
     return -EINVAL;
 }
 
-/* Skip an object or array, counting brackets outside strings (no recursion). */
+#define AR_DEPTH_MAX 128 /* nesting accepted inside a response */
+
+/* Skip an object or array: brackets outside strings must pair by kind
+ * ('{' with '}', '[' with ']'), tracked on a bounded stack (no recursion). */
 static int ar_nested(struct ar_scan *c)
 {
+    char open[AR_DEPTH_MAX];
     size_t depth = 0;
 
     while (c->i < c->n) {
@@ -55,10 +59,16 @@ static int ar_nested(struct ar_scan *c)
             continue;
         }
         c->i++;
-        if (ch == '{' || ch == '[')
-            depth++;
-        else if ((ch == '}' || ch == ']') && --depth == 0)
-            return 0;
+        if (ch == '{' || ch == '[') {
+            if (depth == AR_DEPTH_MAX)
+                return -EINVAL;
+            open[depth++] = ch;
+        } else if (ch == '}' || ch == ']') {
+            if (depth == 0 || open[depth - 1] != (ch == '}' ? '{' : '['))
+                return -EINVAL;
+            if (--depth == 0)
+                return 0;
+        }
     }
     return -EINVAL;
 }

@@ -3,37 +3,227 @@
  */
 #include "json.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Deepest nesting of [ and { outside strings; stops counting past limit. */
-static unsigned json_depth(const char *s, size_t len, unsigned limit)
-{
-    unsigned depth = 0, max = 0;
-    int in_str = 0, esc = 0;
-    size_t i;
+/*
+ * A strict RFC 8259 checker, run before cJSON: cJSON is lenient (leading
+ * zeros, raw control characters, invalid UTF-8 in strings), and what it lets
+ * through would be stored in the fields column where SQLite's JSON functions
+ * (and the views built on them) refuse it. Nesting is bounded by max_depth.
+ */
+struct json_chk {
+    const unsigned char *s;
+    size_t n, i;
+    unsigned depth, max_depth;
+    int too_deep;
+};
 
-    for (i = 0; i < len && max <= limit; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (esc)
-                esc = 0;
-            else if (c == '\\')
-                esc = 1;
-            else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max)
-                max = depth;
-        } else if ((c == '}' || c == ']') && depth > 0) {
-            depth--;
+static int json_chk_value(struct json_chk *c);
+
+/* Skip blanks. */
+static void json_chk_ws(struct json_chk *c)
+{
+    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\t' ||
+                           c->s[c->i] == '\n' || c->s[c->i] == '\r'))
+        c->i++;
+}
+
+/* Length of the valid UTF-8 sequence at c->i (no surrogates, no overlongs), or 0. */
+static size_t json_chk_utf8(const struct json_chk *c)
+{
+    const unsigned char *p = c->s + c->i;
+    size_t n = c->n - c->i, len, k;
+    unsigned cp;
+
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        len = 2, cp = p[0] & 0x1f;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        len = 3, cp = p[0] & 0x0f;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        len = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (k = 1; k < len; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[k] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* A string: escapes as the RFC lists them, no raw control bytes, valid UTF-8. */
+static int json_chk_string(struct json_chk *c)
+{
+    size_t k;
+
+    c->i++; /* the opening quote */
+    while (c->i < c->n) {
+        unsigned char ch = c->s[c->i];
+        if (ch == '"') {
+            c->i++;
+            return 0;
+        }
+        if (ch < 0x20)
+            return -1;
+        if (ch == '\\') {
+            if (++c->i >= c->n)
+                return -1;
+            if (c->s[c->i] == 'u') {
+                for (k = 1; k <= 4; k++)
+                    if (c->i + k >= c->n || !isxdigit(c->s[c->i + k]))
+                        return -1;
+                c->i += 5;
+            } else if (strchr("\"\\/bfnrt", c->s[c->i]) && c->s[c->i]) {
+                c->i++;
+            } else {
+                return -1;
+            }
+        } else if (ch < 0x80) {
+            c->i++;
+        } else if ((k = json_chk_utf8(c)) > 0) {
+            c->i += k;
+        } else {
+            return -1;
         }
     }
-    return max;
+    return -1;
+}
+
+/* Digits: at least one. */
+static int json_chk_digits(struct json_chk *c)
+{
+    size_t i0 = c->i;
+
+    while (c->i < c->n && isdigit(c->s[c->i]))
+        c->i++;
+    return c->i > i0 ? 0 : -1;
+}
+
+/* -? (0 | [1-9][0-9]*) (. digits)? ([eE] [+-]? digits)? */
+static int json_chk_number(struct json_chk *c)
+{
+    if (c->s[c->i] == '-')
+        c->i++;
+    if (c->i < c->n && c->s[c->i] == '0')
+        c->i++;
+    else if (json_chk_digits(c) < 0)
+        return -1;
+    if (c->i < c->n && c->s[c->i] == '.') {
+        c->i++;
+        if (json_chk_digits(c) < 0)
+            return -1;
+    }
+    if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
+        c->i++;
+        if (c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
+            c->i++;
+        if (json_chk_digits(c) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A literal word. */
+static int json_chk_word(struct json_chk *c, const char *w)
+{
+    size_t n = strlen(w);
+
+    if (c->n - c->i < n || memcmp(c->s + c->i, w, n) != 0)
+        return -1;
+    c->i += n;
+    return 0;
+}
+
+/* An object or an array (close is '}' or ']'). */
+static int json_chk_container(struct json_chk *c, char close)
+{
+    if (++c->depth > c->max_depth) {
+        c->too_deep = 1;
+        return -1;
+    }
+    c->i++;
+    json_chk_ws(c);
+    if (c->i < c->n && c->s[c->i] == close) {
+        c->i++;
+        c->depth--;
+        return 0;
+    }
+    for (;;) {
+        json_chk_ws(c);
+        if (close == '}') {
+            if (c->i >= c->n || c->s[c->i] != '"' || json_chk_string(c) < 0)
+                return -1;
+            json_chk_ws(c);
+            if (c->i >= c->n || c->s[c->i++] != ':')
+                return -1;
+        }
+        if (json_chk_value(c) < 0)
+            return -1;
+        json_chk_ws(c);
+        if (c->i < c->n && c->s[c->i] == ',') {
+            c->i++;
+            continue;
+        }
+        if (c->i < c->n && c->s[c->i] == close) {
+            c->i++;
+            c->depth--;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+/* Any value. */
+static int json_chk_value(struct json_chk *c)
+{
+    json_chk_ws(c);
+    if (c->i >= c->n)
+        return -1;
+    switch (c->s[c->i]) {
+    case '{':
+        return json_chk_container(c, '}');
+    case '[':
+        return json_chk_container(c, ']');
+    case '"':
+        return json_chk_string(c);
+    case 't':
+        return json_chk_word(c, "true");
+    case 'f':
+        return json_chk_word(c, "false");
+    case 'n':
+        return json_chk_word(c, "null");
+    default:
+        return json_chk_number(c);
+    }
+}
+
+/* Check s[0..len) is exactly one strict JSON value (blanks around it allowed). */
+static int json_strict(const char *s, size_t len, unsigned max_depth, char *err,
+                       size_t errlen)
+{
+    struct json_chk c = {(const unsigned char *)s, len, 0, 0, max_depth, 0};
+    int r = json_chk_value(&c);
+
+    if (r == 0) {
+        json_chk_ws(&c);
+        if (c.i == c.n)
+            return 0;
+    }
+    if (c.too_deep) {
+        snprintf(err, errlen, "JSON nested deeper than %u levels", max_depth);
+        return -E2BIG;
+    }
+    snprintf(err, errlen, "malformed JSON near byte %zu", c.i);
+    return -EINVAL;
 }
 
 #define JSON_MAX_MEMBERS 1024 /* keeps the duplicate check cheap */
@@ -73,23 +263,12 @@ int json_parse(const char *s, size_t len, unsigned max_depth, cJSON **out, char 
     cJSON *root;
     int r;
 
-    if (json_depth(s, len, max_depth) > max_depth) {
-        snprintf(err, errlen, "JSON nested deeper than %u levels", max_depth);
-        return -E2BIG;
-    }
+    r = json_strict(s, len, max_depth, err, errlen);
+    if (r < 0)
+        return r;
     root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
     if (!root) {
-        end = cJSON_GetErrorPtr();
-        snprintf(err, errlen, "malformed JSON near byte %ld",
-                 end && end >= s && end <= s + len ? (long)(end - s) : 0L);
-        return -EINVAL;
-    }
-    while (end && end < s + len && strchr(" \t\r\n", *end) && *end)
-        end++;
-    if (end && end < s + len) {
-        snprintf(err, errlen, "unexpected bytes after the JSON value at byte %ld",
-                 (long)(end - s));
-        cJSON_Delete(root);
+        snprintf(err, errlen, "malformed JSON");
         return -EINVAL;
     }
     r = json_check(root, &dup);

@@ -106,6 +106,9 @@ START_TEST(content_errors)
         alipay_response_content("{\"a\":{\"x\":\"unterminated}}", 25, "a", &s, &l),
         -EINVAL);
     ck_assert_int_eq(alipay_response_content("", 0, "a", &s, &l), -EINVAL);
+    /* Brackets pair by kind: "{...]" is not an object (found by fuzzing). */
+    ck_assert_int_eq(alipay_response_content("{\"a\":{\"x\":[1}]}", 16, "a", &s, &l), -EINVAL);
+    ck_assert_int_eq(alipay_response_content("{\"a\":{\"x\":1]}", 14, "a", &s, &l), -EINVAL);
     /* The length bounds the scan: nothing past raw_len is read. */
     ck_assert_int_eq(alipay_response_content("{\"a\":{}}", 6, "a", &s, &l), -EINVAL);
 }
