@@ -31,6 +31,11 @@
 #define HTTP_XFF_MAX      1024
 #define HTTP_IP_BUCKETS   1024
 #define HTTP_LOG_EVERY_NS (10ull * 1000000000ull)
+/* Per-connection memory of libmicrohttpd (request head, read buffer).
+ * 0.9.75 zeroes the whole pool for every request, so a large pool costs a
+ * memset per request and keeps every connection's pool resident; 16 KiB
+ * holds any real platform request head (bodies are copied out in chunks). */
+#define HTTP_CONN_MEMORY (16 * 1024)
 
 enum http_state { REQ_READING, REQ_WAITING, REQ_DONE };
 enum http_builtin { BUILTIN_NONE, BUILTIN_HEALTHZ, BUILTIN_READYZ, BUILTIN_METRICS };
@@ -717,8 +722,9 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_msg(LOG_NOTICE, NULL, "libmicrohttpd: %s (%u similar lines dropped before this one)",
-            msg, atomic_exchange(&dropped, 0));
+    log_msg(LOG_NOTICE, NULL,
+            "libmicrohttpd: %s (%u similar lines dropped before this one)", msg,
+            atomic_exchange(&dropped, 0));
 }
 
 /* Start the MHD daemon with the fixed settings of the current runtime. */
@@ -758,8 +764,8 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
                                         s->connection_timeout, NULL};
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_connections, NULL};
-    opts[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                        HTTP_CONN_MEMORY, NULL};
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)http_completed, h};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,

@@ -203,18 +203,29 @@ static size_t provider_utf8_len(const unsigned char *p, size_t n)
 static int provider_json_string(struct buf *o, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, l;
+    size_t i = 0, run, l;
     int r = buf_puts(o, "\"");
 
     while (r == 0 && i < n) {
-        if (p[i] == '"' || p[i] == '\\')
+        /* Plain printable ASCII is the common case: copy it in one go. */
+        for (run = i; run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
+                      p[run] != '\\';
+             run++)
+            ;
+        if (run > i) {
+            r = buf_append(o, p + i, run - i);
+            i = run;
+        } else if (p[i] == '"' || p[i] == '\\') {
             r = buf_printf(o, "\\%c", p[i++]);
-        else if (p[i] < 0x20)
+        } else if (p[i] < 0x20) {
             r = buf_printf(o, "\\u%04x", p[i++]);
-        else if ((l = provider_utf8_len(p + i, n - i)) == 0)
-            r = buf_puts(o, "\\ufffd"), i++;
-        else
-            r = buf_append(o, p + i, l), i += l;
+        } else if ((l = provider_utf8_len(p + i, n - i)) == 0) {
+            r = buf_puts(o, "\\ufffd");
+            i++;
+        } else {
+            r = buf_append(o, p + i, l);
+            i += l;
+        }
     }
     return r ? r : buf_puts(o, "\"");
 }
@@ -223,8 +234,13 @@ static int provider_json_string(struct buf *o, const char *s, size_t n)
 const char *provider_form_json(const struct form *f, struct provider_reply *out)
 {
     struct buf o = {0};
-    size_t i;
-    int r = buf_puts(&o, "{");
+    size_t i, need = 2;
+    int r;
+
+    for (i = 0; i < form_count(f); i++)
+        need += form_at(f, i)->key_len + form_at(f, i)->value_len + 6;
+    r = buf_reserve(&o, need); /* one allocation, grown only for escapes */
+    r = r ? r : buf_puts(&o, "{");
 
     for (i = 0; r == 0 && i < form_count(f); i++) {
         const struct form_field *fl = form_at(f, i);

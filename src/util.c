@@ -12,7 +12,7 @@
 #include <time.h>
 
 /* Grow b so that n more bytes plus a NUL fit. */
-static int buf_reserve(struct buf *b, size_t n)
+int buf_reserve(struct buf *b, size_t n)
 {
     size_t need, cap;
     char *p;

@@ -18,6 +18,8 @@ struct buf {
     size_t cap;
 };
 
+/* Make room for n more bytes (one allocation ahead of many appends). */
+int buf_reserve(struct buf *b, size_t n);
 /* Append n bytes; 0 or -ENOMEM (the buffer is unchanged on failure). */
 int buf_append(struct buf *b, const void *p, size_t n);
 /* Append a NUL-terminated string. */

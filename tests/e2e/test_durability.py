@@ -1,0 +1,145 @@
+"""End to end: with synchronous = full an answer waits until its row is on
+disk. An LD_PRELOAD shim, built here, slows down or fails fdatasync() of the
+store's WAL file while the daemon runs (controlled through a file), which
+shows that the answer waits for the sync and that a failed sync is never
+acknowledged."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+from harness import tp_envelope
+
+PATH = "/baidu/tp/events"
+
+SHIM = r'''
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* fdatasync of a "-wal" file obeys the first word of $SHIM_CTL: ok, slow, fail. */
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    char link[64], path[4096], mode[16] = "ok";
+    const char *ctl = getenv("SHIM_CTL");
+    ssize_t n;
+    FILE *f;
+
+    if (!real)
+        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    n = readlink(link, path, sizeof(path) - 1);
+    if (n > 4 && ctl && (f = fopen(ctl, "r"))) {
+        path[n] = '\0';
+        if (fscanf(f, "%15s", mode) != 1)
+            strcpy(mode, "ok");
+        fclose(f);
+        if (strcmp(path + n - 4, "-wal") == 0 && strcmp(mode, "slow") == 0)
+            usleep(400000);
+        if (strcmp(path + n - 4, "-wal") == 0 && strcmp(mode, "fail") == 0) {
+            errno = EIO;
+            return -1;
+        }
+    }
+    return real(fd);
+}
+'''
+
+
+def build_shim(directory):
+    src = os.path.join(directory, "shim.c")
+    out = os.path.join(directory, "shim.so")
+    with open(src, "w") as f:
+        f.write(SHIM)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", out, src, "-ldl"], check=True)
+    return out
+
+
+def instrumented():
+    """Sanitizer builds refuse a preload ahead of their runtime; valgrind is too slow."""
+    if harness.VALGRIND:
+        return "under valgrind"
+    ldd = subprocess.run(["ldd", harness.PAYHOOKD], capture_output=True, text=True).stdout
+    return "ASan build" if "libasan" in ldd else None
+
+
+class SyncBeforeAnswer(unittest.TestCase):
+    def setUp(self):
+        why = instrumented()
+        if why:
+            self.skipTest("LD_PRELOAD shim not usable: " + why)
+        self.tmp = tempfile.mkdtemp(prefix="payhookd-shim-")
+        self.shim = build_shim(self.tmp)
+        self.ctl = os.path.join(self.tmp, "ctl")
+        self.mode("ok")
+
+    def mode(self, m):
+        with open(self.ctl, "w") as f:
+            f.write(m)
+
+    def start(self, sync):
+        d = harness.Daemon(harness.tp_config(), store_extra="synchronous = %s\n" % sync)
+        env = dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl)
+        return d.start(env=env)
+
+    def timed_post(self, d, n):
+        t0 = time.monotonic()
+        answer = d.post(PATH, tp_envelope({"appId": n, "event": "E", "tpAppId": 1}))
+        return answer, time.monotonic() - t0
+
+    def test_full_answers_after_the_wal_is_synced(self):
+        d = self.start("full")
+        try:
+            self.mode("slow")
+            answer, took = self.timed_post(d, 1)
+            self.assertEqual(answer, (200, b"success"))
+            self.assertGreaterEqual(took, 0.39, "answered before fdatasync returned")
+        finally:
+            self.mode("ok")
+            self.assertEqual(d.stop(), 0)
+
+    def test_normal_does_not_wait_for_the_disk(self):
+        d = self.start("normal")
+        try:
+            self.mode("slow")
+            answer, took = self.timed_post(d, 1)
+            self.assertEqual(answer, (200, b"success"))
+            self.assertLess(took, 0.39)
+        finally:
+            self.mode("ok")
+            self.assertEqual(d.stop(), 0)
+
+    def test_failed_sync_is_never_acknowledged_and_recovers(self):
+        d = self.start("full")
+        try:
+            self.mode("fail")
+            st, data = d.post(PATH, tp_envelope({"appId": 7, "event": "E", "tpAppId": 1}))
+            self.assertEqual(st, 503)
+            self.assertNotEqual(data, b"success")
+            self.assertEqual(d.request("GET", "/readyz")[0], 503)
+            self.assertIn("not made durable", d.logtext())
+            self.mode("ok")
+            deadline = time.time() + 10
+            while time.time() < deadline and d.request("GET", "/readyz")[0] != 200:
+                time.sleep(0.1)
+            self.assertEqual(d.request("GET", "/readyz")[0], 200)
+            # The platform resends: the row was committed, so this is a redelivery.
+            self.assertEqual(d.post(PATH, tp_envelope({"appId": 7, "event": "E", "tpAppId": 1})),
+                             (200, b"success"))
+            self.assertEqual(d.query("SELECT count(*) FROM events"), [(1,)])
+        finally:
+            self.mode("ok")
+            self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
