@@ -131,12 +131,6 @@ char *util_strndup(const char *s, size_t n)
     return p;
 }
 
-/* Case-insensitive substring test. */
-int util_contains_nocase(const char *hay, const char *needle)
-{
-    return hay && needle && strcasestr(hay, needle) != NULL;
-}
-
 /* Printable, bounded rendering of bytes for log lines. */
 void util_printable(const void *p, size_t n, char *out, size_t outlen)
 {

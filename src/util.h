@@ -41,8 +41,6 @@ char *util_strdup(const char *s);
 /* Copy at most n bytes of s into a new NUL-terminated string. */
 char *util_strndup(const char *s, size_t n);
 
-/* Case-insensitive ASCII search for needle in the first n bytes of hay. */
-int util_contains_nocase(const char *hay, const char *needle);
 
 /* Bounded copy of possibly binary bytes into printable text for logs:
  * non-printable bytes become '.', at most outlen-1 bytes. */
