@@ -6,6 +6,7 @@
  */
 #include "alipay_response.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,7 +158,7 @@ int alipay_response_content(const char *raw, size_t raw_len, const char *key,
 static int ar_unescape(const char *s, size_t n, char **out)
 {
     char *o = malloc(n + 1), *p = o;
-    size_t i;
+    size_t i, k;
     unsigned v;
 
     if (!o)
@@ -176,7 +177,19 @@ static int ar_unescape(const char *s, size_t n, char **out)
             *p++ = s[i];
             break;
         case 'u':
-            if (i + 4 >= n || sscanf(s + i + 1, "%4x", &v) != 1 || v == 0 || v > 0x7f)
+            /* Exactly four hex digits, read within n (no sscanf: it would
+             * scan past an unterminated buffer and accept "\u 41"). */
+            if (i + 4 >= n)
+                goto bad;
+            for (v = 0, k = 1; k <= 4; k++) {
+                if (!isxdigit((unsigned char)s[i + k]))
+                    goto bad;
+                v = v * 16 +
+                    (unsigned)(isdigit((unsigned char)s[i + k])
+                                   ? s[i + k] - '0'
+                                   : (tolower((unsigned char)s[i + k]) - 'a' + 10));
+            }
+            if (v == 0 || v > 0x7f)
                 goto bad;
             *p++ = (char)v;
             i += 4;

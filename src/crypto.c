@@ -230,7 +230,8 @@ static int read_key_file(const char *path, char **text, size_t *text_size, char 
     ssize_t r;
     int fd, rc;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO must not hang (regular files ignore it). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         rc = -errno;
         return fail(err, errlen, rc, "cannot open %s: %s", path, strerror(-rc));

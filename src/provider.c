@@ -281,3 +281,35 @@ int provider_verify_form(const struct form *f, const struct form_canon_rule *rul
             fixed[i] = '+';
     return crypto_rsa_verify_b64(key, hash, canon, canon_len, fixed, sig_len);
 }
+
+/* One part of a dedupe key, ':', '%' and NUL escaped as %XX. */
+char *provider_key_part(struct arena *a, const char *v, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *s = arena_alloc(a, len * 3 + 1), *o = s;
+    size_t i;
+
+    if (!s)
+        return NULL;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == ':' || c == '%' || c == '\0') {
+            *o++ = '%';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o = '\0';
+    return s;
+}
+
+/* A form field as a dedupe key part ("" when absent). */
+char *provider_key_field(struct arena *a, const struct form *f, const char *key)
+{
+    size_t len = 0;
+    const char *v = form_get(f, key, &len);
+
+    return provider_key_part(a, v ? v : "", v ? len : 0);
+}

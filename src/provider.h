@@ -124,6 +124,16 @@ int provider_verify_form(const struct form *f, const struct form_canon_rule *rul
                          const struct crypto_key *key, enum crypto_hash hash, const char *sig,
                          size_t sig_len, struct provider_reply *out);
 
+/*
+ * One part of a dedupe key with ':', '%' and NUL escaped as %XX, so that
+ * distinct field values never make the same key ("a:b"+"c" vs "a"+"b:c").
+ * In the arena; NULL on ENOMEM.
+ */
+char *provider_key_part(struct arena *a, const char *v, size_t len);
+
+/* A form field as a key part ("" when absent). */
+char *provider_key_field(struct arena *a, const struct form *f, const char *key);
+
 /* Content-Type predicates for route_ops.accepts. */
 int provider_accepts_json(const char *content_type);
 int provider_accepts_form(const char *content_type);

@@ -274,8 +274,10 @@ static enum provider_verdict ap_event(const struct provider_request *rq,
     ev->merchant_order_id = ap_opt(f, "out_trade_no");
     ev->status = ap_opt(f, "trade_status");
     /* A resend keeps notify_id; a later trade_status is a new event. */
-    ev->dedupe_key = arena_printf(out->arena, "alipay:%s:%s:%s", app->app_id, notify_id,
-                                  ev->status ? ev->status : "");
+    ev->dedupe_key = arena_printf(out->arena, "alipay:%s:%s:%s",
+                                  provider_key_field(out->arena, f, "app_id"),
+                                  provider_key_field(out->arena, f, "notify_id"),
+                                  provider_key_field(out->arena, f, "trade_status"));
     ev->remote_addr = rq->remote_addr;
     ev->fields = ap_fields(f, out);
     ev->body = rq->body;

@@ -233,7 +233,9 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     out->ev.has_amount = 1;
     out->ev.amount_fen = total;
     out->ev.status = status;
-    out->ev.dedupe_key = arena_printf(out->arena, "baidu:pay:%s:%s", order, status);
+    out->ev.dedupe_key = arena_printf(out->arena, "baidu:pay:%s:%s",
+                                      provider_key_field(out->arena, f, "orderId"),
+                                      provider_key_field(out->arena, f, "status"));
     out->ev.answer = arena_printf(
         out->arena, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
         app->is_consumed);
@@ -354,7 +356,8 @@ bp_audit(const void *state, const struct provider_request *rq, struct provider_r
     a->out = out;
     if ((a->has_apply = bp_fen(f, "applyRefundMoney", &a->apply, out)) < 0)
         return PROVIDER_ANSWER;
-    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_audit:%s", batch);
+    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_audit:%s",
+                                      provider_key_field(out->arena, f, "refundBatchId"));
     out->ev.in_tx = bp_audit_in_tx;
     out->ev.in_tx_data = a;
     return bp_event(rq, f, app, "refund_audit", out);
@@ -386,8 +389,9 @@ static enum provider_verdict bp_refund(const void *state,
         !(status = bp_need(f, "refundStatus", out)))
         return PROVIDER_ANSWER;
     out->ev.status = status;
-    out->ev.dedupe_key =
-        arena_printf(out->arena, "baidu:refund_notify:%s:%s", batch, status);
+    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_notify:%s:%s",
+                                      provider_key_field(out->arena, f, "refundBatchId"),
+                                      provider_key_field(out->arena, f, "refundStatus"));
     out->ev.answer = "{\"errno\":0,\"msg\":\"success\",\"data\":{}}";
     out->ev.in_tx = bp_refund_in_tx;
     out->ev.in_tx_data = (void *)batch;

@@ -176,25 +176,6 @@ static const char *gw_status(const struct form *f)
     return s;
 }
 
-/* One part of the dedupe key with ':', '%' and NUL escaped as %XX, so that
- * distinct (out_trade_no, trade_no, status) never share a key. NULL: "". */
-static char *gw_key_part(struct arena *a, const char *v, size_t len)
-{
-    char *s = arena_alloc(a, len * 3 + 1), *o = s;
-    size_t i;
-
-    if (!s)
-        return NULL;
-    for (i = 0; i < len; i++) {
-        if (v[i] == ':' || v[i] == '%' || v[i] == '\0')
-            o += sprintf(o, "%%%02X", (unsigned char)v[i]);
-        else
-            *o++ = v[i];
-    }
-    *o = '\0';
-    return s;
-}
-
 /* "gateway:NAME:<out_trade_no>:<trade_no or empty>:<status or empty>". */
 static const char *gw_dedupe_key(const struct gw_entry *e, const struct form *f,
                                  const char *status, struct provider_reply *out)
@@ -202,9 +183,9 @@ static const char *gw_dedupe_key(const struct gw_entry *e, const struct form *f,
     size_t out_len = 0, trade_len = 0, status_len = status ? strlen(status) : 0;
     const char *otn = form_get(f, "out_trade_no", &out_len);
     const char *tn = gw_get(f, "trade_no", &trade_len);
-    char *a = gw_key_part(out->arena, otn, out_len);
-    char *b = gw_key_part(out->arena, tn, tn ? trade_len : 0);
-    char *c = gw_key_part(out->arena, status, status_len);
+    char *a = provider_key_part(out->arena, otn, out_len);
+    char *b = provider_key_part(out->arena, tn, tn ? trade_len : 0);
+    char *c = provider_key_part(out->arena, status, status_len);
 
     if (!a || !b || !c)
         return NULL;

@@ -4,9 +4,10 @@
  * member and error_response, alipay_response_sign, and
  * alipay_response_verify with a key generated at start. Invariants: a
  * returned extent lies inside the input, starts with '{' and ends with '}';
- * a random input never verifies (only this process holds the key); and when the input has a signed member but no sign, the same input with a
- * correct "sign" member inserted (over the member's exact bytes, and over
- * them with "\/" unescaped when they contain it) must verify.
+ * a random input never verifies (only this process holds the key); and when
+ * the input has a signed member but no sign, the same input with a correct
+ * "sign" member inserted (over the member's exact bytes, and over them with
+ * "\/" unescaped when they contain it) must verify.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -12,7 +12,8 @@
  * Invariants: a rejection has a 4xx/5xx status, a reason and a body; an
  * unsigned input is never stored; a correctly signed one is never refused
  * for its signature; a stored event is complete, its fields column is a
- * JSON object with one member per form field; a commit never fails.
+ * JSON object (to cJSON and to SQLite's json_valid) with one member per
+ * form field; a commit never fails.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -146,7 +147,8 @@ static const struct crypto_key *baidu_key(int r, const struct form *f, int varia
 
     if (r == R_PAY)
         return priv[deal && strcmp(deal, DEAL_FIXED) == 0];
-    if (order && order[0] && store_baidu_order_app(store, order, owner, sizeof(owner)) == 1)
+    if (order && order[0] &&
+        store_baidu_order_app(store, order, owner, sizeof(owner)) == 1)
         return priv[strcmp(owner, DEAL_FIXED) == 0];
     return priv[variant]; /* an unknown order: any configured app's key verifies */
 }
@@ -173,8 +175,8 @@ static char *sign_body(int r, int variant, const char *body, size_t len, size_t 
         break;
     case R_GW_KEY:
     case R_GW_APPEND:
-        FUZZ_CHECK(form_canonical(f, r == R_GW_KEY ? &gw_key : &gw_app, &sig, &canon_len) ==
-                   0);
+        FUZZ_CHECK(
+            form_canonical(f, r == R_GW_KEY ? &gw_key : &gw_app, &sig, &canon_len) == 0);
         FUZZ_CHECK(crypto_md5_hex(sig, canon_len, variant, hex) == 0);
         s = append_field(body, len, "sign", hex, out_len);
         break;
@@ -286,7 +288,8 @@ static void check_answer(const struct provider_reply *out)
 }
 
 /* A stored event is complete; its fields are a JSON object, one member a field. */
-static void check_event(const struct provider_reply *out, const struct provider_request *rq)
+static void check_event(const struct provider_reply *out,
+                        const struct provider_request *rq)
 {
     const struct store_event *ev = &out->ev;
     struct form *f = NULL;
@@ -298,7 +301,8 @@ static void check_event(const struct provider_reply *out, const struct provider_
     FUZZ_CHECK(ev->answer || ev->in_tx); /* a refund audit's answer is decided in_tx */
     FUZZ_CHECK(out->answer_type && out->fail_body && out->fail_status >= 500);
     j = cJSON_Parse(ev->fields);
-    if (!j || !cJSON_IsObject(j))
+    if (!j || !cJSON_IsObject(j) ||
+        !fuzz_sqlite_json_valid(ev->fields, strlen(ev->fields)))
         fuzz_die("the fields column is not a JSON object: %s", ev->fields);
     FUZZ_CHECK(form_parse(rq->body, rq->body_len, NULL, &f, NULL, 0) == 0);
     FUZZ_CHECK((size_t)cJSON_GetArraySize(j) == form_count(f));

@@ -3,8 +3,11 @@
  * input that ends right before an unreadable page, then json_text and
  * json_string on every member of every object in the tree. Invariants: an
  * accepted tree is no deeper than the limit and has no object with a
- * repeated key; json_text's result fits its buffer, is NUL-terminated, and
- * equals json_string's for a string member; a failure gives a reason.
+ * repeated key; an accepted text is JSON to SQLite too (json_valid: a TP
+ * message is stored as received, and the store's views read it with
+ * json_extract, which fails the whole query on one malformed row);
+ * json_text's result fits its buffer, is NUL-terminated, and equals
+ * json_string's for a string member; a failure gives a reason.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -57,6 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     FUZZ_CHECK(root != NULL);
+    if (!fuzz_sqlite_json_valid(s, size))
+        fuzz_die("json_parse accepts what SQLite's json_valid() refuses");
     if (cJSON_IsObject(root) || cJSON_IsArray(root))
         walk(root, 1);
     json_text(root, "x", err, sizeof(err)); /* a non-object root is not an error */

@@ -11,13 +11,14 @@
  *   4  a decrypted frame (16 random | length | message | client id | padding):
  *      the harness pads it with zeros to 16 bytes, AES-encrypts and signs it
  * Invariants: a rejection has a 4xx/5xx status, a reason and a body; with
- * allow_plaintext = no nothing unverified is ever stored, and a body stored
- * as is (mode 0) carries the MsgSignature recomputed here from its own
- * fields (the seeds are validly signed with the public demo token); a plain body stored by the other
- * route is marked unverified; a correctly encrypted and signed push of a
- * JSON object (mode 3) is always stored, verified, with the message as its
- * fields and "baidu.tp:" + SHA-256 of the message as its deduplication key;
- * a plain body stored unverified (mode 1) likewise, with "baidu.tp.plain:".
+ * allow_plaintext = no nothing unverified is ever stored; a body stored as is
+ * (mode 0) carries the MsgSignature recomputed here from its own fields (the
+ * seeds are signed with the public demo token); a plain body stored by the
+ * other route is marked unverified; a signed push of a JSON object (mode 3)
+ * is always stored, verified, with the message as its fields and "baidu.tp:"
+ * + SHA-256 of the message as its deduplication key, and a plain body stored
+ * unverified (mode 1) likewise with "baidu.tp.plain:"; a stored fields column
+ * is always JSON to SQLite (json_valid), which the tp_events view reads.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -41,7 +42,7 @@
  * `payhookctl -c etc/demo.conf sample baidu.tp`. */
 #define AES_KEY "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
-static struct config *cfg[2];   /* allow_plaintext = no, yes */
+static struct config *cfg[2]; /* allow_plaintext = no, yes */
 static struct routes *routes[2];
 static const struct route *route[2];
 
@@ -164,6 +165,8 @@ static void check_event(const struct provider_reply *out, const char *msg, size_
     FUZZ_CHECK(ev->answer && strcmp(ev->answer, "success") == 0);
     FUZZ_CHECK(out->fail_status == 503 && out->fail_body && out->answer_type);
     FUZZ_CHECK(out->unverified == !ev->verified);
+    if (!fuzz_sqlite_json_valid(ev->fields, strlen(ev->fields)))
+        fuzz_die("the fields column is not JSON to SQLite (the tp_events view fails)");
     if (!msg)
         return;
     /* The store binds fields as a C string: it must be the whole message. */

@@ -5,7 +5,9 @@
 #include "fuzz_util.h"
 
 #include <ftw.h>
+#include <limits.h>
 #include <sanitizer/asan_interface.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +95,28 @@ char *fuzz_strndup(const uint8_t *data, size_t size)
         memcpy(s, data, size);
     s[size] = '\0';
     return s;
+}
+
+/* json_valid() of an in-memory SQLite database opened on first use. */
+int fuzz_sqlite_json_valid(const char *text, size_t len)
+{
+    static sqlite3 *db;
+    static sqlite3_stmt *st;
+    int valid;
+
+    if (len > INT_MAX)
+        fuzz_die("%zu bytes are too many for SQLite", len);
+    if (!db &&
+        (sqlite3_open(":memory:", &db) != SQLITE_OK ||
+         sqlite3_prepare_v2(db, "SELECT json_valid(?1)", -1, &st, NULL) != SQLITE_OK))
+        fuzz_die("cannot open an in-memory SQLite database");
+    sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        fuzz_die("json_valid failed: %s", sqlite3_errmsg(db));
+    valid = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return valid;
 }
 
 /* nftw callback: remove one entry (children come first with FTW_DEPTH). */

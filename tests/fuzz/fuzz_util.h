@@ -36,6 +36,11 @@ const char *fuzz_guarded(const uint8_t *data, size_t size);
  * is NUL-terminated but may contain NUL bytes). Aborts on ENOMEM. */
 char *fuzz_strndup(const uint8_t *data, size_t size);
 
+/* 1 when SQLite's json_valid() accepts len bytes of text: the store's views
+ * read the fields column with json_extract(), which fails the whole query
+ * on one malformed row. */
+int fuzz_sqlite_json_valid(const char *text, size_t len);
+
 /* A directory made once (under $PAYHOOKD_FUZZ_TMP, else /dev/shm, else /tmp)
  * and removed with everything in it at exit. */
 const char *fuzz_tmpdir(void);
@@ -43,8 +48,8 @@ const char *fuzz_tmpdir(void);
 /* Write size bytes to path (truncating); aborts on failure. */
 void fuzz_write_file(const char *path, const void *data, size_t size);
 
-/* A fresh RSA key pair (fuzz_keys.c) of `bits` bits; *pub_b64 (malloc'd) is the public key
- * as one line of base64 DER, for a config file. Aborts on failure. */
+/* A fresh RSA key pair (fuzz_keys.c) of `bits` bits; *pub_b64 (malloc'd) is the public
+ * key as one line of base64 DER, for a config file. Aborts on failure. */
 void fuzz_keypair(int bits, struct crypto_key **pub, struct crypto_key **priv,
                   char **pub_b64);
 
