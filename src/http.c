@@ -572,15 +572,14 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
     return MHD_YES;
 }
 
-/* Answer a built-in GET endpoint. */
-static enum MHD_Result http_builtin(struct http_req *rq, const char *method)
+/* Answer a built-in GET endpoint, once the request is read: an answer queued
+ * on the first call makes libmicrohttpd close the connection (it cannot know
+ * the request is over), and monitoring clients keep their connections. */
+static enum MHD_Result http_builtin(struct http_req *rq)
 {
     struct buf out = {0};
     enum MHD_Result ret;
 
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return http_reject(rq, 405, "bad_method", method, "method not allowed\n", NULL,
-                           "GET, HEAD");
     if (rq->builtin == BUILTIN_HEALTHZ)
         return http_send(rq, 200, "text/plain; charset=utf-8", "ok\n", NULL);
     if (rq->builtin == BUILTIN_READYZ)
@@ -610,7 +609,10 @@ static enum MHD_Result http_begin(struct http_req *rq, const char *url,
             rq->builtin = (enum http_builtin)i;
     if (rq->builtin) {
         rq->metrics = rq->h->route_builtin[rq->builtin];
-        return http_builtin(rq, method);
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+            return http_reject(rq, 405, "bad_method", method, "method not allowed\n",
+                               NULL, "GET, HEAD");
+        return MHD_YES;
     }
     rq->route = routes_find(rq->rt->routes, url);
     if (!rq->route) {
@@ -678,7 +680,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *c, const ch
         *upload_size = 0;
         return MHD_YES;
     }
-    return http_dispatch(rq);
+    return rq->builtin ? http_builtin(rq) : http_dispatch(rq);
 }
 
 /* MHD: the request is over (answered, or the client went away). */
