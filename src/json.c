@@ -32,13 +32,15 @@ static void json_chk_ws(struct json_chk *c)
         c->i++;
 }
 
-/* Length of the valid UTF-8 sequence at c->i (no surrogates, no overlongs), or 0. */
-static size_t json_chk_utf8(const struct json_chk *c)
+/* Length of the valid UTF-8 sequence at p (at most n bytes, n > 0): 1 for
+ * ASCII, 0 when invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
+size_t json_utf8_len(const unsigned char *p, size_t n)
 {
-    const unsigned char *p = c->s + c->i;
-    size_t n = c->n - c->i, len, k;
+    size_t len, k;
     unsigned cp;
 
+    if (p[0] < 0x80)
+        return 1;
     if (p[0] >= 0xc2 && p[0] <= 0xdf)
         len = 2, cp = p[0] & 0x1f;
     else if (p[0] >= 0xe0 && p[0] <= 0xef)
@@ -89,7 +91,7 @@ static int json_chk_string(struct json_chk *c)
             }
         } else if (ch < 0x80) {
             c->i++;
-        } else if ((k = json_chk_utf8(c)) > 0) {
+        } else if ((k = json_utf8_len(c->s + c->i, c->n - c->i)) > 0) {
             c->i += k;
         } else {
             return -1;

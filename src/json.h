@@ -31,6 +31,10 @@ int json_text(const cJSON *obj, const char *key, char *buf, size_t buflen);
 /* The string member `key`, or NULL when absent or not a string. */
 const char *json_string(const cJSON *obj, const char *key);
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes, n > 0): 1 for
+ * ASCII, 0 when invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
+size_t json_utf8_len(const unsigned char *p, size_t n);
+
 /* cJSON_Delete with a void * argument, for arena_own. */
 void json_free(void *tree);
 

@@ -12,6 +12,7 @@
 
 #include "crypto.h"
 #include "form.h"
+#include "json.h"
 #include "metrics.h"
 
 extern const struct provider provider_baidu_tp;
@@ -147,12 +148,25 @@ static void provider_form_free(void *f)
     form_free(f);
 }
 
+/* The first of the named fields whose value holds a NUL byte, or NULL. */
+static const char *provider_nul_field(const struct form *f, const char *const *text)
+{
+    size_t len;
+    const char *v;
+
+    for (; text && *text; text++)
+        if ((v = form_get(f, *text, &len)) && memchr(v, '\0', len))
+            return *text;
+    return NULL;
+}
+
 /* Parse the body as a form or reject with 400. */
 enum provider_verdict provider_form(const struct provider_request *rq,
                                     struct provider_reply *out, const char *body,
-                                    struct form **f)
+                                    const char *const *text, struct form **f)
 {
     char why[200];
+    const char *nul;
     int r = form_parse(rq->body, rq->body_len, NULL, f, why, sizeof(why));
 
     if (r == -EEXIST)
@@ -162,36 +176,10 @@ enum provider_verdict provider_form(const struct provider_request *rq,
     if (r < 0)
         return provider_reject(out, 400, "bad_form", body, "%s", why);
     arena_own(out->arena, *f, provider_form_free);
+    if ((nul = provider_nul_field(*f, text)))
+        return provider_reject(out, 400, "bad_field", body,
+                               "field %s contains a NUL byte (%%00)", nul);
     return PROVIDER_STORE;
-}
-
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if invalid. */
-static size_t provider_utf8_len(const unsigned char *p, size_t n)
-{
-    size_t len, i;
-    unsigned cp;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2, cp = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3, cp = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4, cp = p[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
 }
 
 /*
@@ -219,7 +207,7 @@ static int provider_json_string(struct buf *o, const char *s, size_t n)
             r = buf_printf(o, "\\%c", p[i++]);
         } else if (p[i] < 0x20) {
             r = buf_printf(o, "\\u%04x", p[i++]);
-        } else if ((l = provider_utf8_len(p + i, n - i)) == 0) {
+        } else if ((l = json_utf8_len(p + i, n - i)) == 0) {
             r = buf_puts(o, "\\ufffd");
             i++;
         } else {

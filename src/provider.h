@@ -34,12 +34,12 @@ struct provider_reply {
     int status;
     const char *content_type;
     const char *body;
-    const char *reason;  /* machine-readable rejection reason (metrics label) */
-    char detail[256];    /* human-readable: what exactly was wrong */
+    const char *reason; /* machine-readable rejection reason (metrics label) */
+    char detail[256];   /* human-readable: what exactly was wrong */
     /* PROVIDER_STORE: the event; its `answer` goes out once it is committed */
     struct store_event ev;
     const char *answer_type; /* Content-Type of the answer */
-    int fail_status;          /* answer when the store cannot commit */
+    int fail_status;         /* answer when the store cannot commit */
     const char *fail_body;
     int unverified; /* stored with verified = 0: log it so */
 };
@@ -94,8 +94,9 @@ struct routes *routes_free(struct routes *rt);
 
 /* Fill a rejection: status, reason label and a printf detail; returns PROVIDER_ANSWER. */
 enum provider_verdict provider_reject(struct provider_reply *out, int status,
-                                      const char *reason, const char *body, const char *fmt,
-                                      ...) __attribute__((format(printf, 5, 6)));
+                                      const char *reason, const char *body,
+                                      const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 struct form;
 struct form_canon_rule;
@@ -105,11 +106,14 @@ enum crypto_hash;
 /*
  * Parse the body as a form (bounded, decoded once). On failure fill a 400
  * rejection (reason bad_form, repeated_key or form_too_large) with `body`
- * as the answer and return PROVIDER_ANSWER. The form lives in out->arena.
+ * as the answer and return PROVIDER_ANSWER. `text` (NULL-terminated, may be
+ * NULL) names the fields the provider keeps as text -- ids, statuses: one
+ * holding a NUL byte (%00) is refused (bad_field), for it would be cut short
+ * and two different ids would become one. The form lives in out->arena.
  */
 enum provider_verdict provider_form(const struct provider_request *rq,
                                     struct provider_reply *out, const char *body,
-                                    struct form **f);
+                                    const char *const *text, struct form **f);
 
 /* The form's fields as a JSON object of strings (in out->arena), or NULL. */
 const char *provider_form_json(const struct form *f, struct provider_reply *out);
@@ -121,8 +125,8 @@ const char *provider_form_json(const struct form *f, struct provider_reply *out)
  * (verified), -EBADMSG, or -EINVAL (signature not base64).
  */
 int provider_verify_form(const struct form *f, const struct form_canon_rule *rule,
-                         const struct crypto_key *key, enum crypto_hash hash, const char *sig,
-                         size_t sig_len, struct provider_reply *out);
+                         const struct crypto_key *key, enum crypto_hash hash,
+                         const char *sig, size_t sig_len, struct provider_reply *out);
 
 /*
  * One part of a dedupe key with ':', '%' and NUL escaped as %XX, so that

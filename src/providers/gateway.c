@@ -36,6 +36,10 @@ struct gw_state {
     struct gw_entry e[];
 };
 
+/* Fields kept as text: ids and statuses (see provider_form). */
+static const char *const gw_text[] = {
+    "app_id", "out_trade_no", "trade_no", "trade_status", "result_code", "status", NULL};
+
 /* A field's value when present and non-empty, else NULL. */
 static const char *gw_get(const struct form *f, const char *key, size_t *len)
 {
@@ -229,7 +233,7 @@ static enum provider_verdict gw_notify(const void *state,
     const struct gw_entry *e = state;
     struct form *f;
 
-    if (provider_form(rq, out, GW_FAIL, &f) != PROVIDER_STORE)
+    if (provider_form(rq, out, GW_FAIL, gw_text, &f) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
     if (!gw_verify(e, f, out) || !gw_merchant_ok(e, f, out))
         return PROVIDER_ANSWER;

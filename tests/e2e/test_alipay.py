@@ -101,6 +101,10 @@ def value(fields, key):
     return dict(fields)[key]
 
 
+def replace(fields, key, value):
+    return [(k, value if k == key else v) for k, v in fields]
+
+
 class Alipay(DaemonTest):
     extra_config = CONFIG
 
@@ -284,6 +288,12 @@ class Alipay(DaemonTest):
     def test_missing_notify_id(self):
         fields = [(k, v) for k, v in notify_fields() if k != "notify_id"]
         self.assert_rejected(form_body(signed(fields)), 400, "missing_field", "notify_id")
+
+    def test_nul_byte_in_an_id(self):
+        # out_trade_no is stored as text: "A%00x" would be stored as "A".
+        fields = signed(replace(notify_fields(), "out_trade_no", "A\0x"))
+        self.assert_rejected(form_body(fields), 400, "bad_field",
+                             "field out_trade_no contains a NUL byte")
 
     def test_repeated_key(self):
         body = form_body(signed(notify_fields()) + [("trade_status", "TRADE_SUCCESS")])

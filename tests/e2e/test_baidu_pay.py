@@ -122,6 +122,23 @@ class BaiduPay(DaemonTest):
         fields = baidu_signed(pay_fields(new_order_id(), deal="999"), SHOP_KEY)
         self.assert_rejected(PAY, form_body(fields), 401, "unknown_app")
 
+    def test_nul_byte_in_an_id_is_refused(self):
+        # Found by fuzzing: ids are kept as text, so "b%00x" and "b%00y" were
+        # both stored as "b" -- the second refund audit then failed to commit
+        # for ever (Baidu retries) -- and an orderId was stored cut short.
+        order = new_order_id()
+        self.assertEqual(self.send(PAY, pay_fields(order)), (200, OK_PAY))
+        for batch in ("b\0x", "b\0y"):
+            st, data = self.send(AUDIT, audit_fields(order, batch, apply=100))
+            self.assertEqual(st, 400, data)
+            self.assertEqual(json.loads(data)["msg"], "bad_field")
+        st, data = self.send(PAY, pay_fields(order + "\0" + "1"))
+        self.assertEqual((st, json.loads(data)["msg"]), (400, "bad_field"))
+        self.assertIn("refundBatchId contains a NUL byte", self.d.logtext())
+        self.assertEqual(self.count("events"), 1)
+        self.assertEqual(self.count("baidu_refunds"), 0)
+        self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = ?", 3, "bad_field")
+
     def test_client_values_cannot_forge_log_lines(self):
         fields = baidu_signed(pay_fields(new_order_id(), deal="999\npayhookd: notice: FORGED"), SHOP_KEY)
         self.assert_rejected(PAY, form_body(fields), 401, "unknown_app")

@@ -273,6 +273,12 @@ class Gateway(DaemonTest):
         self.assertEqual(self.post(LOWER, two), (200, b"SUCCESS"))
         self.assertEqual(self.d.query("SELECT count(*), max(deliveries) FROM events"), [(2, 1)])
 
+    def test_nul_byte_in_an_id_is_refused(self):
+        # "a%00b" and "a%00c" would both be stored (and deduplicated) as "a".
+        fields = LOWER.signed(notify_fields(LOWER, out_trade_no="a\0b"))
+        self.assert_rejected(LOWER, fields, 400, "bad_field",
+                             "field out_trade_no contains a NUL byte")
+
     # ---- duplicates and status changes ----
     def test_duplicate_is_one_row_same_answer(self):
         for gw in ALL:
