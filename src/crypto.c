@@ -79,20 +79,28 @@ static void free_wiped(void *p, size_t len)
     }
 }
 
-/* Value of a base64 character of the standard alphabet, or -1. */
+/* Values of the standard base64 alphabet; 0xff marks every other byte. A
+ * table, not comparisons: every signature of every callback goes through it. */
+static const uint8_t b64_values[256] = {
+    /* clang-format off */
+    ['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,
+    ['H'] = 7,  ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13,
+    ['O'] = 14, ['P'] = 15, ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20,
+    ['V'] = 21, ['W'] = 22, ['X'] = 23, ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27,
+    ['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31, ['g'] = 32, ['h'] = 33, ['i'] = 34,
+    ['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39, ['o'] = 40, ['p'] = 41,
+    ['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47, ['w'] = 48,
+    ['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
+    ['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['+'] = 62,
+    ['/'] = 63,
+    /* clang-format on */
+};
+
+/* Value of a base64 character of the standard alphabet, or -1. The table
+ * holds 0 for both 'A' and every non-alphabet byte, so 'A' is told apart. */
 static int b64_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    return b64_values[c] || c == 'A' ? b64_values[c] : -1;
 }
 
 /*
@@ -119,28 +127,29 @@ static int b64_check(const char *in, size_t len, size_t *out_len)
     return 0;
 }
 
-/* Decode base64 that b64_check accepted into out (b64_check's length). */
+/* Decode base64 that b64_check accepted into out (b64_check's length):
+ * whole quads without a lookup per branch, then the padded last quad. */
 static void b64_decode_into(const char *in, size_t len, uint8_t *out)
 {
-    size_t i, o = 0;
+    const unsigned char *p = (const unsigned char *)in;
+    size_t i = 0, o = 0, whole = len && in[len - 1] == '=' ? len - 4 : len;
+    uint32_t v;
 
-    for (i = 0; i < len; i += 4) {
-        uint32_t v = 0;
-        int n = 0, j;
-
-        for (j = 0; j < 4; j++) {
-            int d = b64_value((unsigned char)in[i + j]);
-
-            v = v << 6 | (uint32_t)(d < 0 ? 0 : d);
-            n += d >= 0;
-        }
-        /* n base64 digits carry n - 1 whole bytes (4 -> 3, 3 -> 2, 2 -> 1). */
+    for (; i < whole; i += 4) {
+        v = (uint32_t)b64_values[p[i]] << 18 | (uint32_t)b64_values[p[i + 1]] << 12 |
+            (uint32_t)b64_values[p[i + 2]] << 6 | b64_values[p[i + 3]];
         out[o++] = (uint8_t)(v >> 16);
-        if (n > 2)
-            out[o++] = (uint8_t)(v >> 8);
-        if (n > 3)
-            out[o++] = (uint8_t)v;
+        out[o++] = (uint8_t)(v >> 8);
+        out[o++] = (uint8_t)v;
     }
+    if (i == len)
+        return;
+    /* The last quad ends in '=' or "==": 2 or 1 bytes ('=' counts as 0 bits). */
+    v = (uint32_t)b64_values[p[i]] << 18 | (uint32_t)b64_values[p[i + 1]] << 12 |
+        (uint32_t)b64_values[p[i + 2]] << 6;
+    out[o++] = (uint8_t)(v >> 16);
+    if (p[i + 2] != '=')
+        out[o++] = (uint8_t)(v >> 8);
 }
 
 /* Strict decoding; see b64_check for what is accepted. */

@@ -62,7 +62,7 @@ static const char *const store_sql[ST__COUNT] = {
         "dedupe_key,"
         " verified, order_id, merchant_order_id, amount_fen, status, remote_addr, answer,"
         " fields, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "?13, ?14)",
+        "?13, ?14) ON CONFLICT (dedupe_key) DO NOTHING",
     [ST_INSERT_REJECTION] =
         "INSERT INTO rejections (received_at, route, remote_addr, status,"
         " reason, detail, body_prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -154,6 +154,7 @@ struct store {
     int syncer_started, sync_stop;
     pthread_mutex_t sync_lock;
     pthread_cond_t sync_cond;
+    pthread_cond_t sync_taken; /* the syncer took what was waiting for it */
     struct store_batch *sync_head, *sync_tail;
     pthread_mutex_t read_lock;
     pthread_cond_t read_cond;
@@ -270,6 +271,7 @@ int store_open(const struct store_options *o, struct store **out, char *err,
     pthread_cond_init(&s->read_cond, NULL);
     pthread_mutex_init(&s->sync_lock, NULL);
     pthread_cond_init(&s->sync_cond, NULL);
+    pthread_cond_init(&s->sync_taken, NULL);
     s->wal_fd = -1;
     if (asprintf(&s->wal_path, "%s-wal", o->path) < 0) {
         s->wal_path = NULL;
@@ -496,7 +498,7 @@ static int store_bump(struct store *s, struct store_req *q)
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-/* Insert a new event row. */
+/* Insert a new event row: 1 inserted, 0 its dedupe key is already stored, -EIO. */
 static int store_insert(struct store *s, struct store_req *q)
 {
     sqlite3_stmt *st = s->st[ST_INSERT_EVENT];
@@ -525,29 +527,41 @@ static int store_insert(struct store *s, struct store_req *q)
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE)
         return -EIO;
+    if (sqlite3_changes(s->db) == 0)
+        return 0;
+    q->res.outcome = STORE_NEW;
+    q->res.answer = e->answer ? e->answer : "";
     q->res.id = sqlite3_last_insert_rowid(s->db);
     q->res.deliveries = 1;
-    return 0;
+    return 1;
 }
 
-/* Write one event: a redelivery bumps the count, a new one runs in_tx and inserts. */
+/*
+ * Write one event: a redelivery bumps the count, a new one runs in_tx and
+ * inserts. Without in_tx the insert comes first, so a new event -- the
+ * common case -- costs one probe of the dedupe index, and a redelivery is
+ * recognized by its conflict there.
+ */
 static int store_write_event(struct store *s, struct store_req *q)
 {
     struct store_tx tx = {s, q->received_at};
-    int r = store_find(s, q);
+    int r;
 
-    if (r < 0)
+    if (!q->ev->in_tx && (r = store_insert(s, q)) != 0)
+        return r < 0 ? r : 0;
+    if ((r = store_find(s, q)) < 0)
         return r;
     if (r == 1) {
         q->res.outcome = STORE_DUPLICATE;
         q->res.answer = q->answer_copy;
         return store_bump(s, q);
     }
-    if (q->ev->in_tx && (r = q->ev->in_tx(&tx, q->ev, q->ev->in_tx_data)) < 0)
+    if (!q->ev->in_tx)
+        return -EIO; /* a conflict, yet no such key: cannot happen */
+    if ((r = q->ev->in_tx(&tx, q->ev, q->ev->in_tx_data)) < 0)
         return r;
-    q->res.outcome = STORE_NEW;
-    q->res.answer = q->ev->answer ? q->ev->answer : "";
-    return store_insert(s, q);
+    r = store_insert(s, q);
+    return r == 1 ? 0 : -EIO;
 }
 
 /* Write one rejection and trim the table now and then. */
@@ -867,6 +881,7 @@ static void *store_syncer(void *arg)
             break;
         list = s->sync_head;
         s->sync_head = s->sync_tail = NULL;
+        pthread_cond_signal(&s->sync_taken);
         pthread_mutex_unlock(&s->sync_lock);
         r = store_sync_wal(s);
         if (r < 0) {
@@ -971,6 +986,24 @@ static struct store_req *store_take(struct store *s, unsigned *n)
     return batch;
 }
 
+/*
+ * Wait until the syncer has taken every committed batch (it is then busy
+ * with its fdatasync, or idle). The writer commits at most one batch ahead
+ * of the sync in progress: what arrives meanwhile waits in the queue and
+ * becomes ONE larger transaction, instead of many small commits that each
+ * write the same index pages to the WAL again and share one fdatasync
+ * anyway. It costs no latency that the sync in progress did not already.
+ */
+static void store_wait_syncer(struct store *s)
+{
+    if (!s->syncer_started)
+        return;
+    pthread_mutex_lock(&s->sync_lock);
+    while (s->sync_head)
+        pthread_cond_wait(&s->sync_taken, &s->sync_lock);
+    pthread_mutex_unlock(&s->sync_lock);
+}
+
 /* The writer thread: wait, take a batch, commit, answer; until stopped and drained. */
 static void *store_writer(void *arg)
 {
@@ -995,6 +1028,9 @@ static void *store_writer(void *arg)
             }
             continue;
         }
+        pthread_mutex_unlock(&s->lock);
+        store_wait_syncer(s);
+        pthread_mutex_lock(&s->lock);
         batch = store_take(s, &n);
         pthread_mutex_unlock(&s->lock);
         store_commit_batch(s, batch, n);
@@ -1078,6 +1114,7 @@ struct store *store_close(struct store *s)
     pthread_cond_destroy(&s->read_cond);
     pthread_mutex_destroy(&s->sync_lock);
     pthread_cond_destroy(&s->sync_cond);
+    pthread_cond_destroy(&s->sync_taken);
     if (s->wal_fd >= 0)
         close(s->wal_fd);
     free(s->wal_path);
