@@ -96,6 +96,12 @@ static const char *const store_read_sql =
 
 #define STORE_READERS 8
 
+/* WAL frames (pages) that make the writer ask for a checkpoint: SQLite's
+ * own automatic checkpoint threshold. */
+#define STORE_CKPT_FRAMES 1000
+
+enum { CKPT_IDLE, CKPT_RUNNING, CKPT_DONE };
+
 /* A read-only connection with its prepared lookup. */
 struct store_reader {
     sqlite3 *db;
@@ -156,6 +162,15 @@ struct store {
     pthread_cond_t sync_cond;
     pthread_cond_t sync_taken; /* the syncer took what was waiting for it */
     struct store_batch *sync_head, *sync_tail;
+    /* The checkpointer: copies the WAL into the database on its own
+     * connection while the writer goes on (see store_checkpoint_due). */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    int ckpt_started, ckpt_stop;
+    int ckpt_phase; /* CKPT_IDLE, CKPT_RUNNING, CKPT_DONE */
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_cond;
+    atomic_int wal_frames; /* frames in the WAL after the last commit */
     pthread_mutex_t read_lock;
     pthread_cond_t read_cond;
     struct store_reader *idle[STORE_READERS];
@@ -254,6 +269,7 @@ static int store_prepare(struct store *s, char *err, size_t errlen)
 
 static void *store_writer(void *arg);
 static void *store_syncer(void *arg);
+static int store_ckpt_start(struct store *s);
 
 /* Open, migrate, prepare, start the writer. */
 int store_open(const struct store_options *o, struct store **out, char *err,
@@ -272,6 +288,8 @@ int store_open(const struct store_options *o, struct store **out, char *err,
     pthread_mutex_init(&s->sync_lock, NULL);
     pthread_cond_init(&s->sync_cond, NULL);
     pthread_cond_init(&s->sync_taken, NULL);
+    pthread_mutex_init(&s->ckpt_lock, NULL);
+    pthread_cond_init(&s->ckpt_cond, NULL);
     s->wal_fd = -1;
     if (asprintf(&s->wal_path, "%s-wal", o->path) < 0) {
         s->wal_path = NULL;
@@ -302,6 +320,7 @@ int store_open(const struct store_options *o, struct store **out, char *err,
         }
         s->syncer_started = 1;
     }
+    store_ckpt_start(s);
     if (pthread_create(&s->thread, NULL, store_writer, s) != 0) {
         snprintf(err, errlen, "cannot start the writer thread");
         r = -EAGAIN;
@@ -966,6 +985,114 @@ static void store_probe(struct store *s)
     atomic_store(&s->ready, ok);
 }
 
+/* ---- checkpoints ------------------------------------------------------ */
+
+/*
+ * A checkpoint copies the WAL into the database file and fsyncs it: with
+ * SQLite's automatic checkpoint that happens inside a COMMIT on the writer,
+ * and every request waits for it (p99 at 5,000 requests/s went from 2 ms to
+ * over 20 ms, with stalls of 100 ms). Here it is done in two phases:
+ *  1. the checkpointer thread, on its own connection, copies every frame
+ *     present when it starts and fsyncs the database, while the writer goes
+ *     on committing (a PASSIVE checkpoint takes no lock the writer needs);
+ *  2. the writer, between two batches, copies the few frames committed
+ *     meanwhile. Nothing is appended during that, so the WAL is then wholly
+ *     in the database and the next transaction starts it over from the
+ *     beginning: the WAL stays about STORE_CKPT_FRAMES pages long.
+ * Phase 1 changes nothing the writer relies on: it only copies frames that
+ * are committed, and SQLite syncs the WAL before it copies.
+ */
+
+/* SQLite's WAL hook on the writer's connection: note the WAL's length. */
+static int store_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct store *s = arg;
+
+    (void)db;
+    (void)name;
+    atomic_store(&s->wal_frames, frames);
+    return SQLITE_OK;
+}
+
+/* The checkpointer thread: phase 1 each time the writer asks. */
+static void *store_ckpt_thread(void *arg)
+{
+    struct store *s = arg;
+
+    pthread_mutex_lock(&s->ckpt_lock);
+    for (;;) {
+        while (s->ckpt_phase != CKPT_RUNNING && !s->ckpt_stop)
+            pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
+        if (s->ckpt_stop)
+            break;
+        pthread_mutex_unlock(&s->ckpt_lock);
+        /* A failure (disk full, a reader in the way) leaves the frames to
+         * phase 2 or the next round; nothing is lost by it. */
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&s->ckpt_lock);
+        s->ckpt_phase = CKPT_DONE;
+    }
+    pthread_mutex_unlock(&s->ckpt_lock);
+    return NULL;
+}
+
+/* Watch the WAL's length; open the checkpointer's connection and start it.
+ * Without it the writer checkpoints by itself, between batches. */
+static int store_ckpt_start(struct store *s)
+{
+    sqlite3_wal_hook(s->db, store_wal_hook, s);
+    if (sqlite3_open_v2(s->o.path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        sqlite3_exec(s->ckpt_db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        pthread_create(&s->ckpt_thread, NULL, store_ckpt_thread, s) != 0) {
+        sqlite3_close(s->ckpt_db);
+        s->ckpt_db = NULL;
+        return -EAGAIN;
+    }
+    s->ckpt_started = 1;
+    return 0;
+}
+
+/* Stop the checkpointer (after the writer) and close its connection. */
+static void store_ckpt_stop(struct store *s)
+{
+    if (s->ckpt_started) {
+        pthread_mutex_lock(&s->ckpt_lock);
+        s->ckpt_stop = 1;
+        pthread_cond_signal(&s->ckpt_cond);
+        pthread_mutex_unlock(&s->ckpt_lock);
+        pthread_join(s->ckpt_thread, NULL);
+        s->ckpt_started = 0;
+    }
+    sqlite3_close(s->ckpt_db);
+    s->ckpt_db = NULL;
+}
+
+/* Writer, between batches: start phase 1 when the WAL is long, finish with
+ * phase 2 when phase 1 is over. */
+static void store_checkpoint_due(struct store *s)
+{
+    int phase, long_wal = atomic_load(&s->wal_frames) >= STORE_CKPT_FRAMES;
+
+    if (!s->ckpt_started) {
+        if (long_wal)
+            sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return;
+    }
+    pthread_mutex_lock(&s->ckpt_lock);
+    phase = s->ckpt_phase;
+    if (phase == CKPT_IDLE && long_wal) {
+        s->ckpt_phase = CKPT_RUNNING;
+        pthread_cond_signal(&s->ckpt_cond);
+    }
+    if (phase == CKPT_DONE)
+        s->ckpt_phase = CKPT_IDLE;
+    pthread_mutex_unlock(&s->ckpt_lock);
+    if (phase == CKPT_DONE)
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+}
+
 /* Detach up to batch_max queued items (lock held). */
 static struct store_req *store_take(struct store *s, unsigned *n)
 {
@@ -1034,6 +1161,7 @@ static void *store_writer(void *arg)
         batch = store_take(s, &n);
         pthread_mutex_unlock(&s->lock);
         store_commit_batch(s, batch, n);
+        store_checkpoint_due(s);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -1084,6 +1212,7 @@ void store_stop(struct store *s)
         return;
     if (!s->thread_started) {
         store_stop_syncer(s); /* started, but the writer failed to start */
+        store_ckpt_stop(s);
         return;
     }
     pthread_mutex_lock(&s->lock);
@@ -1093,6 +1222,7 @@ void store_stop(struct store *s)
     pthread_join(s->thread, NULL);
     s->thread_started = 0;
     store_stop_syncer(s);
+    store_ckpt_stop(s);
     atomic_store(&s->ready, 0);
 }
 
@@ -1115,6 +1245,8 @@ struct store *store_close(struct store *s)
     pthread_mutex_destroy(&s->sync_lock);
     pthread_cond_destroy(&s->sync_cond);
     pthread_cond_destroy(&s->sync_taken);
+    pthread_mutex_destroy(&s->ckpt_lock);
+    pthread_cond_destroy(&s->ckpt_cond);
     if (s->wal_fd >= 0)
         close(s->wal_fd);
     free(s->wal_path);
