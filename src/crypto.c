@@ -26,6 +26,7 @@
 #include <openssl/x509.h>
 
 #include "crypto.h"
+#include "util.h"
 
 #define SPEC_MAX      (64 * 1024) /* largest key text or key file accepted */
 #define RSA_MIN_BITS  1024
@@ -79,28 +80,21 @@ static void free_wiped(void *p, size_t len)
     }
 }
 
-/* Values of the standard base64 alphabet; 0xff marks every other byte. A
+/* Values of the standard base64 alphabet, 0xff for every other byte. A
  * table, not comparisons: every signature of every callback goes through it. */
-static const uint8_t b64_values[256] = {
-    /* clang-format off */
-    ['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,
-    ['H'] = 7,  ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13,
-    ['O'] = 14, ['P'] = 15, ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20,
-    ['V'] = 21, ['W'] = 22, ['X'] = 23, ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27,
-    ['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31, ['g'] = 32, ['h'] = 33, ['i'] = 34,
-    ['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39, ['o'] = 40, ['p'] = 41,
-    ['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47, ['w'] = 48,
-    ['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
-    ['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['+'] = 62,
-    ['/'] = 63,
-    /* clang-format on */
-};
+#define B64_VALUE(c)                                                                     \
+    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'                                              \
+     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                                         \
+     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                                         \
+     : (c) == '+'               ? 62                                                     \
+     : (c) == '/'               ? 63                                                     \
+                                : 0xff)
+static const uint8_t b64_values[256] = UTIL_BYTE_TABLE(B64_VALUE);
 
-/* Value of a base64 character of the standard alphabet, or -1. The table
- * holds 0 for both 'A' and every non-alphabet byte, so 'A' is told apart. */
+/* Value of a base64 character of the standard alphabet, or -1. */
 static int b64_value(unsigned char c)
 {
-    return b64_values[c] || c == 'A' ? b64_values[c] : -1;
+    return b64_values[c] == 0xff ? -1 : b64_values[c];
 }
 
 /*
@@ -144,9 +138,9 @@ static void b64_decode_into(const char *in, size_t len, uint8_t *out)
     }
     if (i == len)
         return;
-    /* The last quad ends in '=' or "==": 2 or 1 bytes ('=' counts as 0 bits). */
+    /* The last quad ends in '=' or "==": 2 or 1 bytes. */
     v = (uint32_t)b64_values[p[i]] << 18 | (uint32_t)b64_values[p[i + 1]] << 12 |
-        (uint32_t)b64_values[p[i + 2]] << 6;
+        (p[i + 2] == '=' ? 0u : (uint32_t)b64_values[p[i + 2]] << 6);
     out[o++] = (uint8_t)(v >> 16);
     if (p[i + 2] != '=')
         out[o++] = (uint8_t)(v >> 8);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "form.h"
+#include "util.h"
 
 /* Longest part of a key quoted in an error message. */
 #define FORM_ERR_KEY_MAX 64
@@ -283,6 +284,40 @@ static int form_decode_byte(struct form_parser *p, char *c)
     return 0;
 }
 
+/*
+ * Bytes that decode to themselves: everything but '%', '+', the pair
+ * separator '&', and for keys also '=' and NUL. The parser copies runs of
+ * them at once and decodes only the rest byte by byte.
+ */
+enum { FORM_PLAIN_VALUE = 1, FORM_PLAIN_KEY = 2 };
+#define FORM_PLAIN(c)                                                                    \
+    ((c) == 0 || (c) == '%' || (c) == '&' || (c) == '+'                                  \
+         ? 0                                                                             \
+         : (c) == '=' ? FORM_PLAIN_VALUE : FORM_PLAIN_VALUE | FORM_PLAIN_KEY)
+static const uint8_t form_plain[256] = UTIL_BYTE_TABLE(FORM_PLAIN);
+
+/* Copy the run of plain bytes at p->pos to dst + *n, at most max - *n of
+ * them; 1 when the run went past max (the caller reports it), else 0. */
+static int form_copy_plain(struct form_parser *p, uint8_t kind, char *dst, size_t *n,
+                           size_t max)
+{
+    size_t end = p->pos, k;
+
+    while (end < p->len && (form_plain[(unsigned char)p->body[end]] & kind))
+        end++;
+    k = end - p->pos;
+    if (k > max - *n) {
+        memcpy(dst + *n, p->body + p->pos, max - *n);
+        p->pos += max - *n + 1;
+        *n = max;
+        return 1;
+    }
+    memcpy(dst + *n, p->body + p->pos, k);
+    *n += k;
+    p->pos = end;
+    return 0;
+}
+
 /* Decode a key up to its '=' (consumed) into p->out, NUL-terminated. */
 static int form_parse_key(struct form_parser *p, const char **key, size_t *klen)
 {
@@ -293,6 +328,11 @@ static int form_parse_key(struct form_parser *p, const char **key, size_t *klen)
 
     while (p->pos < p->len && p->body[p->pos] != '=' && p->body[p->pos] != '&') {
         size_t at = p->pos;
+        if (form_plain[(unsigned char)p->body[at]] & FORM_PLAIN_KEY) {
+            if (form_copy_plain(p, FORM_PLAIN_KEY, k, &n, p->lim.max_key))
+                goto too_long;
+            continue;
+        }
         if (form_decode_byte(p, &c) < 0) {
             form_err(p->err, p->errlen,
                      "key of field %zu: bad percent-encoding at byte %zu", p->field_no,
@@ -304,12 +344,8 @@ static int form_parse_key(struct form_parser *p, const char **key, size_t *klen)
                      p->field_no, at);
             return -EINVAL;
         }
-        if (n == p->lim.max_key) {
-            form_quote(q, k, n);
-            form_err(p->err, p->errlen, "field '%s': key longer than %zu bytes", q,
-                     p->lim.max_key);
-            return -E2BIG;
-        }
+        if (n == p->lim.max_key)
+            goto too_long;
         k[n++] = c;
     }
     if (p->pos == p->len || p->body[p->pos] != '=') {
@@ -329,6 +365,11 @@ static int form_parse_key(struct form_parser *p, const char **key, size_t *klen)
     *key = k;
     *klen = n;
     return 0;
+too_long:
+    form_quote(q, k, n);
+    form_err(p->err, p->errlen, "field '%s': key longer than %zu bytes", q,
+             p->lim.max_key);
+    return -E2BIG;
 }
 
 /* Decode a value up to the next '&' or the end into p->out, NUL-terminated;
@@ -343,18 +384,19 @@ static int form_parse_value(struct form_parser *p, const char *key, size_t klen,
 
     while (p->pos < p->len && p->body[p->pos] != '&') {
         size_t at = p->pos;
+        if (form_plain[(unsigned char)p->body[at]] & FORM_PLAIN_VALUE) {
+            if (form_copy_plain(p, FORM_PLAIN_VALUE, v, &n, p->lim.max_value))
+                goto too_long;
+            continue;
+        }
         if (form_decode_byte(p, &c) < 0) {
             form_quote(q, key, klen);
             form_err(p->err, p->errlen, "field '%s': bad percent-encoding at byte %zu", q,
                      at);
             return -EINVAL;
         }
-        if (n == p->lim.max_value) {
-            form_quote(q, key, klen);
-            form_err(p->err, p->errlen, "field '%s': value longer than %zu bytes", q,
-                     p->lim.max_value);
-            return -E2BIG;
-        }
+        if (n == p->lim.max_value)
+            goto too_long;
         v[n++] = c;
     }
     v[n] = '\0';
@@ -362,6 +404,11 @@ static int form_parse_value(struct form_parser *p, const char *key, size_t klen,
     *val = v;
     *vlen = n;
     return 0;
+too_long:
+    form_quote(q, key, klen);
+    form_err(p->err, p->errlen, "field '%s': value longer than %zu bytes", q,
+             p->lim.max_value);
+    return -E2BIG;
 }
 
 /* Parse the pair at p->pos and append it to f. */

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,6 +183,12 @@ enum provider_verdict provider_form(const struct provider_request *rq,
     return PROVIDER_STORE;
 }
 
+/* Whether a byte goes into a JSON string as itself: printable ASCII but
+ * '"' and '\\'. A table, because every byte of every callback's fields is
+ * looked up in it. */
+#define PJ_PLAIN(c)     ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
+static const uint8_t pj_plain[256] = UTIL_BYTE_TABLE(PJ_PLAIN);
+
 /*
  * Append bytes as a JSON string. The result is always valid JSON, whatever
  * the bytes: a byte that is not part of valid UTF-8 (a GBK body, garbage)
@@ -192,13 +199,11 @@ static int provider_json_string(struct buf *o, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, run, l;
-    int r = buf_puts(o, "\"");
+    int r = buf_append(o, "\"", 1);
 
     while (r == 0 && i < n) {
         /* Plain printable ASCII is the common case: copy it in one go. */
-        for (run = i; run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' &&
-                      p[run] != '\\';
-             run++)
+        for (run = i; run < n && pj_plain[p[run]]; run++)
             ;
         if (run > i) {
             r = buf_append(o, p + i, run - i);
@@ -208,14 +213,14 @@ static int provider_json_string(struct buf *o, const char *s, size_t n)
         } else if (p[i] < 0x20) {
             r = buf_printf(o, "\\u%04x", p[i++]);
         } else if ((l = json_utf8_len(p + i, n - i)) == 0) {
-            r = buf_puts(o, "\\ufffd");
+            r = buf_append(o, "\\ufffd", 6);
             i++;
         } else {
             r = buf_append(o, p + i, l);
             i += l;
         }
     }
-    return r ? r : buf_puts(o, "\"");
+    return r ? r : buf_append(o, "\"", 1);
 }
 
 /* The fields as a JSON object of strings (always valid JSON). */
@@ -228,17 +233,17 @@ const char *provider_form_json(const struct form *f, struct provider_reply *out)
     for (i = 0; i < form_count(f); i++)
         need += form_at(f, i)->key_len + form_at(f, i)->value_len + 6;
     r = buf_reserve(&o, need); /* one allocation, grown only for escapes */
-    r = r ? r : buf_puts(&o, "{");
+    r = r ? r : buf_append(&o, "{", 1);
 
     for (i = 0; r == 0 && i < form_count(f); i++) {
         const struct form_field *fl = form_at(f, i);
         if (i)
-            r = buf_puts(&o, ",");
+            r = buf_append(&o, ",", 1);
         r = r ? r : provider_json_string(&o, fl->key, fl->key_len);
-        r = r ? r : buf_puts(&o, ":");
+        r = r ? r : buf_append(&o, ":", 1);
         r = r ? r : provider_json_string(&o, fl->value, fl->value_len);
     }
-    r = r ? r : buf_puts(&o, "}");
+    r = r ? r : buf_append(&o, "}", 1);
     if (r < 0) {
         buf_free(&o);
         return NULL;
