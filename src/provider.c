@@ -149,25 +149,26 @@ static void provider_form_free(void *f)
     form_free(f);
 }
 
-/* The first of the named fields whose value holds a NUL byte, or NULL. */
-static const char *provider_nul_field(const struct form *f, const char *const *text)
+/* The first field whose value holds a NUL byte, or NULL. */
+static const struct form_field *provider_nul_field(const struct form *f)
 {
-    size_t len;
-    const char *v;
+    size_t i;
 
-    for (; text && *text; text++)
-        if ((v = form_get(f, *text, &len)) && memchr(v, '\0', len))
-            return *text;
+    for (i = 0; i < form_count(f); i++) {
+        const struct form_field *fl = form_at(f, i);
+        if (memchr(fl->value, '\0', fl->value_len))
+            return fl;
+    }
     return NULL;
 }
 
 /* Parse the body as a form or reject with 400. */
 enum provider_verdict provider_form(const struct provider_request *rq,
                                     struct provider_reply *out, const char *body,
-                                    const char *const *text, struct form **f)
+                                    struct form **f)
 {
-    char why[200];
-    const char *nul;
+    char why[200], key[FORM_DEFAULT_MAX_KEY + 1]; /* no key is longer */
+    const struct form_field *nul;
     int r = form_parse(rq->body, rq->body_len, NULL, f, why, sizeof(why));
 
     if (r == -EEXIST)
@@ -177,9 +178,13 @@ enum provider_verdict provider_form(const struct provider_request *rq,
     if (r < 0)
         return provider_reject(out, 400, "bad_form", body, "%s", why);
     arena_own(out->arena, *f, provider_form_free);
-    if ((nul = provider_nul_field(*f, text)))
+    if ((nul = provider_nul_field(*f))) {
+        /* A key holds no NUL but may hold any other byte (a newline, an
+         * escape), and the detail is logged and stored: print it as text. */
+        util_printable(nul->key, nul->key_len, key, sizeof(key));
         return provider_reject(out, 400, "bad_field", body,
-                               "field %s contains a NUL byte (%%00)", nul);
+                               "field %s contains a NUL byte (%%00)", key);
+    }
     return PROVIDER_STORE;
 }
 

@@ -106,14 +106,15 @@ enum crypto_hash;
 /*
  * Parse the body as a form (bounded, decoded once). On failure fill a 400
  * rejection (reason bad_form, repeated_key or form_too_large) with `body`
- * as the answer and return PROVIDER_ANSWER. `text` (NULL-terminated, may be
- * NULL) names the fields the provider keeps as text -- ids, statuses: one
- * holding a NUL byte (%00) is refused (bad_field), for it would be cut short
- * and two different ids would become one. The form lives in out->arena.
+ * as the answer and return PROVIDER_ANSWER. A form with a NUL byte (%00) in
+ * any value is refused too (bad_field, naming the first such field): a value
+ * kept as text -- an id, a status -- would be cut short there and two
+ * different ids would become one, and checking every field means no provider
+ * has a list of its text fields to get wrong. The form lives in out->arena.
  */
 enum provider_verdict provider_form(const struct provider_request *rq,
                                     struct provider_reply *out, const char *body,
-                                    const char *const *text, struct form **f);
+                                    struct form **f);
 
 /* The form's fields as a JSON object of strings (in out->arena), or NULL. */
 const char *provider_form_json(const struct form *f, struct provider_reply *out);

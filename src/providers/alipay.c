@@ -41,11 +41,6 @@ static const char *ap_quote(const char *v, size_t len, char q[AP_QUOTE_MAX + 1])
     return q;
 }
 
-/* Fields kept as text: ids, statuses, the charset (see provider_form). */
-static const char *const ap_text[] = {"app_id",       "seller_id",    "trade_no",
-                                      "out_trade_no", "trade_status", "notify_id",
-                                      "charset",      "sign_type",    NULL};
-
 /* A field's value, or NULL when it is absent or empty. */
 static const char *ap_opt(const struct form *f, const char *key)
 {
@@ -306,7 +301,7 @@ static enum provider_verdict ap_notify(const void *state,
     enum crypto_hash hash;
     struct form *f;
 
-    if (provider_form(rq, out, AP_FAIL, ap_text, &f) != PROVIDER_STORE)
+    if (provider_form(rq, out, AP_FAIL, &f) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
     if (!(app = ap_app(state, f, out)) || !ap_has_sign(f, out) ||
         ap_hash(f, &hash, out) < 0 || ap_verify(app, f, hash, out) < 0 ||

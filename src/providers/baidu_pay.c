@@ -23,10 +23,6 @@
     "{\"errno\":503,\"msg\":\"store unavailable, retry later\",\"data\":{}}"
 #define BP_BAD_FORM "{\"errno\":400,\"msg\":\"malformed form body\",\"data\":{}}"
 
-/* Fields kept as text: ids and statuses (see provider_form). */
-static const char *const bp_text[] = {"dealId", "orderId",       "tpOrderId",    "userId",
-                                      "status", "refundBatchId", "refundStatus", NULL};
-
 struct bp_state {
     const struct config *c;
 };
@@ -221,7 +217,7 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     const char *order, *status;
     int64_t total;
 
-    if (provider_form(rq, out, BP_BAD_FORM, bp_text, &f) != PROVIDER_STORE)
+    if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
         return bp_reject(out, 400, out->reason, out->detail);
     if (!(app = bp_verify_pay(state, f, out)))
         return PROVIDER_ANSWER;
@@ -344,7 +340,7 @@ bp_audit(const void *state, const struct provider_request *rq, struct provider_r
     struct form *f;
     const char *batch;
 
-    if (provider_form(rq, out, BP_BAD_FORM, bp_text, &f) != PROVIDER_STORE)
+    if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
         return bp_reject(out, 400, out->reason, out->detail);
     if (!(app = bp_verify_refund(state, rq, f, out)))
         return PROVIDER_ANSWER;
@@ -385,7 +381,7 @@ static enum provider_verdict bp_refund(const void *state,
     const char *batch, *status;
     struct form *f;
 
-    if (provider_form(rq, out, BP_BAD_FORM, bp_text, &f) != PROVIDER_STORE)
+    if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
         return bp_reject(out, 400, out->reason, out->detail);
     if (!(app = bp_verify_refund(state, rq, f, out)))
         return PROVIDER_ANSWER;

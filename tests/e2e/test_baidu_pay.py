@@ -139,6 +139,14 @@ class BaiduPay(DaemonTest):
         self.assertEqual(self.count("baidu_refunds"), 0)
         self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = ?", 3, "bad_field")
 
+    def test_nul_byte_in_any_field_is_refused(self):
+        # payType is no id and was in no list of fields kept as text, yet a
+        # signed "1%00" is refused as well: every field is scanned, so a
+        # provider has no list to forget when it starts keeping one as text.
+        fields = [(k, "1\0" if k == "payType" else v) for k, v in pay_fields(new_order_id())]
+        self.assert_rejected(PAY, form_body(baidu_signed(fields, SHOP_KEY)), 400, "bad_field")
+        self.assertIn("field payType contains a NUL byte (%00)", self.d.logtext())
+
     def test_client_values_cannot_forge_log_lines(self):
         fields = baidu_signed(pay_fields(new_order_id(), deal="999\npayhookd: notice: FORGED"), SHOP_KEY)
         self.assert_rejected(PAY, form_body(fields), 401, "unknown_app")

@@ -380,10 +380,14 @@ class Gateway(DaemonTest):
         for gw in ALL:
             signed = gw.signed(notify_fields(gw))
             good = dict(signed)["sign"]
-            for sign in (good[:-1], good[:16], good + "0", good + " ", good[:-1] + "\x00",
+            for sign in (good[:-1], good[:16], good + "0", good + " ",
                          "z" * len(good), good[:len(good) // 2] + ("g" if good[len(good) // 2] != "g" else "h") + good[len(good) // 2 + 1:]):
                 with self.subTest(gateway=gw.name, sign=sign):
                     self.assert_rejected(gw, replace(signed, "sign", sign), 401, "bad_signature")
+            # A NUL byte is refused before the signature is looked at.
+            with self.subTest(gateway=gw.name, sign=good[:-1] + "\x00"):
+                self.assert_rejected(gw, replace(signed, "sign", good[:-1] + "\x00"), 400,
+                                     "bad_field", "field sign contains a NUL byte")
             self.assertEqual(self.post(gw, signed), (200, gw.ack))
 
     def test_missing_or_empty_sign(self):
@@ -497,7 +501,8 @@ class GatewayStoreFailure(DaemonTest):
 class GatewayWithoutMd5(DaemonTest):
     """OpenSSL with MD5 unavailable (what FIPS mode does): here an OpenSSL
     config demanding fips=yes with no FIPS provider makes every fetch fail.
-    A failed digest must not let a sign of 32 NUL bytes through."""
+    A failed digest (all NULs) must let no sign through: 32 NUL bytes are
+    refused as a bad field, any other sign gets 503 so the gateway resends."""
     extra_config = "[gateway lower]\nsecret = %s\n" % LOWER.secret
 
     def setUp(self):
@@ -516,9 +521,23 @@ class GatewayWithoutMd5(DaemonTest):
                 os.environ["OPENSSL_CONF"] = old
 
     def test_nul_sign_is_not_a_match_for_a_failed_digest(self):
+        # 32 NUL bytes would equal the failed digest; provider_form refuses
+        # them before any digest is made, as it does a NUL in any field.
         fields = notify_fields(LOWER, amount="100000") + [("sign", "\x00" * 32)]
-        self.assertEqual(self.d.post(LOWER.path, form_body(fields), FORM), (503, b"FAIL"))
-        self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'crypto_failure'", 1)
+        self.assertEqual(self.d.post(LOWER.path, form_body(fields), FORM), (400, b"FAIL"))
+        self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'bad_field'", 1)
+        self.assertEqual(self.count("events"), 0)
+
+    def test_any_sign_is_a_crypto_failure_when_the_digest_fails(self):
+        # A NUL-free sign gets as far as the digest, and a failed digest is
+        # 503 crypto_failure (resend later), never a match: not for "0" * 32,
+        # a zeroed digest printed as hex, nor for the right sign.
+        for sign in ("0" * 32, LOWER.signature(notify_fields(LOWER, amount="100000"))):
+            with self.subTest(sign=sign):
+                fields = notify_fields(LOWER, amount="100000") + [("sign", sign)]
+                self.assertEqual(self.d.post(LOWER.path, form_body(fields), FORM),
+                                 (503, b"FAIL"))
+        self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'crypto_failure'", 2)
         self.assertEqual(self.count("events"), 0)
 
 
