@@ -2,10 +2,14 @@
  * store.c: SQLite event store with a single writer thread and group commit.
  *
  * Every write goes through one queue to one thread, which takes everything
- * waiting (up to batch_max), writes it in one transaction with a savepoint
- * per item, commits (one fsync with synchronous=FULL), and only then calls
- * each item's completion callback. So an answer can never go out before its
- * row is durable, and under load many requests share one fsync.
+ * waiting (up to batch_max) and writes it in one transaction (a savepoint
+ * per item only when one fails). With synchronous = full the syncer thread
+ * then fdatasyncs the WAL, and only then is each item's completion callback
+ * called. So an answer can never go out before its row is durable, and
+ * under load many requests share one fsync. Three threads, each with one
+ * job: the writer commits (at most one batch ahead of the sync), the syncer
+ * makes commits durable and answers, the checkpointer copies the WAL into
+ * the database file (see "checkpoints" below).
  */
 #include "store.h"
 

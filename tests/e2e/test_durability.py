@@ -6,7 +6,9 @@ acknowledged."""
 import os
 import shutil
 import subprocess
+import re
 import tempfile
+import threading
 import time
 import unittest
 
@@ -103,6 +105,43 @@ class SyncBeforeAnswer(unittest.TestCase):
             answer, took = self.timed_post(d, 1)
             self.assertEqual(answer, (200, b"success"))
             self.assertGreaterEqual(took, 0.39, "answered before fdatasync returned")
+        finally:
+            self.mode("ok")
+            self.assertEqual(d.stop(), 0)
+
+    def commits(self, d):
+        st, text, _ = d.request("GET", "/metrics")
+        self.assertEqual(st, 200)
+        m = re.search(rb"^payhookd_commit_batch_rows_count (\d+)", text, re.M)
+        return int(m.group(1)) if m else 0
+
+    def test_arrivals_during_a_sync_share_one_commit(self):
+        """The writer commits at most one batch ahead of the fdatasync in
+        progress: callbacks arriving one by one while the disk is slow are
+        committed together, not one transaction each."""
+        d = self.start("full")
+        answers = []
+
+        def post(n, delay):
+            time.sleep(delay)
+            answers.append(self.timed_post(d, n)[0])
+
+        try:
+            before = self.commits(d)
+            self.mode("slow")
+            first = threading.Thread(target=post, args=(100, 0))
+            first.start()
+            time.sleep(0.05)  # its fdatasync (400 ms) is under way
+            rest = [threading.Thread(target=post, args=(101 + i, 0.015 * i)) for i in range(20)]
+            for t in rest:
+                t.start()
+            for t in [first] + rest:
+                t.join()
+            self.assertEqual(answers, [(200, b"success")] * 21)
+            self.assertEqual(d.query("SELECT count(*) FROM events"), [(21,)])
+            # 21 arrivals 15 ms apart under a 400 ms sync: the first, one
+            # committed during its sync, the others together (one spare).
+            self.assertLessEqual(self.commits(d) - before, 4)
         finally:
             self.mode("ok")
             self.assertEqual(d.stop(), 0)
