@@ -83,7 +83,7 @@ static void free_wiped(void *p, size_t len)
 /* Values of the standard base64 alphabet, 0xff for every other byte. A
  * table, not comparisons: every signature of every callback goes through it. */
 #define B64_VALUE(c)                                                                     \
-    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'                                              \
+    (uint8_t)((c) >= 'A' && (c) <= 'Z' ? (c) - 'A'                                       \
      : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                                         \
      : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                                         \
      : (c) == '+'               ? 62                                                     \
