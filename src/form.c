@@ -285,9 +285,9 @@ static int form_decode_byte(struct form_parser *p, char *c)
 }
 
 /*
- * Bytes that decode to themselves: everything but '%', '+', the pair
- * separator '&', and for keys also '=' and NUL. The parser copies runs of
- * them at once and decodes only the rest byte by byte.
+ * Bytes that decode to themselves and need no check: everything but '%',
+ * '+', the pair separator '&', NUL (refused in keys), and for keys also '='.
+ * The parser copies runs of them at once and takes the rest byte by byte.
  */
 enum { FORM_PLAIN_VALUE = 1, FORM_PLAIN_KEY = 2 };
 #define FORM_PLAIN(c)                                                                    \
@@ -307,8 +307,7 @@ static int form_copy_plain(struct form_parser *p, uint8_t kind, char *dst, size_
         end++;
     k = end - p->pos;
     if (k > max - *n) {
-        memcpy(dst + *n, p->body + p->pos, max - *n);
-        p->pos += max - *n + 1;
+        memcpy(dst + *n, p->body + p->pos, max - *n); /* what the error quotes */
         *n = max;
         return 1;
     }

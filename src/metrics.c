@@ -36,7 +36,8 @@ static atomic_ullong requests[METRICS_MAX_LABELS][N_STATUS];
 static atomic_ullong duplicates[METRICS_MAX_LABELS];
 static atomic_ullong rejections[METRICS_MAX_LABELS];
 static atomic_ullong commits_failed, rejections_unrecorded;
-static atomic_long queue_depth, in_flight, connections;
+static atomic_long queue_depth, in_flight, connections, wal_frames;
+static atomic_ullong ckpt_frames[2], ckpt_failures[2]; /* [0] checkpointer, [1] writer */
 
 static const double latency_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                         0.05,   0.1,   0.25,  0.5,   1.0,  2.5};
@@ -144,6 +145,20 @@ void metrics_set_queue_depth(long n)
     atomic_store(&queue_depth, n);
 }
 
+void metrics_set_wal_frames(long n)
+{
+    atomic_store(&wal_frames, n);
+}
+
+void metrics_checkpoint(int by_writer, long frames, int failed)
+{
+    by_writer = by_writer ? 1 : 0;
+    if (frames > 0)
+        atomic_fetch_add(&ckpt_frames[by_writer], (unsigned long long)frames);
+    if (failed)
+        atomic_fetch_add(&ckpt_failures[by_writer], 1);
+}
+
 void metrics_add_in_flight(int delta)
 {
     atomic_fetch_add(&in_flight, delta);
@@ -223,10 +238,34 @@ static int render_rejections(struct buf *o)
     return r;
 }
 
+/* Append the WAL and checkpoint series. */
+static int render_wal(struct buf *o)
+{
+    return buf_printf(
+        o,
+        "# HELP payhookd_wal_frames Frames (pages) in the WAL after the last commit.\n"
+        "# TYPE payhookd_wal_frames gauge\n"
+        "payhookd_wal_frames %ld\n"
+        "# HELP payhookd_checkpoint_frames_total Frames copied from the WAL into the "
+        "database, by who copied them.\n"
+        "# TYPE payhookd_checkpoint_frames_total counter\n"
+        "payhookd_checkpoint_frames_total{by=\"checkpointer\"} %llu\n"
+        "payhookd_checkpoint_frames_total{by=\"writer\"} %llu\n"
+        "# HELP payhookd_checkpoint_failures_total Checkpoints that failed (disk full, "
+        "I/O error, a reader in the way); the WAL then grows until one succeeds.\n"
+        "# TYPE payhookd_checkpoint_failures_total counter\n"
+        "payhookd_checkpoint_failures_total{by=\"checkpointer\"} %llu\n"
+        "payhookd_checkpoint_failures_total{by=\"writer\"} %llu\n",
+        atomic_load(&wal_frames), (unsigned long long)atomic_load(&ckpt_frames[0]),
+        (unsigned long long)atomic_load(&ckpt_frames[1]),
+        (unsigned long long)atomic_load(&ckpt_failures[0]),
+        (unsigned long long)atomic_load(&ckpt_failures[1]));
+}
+
 /* Append the gauges and plain counters. */
 static int render_scalars(struct buf *o)
 {
-    return buf_printf(
+    return render_wal(o) < 0 ? -ENOMEM : buf_printf(
         o,
         "# HELP payhookd_commit_failures_total Transactions that failed to commit.\n"
         "# TYPE payhookd_commit_failures_total counter\n"

@@ -36,6 +36,11 @@ void metrics_rejection_unrecorded(void);
 
 /* Gauges. */
 void metrics_set_queue_depth(long n);
+/* The WAL's length in frames after the last commit. */
+void metrics_set_wal_frames(long n);
+/* A checkpoint by the checkpointer thread (by_writer 0) or the writer (1):
+ * frames copied into the database, and whether it failed. */
+void metrics_checkpoint(int by_writer, long frames, int failed);
 void metrics_add_in_flight(int delta);
 void metrics_add_connections(int delta);
 

@@ -1179,6 +1179,9 @@ START_TEST(wal_bounded_under_continuous_writes)
      * checkpoint's lag, far less than the ~8,600 frames written. */
     ck_assert_msg(ww.max < 4 * 1000 * (4096 + 24), "WAL reached %lld bytes",
                   (long long)ww.max);
+    /* and the bulk of the copying was the checkpointer's, not the writer's */
+    ck_assert_uint_gt(metric("payhookd_checkpoint_frames_total{by=\"checkpointer\"}"),
+                      metric("payhookd_checkpoint_frames_total{by=\"writer\"}"));
     ck_assert_int_eq(peek_int("SELECT count(*) FROM events"), N);
     free(body);
     free(keys);
