@@ -72,7 +72,7 @@ end
 
 -- ---- thread states ----------------------------------------------------------
 
-local file, path, headers, peeked
+local file, head, peeked
 built = 0        -- requests handed to wrk (globals: read by done() through thread:get)
 exhausted = 0
 behind_ms = 0    -- how far the paced schedule fell behind (0 when unpaced)
@@ -82,11 +82,14 @@ function init(args)
     local prefix, ctype, rate, header = args[1], args[2], tonumber(args[3] or "0"), args[4]
     file = assert(io.open(prefix .. "." .. tid, "rb"))
     peek = (tid == 0) -- wrk's syntax check comes first, on thread 0 only
-    path = wrk.path
-    headers = { ["Content-Type"] = ctype }
+    -- What wrk.format would write before Content-Length, built once: the
+    -- load generator shares the cores with the server, and formatting every
+    -- request through wrk.format's header table cost it ~15% more CPU.
+    local host = wrk.port and (wrk.host .. ":" .. wrk.port) or wrk.host
+    head = "POST " .. wrk.path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nContent-Type: " .. ctype .. "\r\n"
     if header and header ~= "" and header ~= "-" then
         local name, value = header:match("^([^:]+):%s*(.*)$")
-        headers[name] = value
+        head = head .. name .. ": " .. value .. "\r\n"
     end
     if rate and rate > 0 then
         -- threads split the rate evenly (wrk gives each thread C/T connections)
@@ -114,13 +117,18 @@ function delay()
     return math.floor(d)
 end
 
+-- One POST with this body, as wrk.format("POST", path, headers, body) would.
+local function post(body)
+    return head .. "Content-Length: " .. #body .. "\r\n\r\n" .. body
+end
+
 function request()
     local body
     if peek then
         -- wrk's syntax check: hand it the first body without counting it
         peek = false
         peeked = file:read("*l")
-        return wrk.format("POST", path, headers, peeked or "")
+        return post(peeked or "")
     end
     if peeked then
         body, peeked = peeked, nil
@@ -133,5 +141,5 @@ function request()
         return ""
     end
     built = built + 1
-    return wrk.format("POST", path, headers, body)
+    return post(body)
 end
