@@ -164,6 +164,11 @@ int daemon_alive(struct daemon *d)
     return util_now_ns() - store_heartbeat(d->store) < 10ull * 1000000000ull;
 }
 
+const char *daemon_broken(struct daemon *d)
+{
+    return store_broken(d->store);
+}
+
 /* One line for systemd's status. */
 void daemon_status(struct daemon *d, char *buf, size_t len)
 {

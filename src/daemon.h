@@ -44,6 +44,10 @@ int daemon_reload(struct daemon *d, const char *path, char *err, size_t errlen);
 /* 1 when the writer thread made progress recently (for the watchdog). */
 int daemon_alive(struct daemon *d);
 
+/* Why the store can no longer acknowledge anything (a failed fdatasync: the
+ * process must restart to reread it from disk), or NULL. */
+const char *daemon_broken(struct daemon *d);
+
 /* Short status for sd_notify STATUS=. */
 void daemon_status(struct daemon *d, char *buf, size_t len);
 

@@ -107,10 +107,11 @@ static void main_reload(struct daemon *d, const char *conf)
     sd_notify(0, "READY=1");
 }
 
-/* Wait for signals; ping the watchdog while the writer is alive. Returns on
- * SIGTERM/SIGINT. */
-static void main_loop(struct daemon *d, const char *conf, const sigset_t *set)
+/* Wait for signals; ping the watchdog while the writer is alive. Returns 0
+ * on SIGTERM/SIGINT, 1 when the store broke (see store_broken). */
+static int main_loop(struct daemon *d, const char *conf, const sigset_t *set)
 {
+    const char *broken;
     uint64_t wd_usec = 0;
     struct timespec tick = {1, 0};
     char status[256];
@@ -123,7 +124,17 @@ static void main_loop(struct daemon *d, const char *conf, const sigset_t *set)
     for (;;) {
         sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
-            return;
+            return 0;
+        if ((broken = daemon_broken(d)) != NULL) {
+            /* systemd restarts us (Restart=on-failure); SQLite then rereads
+             * the store from the disk, and the platforms' retries store
+             * again whatever did not reach it. */
+            log_msg(LOG_CRIT, NULL, "the store cannot be trusted any more: %s; exiting (nothing that was "
+                     "not on disk was acknowledged)",
+                     broken);
+            sd_notifyf(0, "STATUS=exiting: %s", broken);
+            return 1;
+        }
         if (sig == SIGHUP)
             main_reload(d, conf);
         if (wd_usec && daemon_alive(d))
@@ -156,7 +167,7 @@ int main(int argc, char **argv)
     struct config *cfg = NULL;
     struct daemon *d = NULL;
     sigset_t set;
-    int check = 0, fd, r, left;
+    int check = 0, fd, r, left, failed;
 
     r = main_args(argc, argv, &conf, &check);
     if (r < 0)
@@ -190,7 +201,7 @@ int main(int argc, char **argv)
     log_notice("payhookd %s ready (%s)", PACKAGE_VERSION,
                fd >= 0 ? "socket activation" : "listening as configured");
     sd_notify(0, "READY=1\nSTATUS=serving");
-    main_loop(d, conf, &set);
+    failed = main_loop(d, conf, &set);
     sd_notify(0, "STOPPING=1\nSTATUS=draining in-flight requests");
     log_notice("stopping: draining in-flight requests");
     left = daemon_stop(d);
@@ -200,5 +211,5 @@ int main(int argc, char **argv)
             left);
     else
         log_notice("stopped cleanly");
-    return 0;
+    return failed;
 }

@@ -154,6 +154,9 @@ struct store {
     long depth;
     int stopping;
     atomic_int ready;
+    /* A WAL fdatasync failed: see store_broken. Set once, never cleared. */
+    atomic_int broken;
+    char broken_why[256];
     atomic_ullong heartbeat;
     char last_error[256];
     /* The syncer (synchronous = full): answers wait for an fdatasync of the
@@ -883,6 +886,29 @@ static int store_sync_wal(struct store *s)
     return fdatasync(s->wal_fd) == 0 ? 0 : -errno;
 }
 
+/*
+ * A WAL fdatasync failed. The rows it should have made durable are
+ * committed in SQLite and still readable from the page cache, but may never
+ * reach the disk -- and Linux reports a writeback error once, so a later
+ * fdatasync that succeeds proves nothing about them. Were the store to go
+ * on, a redelivery of such a callback would be answered as a duplicate and
+ * the platform would stop retrying a callback that a crash then loses. So
+ * from the first failure nothing is acknowledged any more (every item
+ * fails, /readyz answers 503) and the daemon restarts, rereading the store
+ * from what is really on disk (see main.c).
+ */
+static void store_break(struct store *s, const char *why)
+{
+    int expected = 0;
+
+    atomic_store(&s->ready, 0);
+    if (atomic_compare_exchange_strong(&s->broken, &expected, 2)) {
+        snprintf(s->broken_why, sizeof(s->broken_why), "%s; restart to reread the store",
+                 why);
+        atomic_store(&s->broken, 1);
+    }
+}
+
 /* A batch is over (durable, or failed): count it, then answer its items. */
 static void store_batch_done(struct store_req *items, unsigned n, uint64_t t0, int ok)
 {
@@ -912,7 +938,7 @@ static void *store_syncer(void *arg)
         if (r < 0) {
             snprintf(why, sizeof(why), "committed but not made durable (fdatasync: %s)",
                      strerror(-r));
-            atomic_store(&s->ready, 0);
+            store_break(s, why);
         }
         while ((b = list) != NULL) {
             list = b->next;
@@ -956,7 +982,15 @@ static int store_sync_push(struct store *s, struct store_req *items, unsigned n,
 static void store_commit_batch(struct store *s, struct store_req *batch, unsigned n)
 {
     uint64_t t0 = util_now_ns();
-    int ok = store_write_batch(s, batch);
+    int ok;
+
+    if (atomic_load(&s->broken)) {
+        for (struct store_req *q = batch; q; q = q->next)
+            store_fail_item(q, s->broken_why);
+        store_batch_done(batch, n, t0, 0);
+        return;
+    }
+    ok = store_write_batch(s, batch);
 
     atomic_store(&s->ready, ok);
     if (ok && s->syncer_started && store_sync_push(s, batch, n, t0) == 0)
@@ -965,7 +999,10 @@ static void store_commit_batch(struct store *s, struct store_req *batch, unsigne
         /* No memory for the hand-over: make it durable on this thread. */
         char why[160];
         int r = store_sync_wal_once(s->wal_path);
-        snprintf(why, sizeof(why), "fdatasync: %s", strerror(-r));
+        snprintf(why, sizeof(why), "committed but not made durable (fdatasync: %s)",
+                 strerror(-r));
+        if (r < 0)
+            store_break(s, why);
         for (struct store_req *q = batch; r < 0 && q; q = q->next)
             store_fail_item(q, why);
         ok = r == 0;
@@ -979,6 +1016,8 @@ static void store_probe(struct store *s)
     char now[32];
     int ok;
 
+    if (atomic_load(&s->broken))
+        return; /* nothing written from now on can be trusted */
     util_iso8601_now(now);
     ok = store_run(s, ST_BEGIN) == SQLITE_DONE;
     if (ok) {
@@ -1212,7 +1251,13 @@ int store_ready(struct store *s)
 {
     uint64_t age = util_now_ns() - atomic_load(&s->heartbeat);
 
-    return atomic_load(&s->ready) && age < 10ull * 1000000000ull;
+    return atomic_load(&s->ready) && !atomic_load(&s->broken) &&
+           age < 10ull * 1000000000ull;
+}
+
+const char *store_broken(struct store *s)
+{
+    return s && atomic_load(&s->broken) == 1 ? s->broken_why : NULL;
 }
 
 long store_queue_depth(struct store *s)

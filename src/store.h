@@ -107,6 +107,12 @@ void store_reject(struct store *s, const struct store_rejection *r);
 /* 1 when the writer is alive and the last transaction (or probe) committed. */
 int store_ready(struct store *s);
 
+/* Why the store can no longer acknowledge anything, or NULL: a fdatasync
+ * of the WAL failed, so rows it committed may not be on disk however they
+ * read now. Every write fails from then on; only a restart, which rereads
+ * the store from disk, recovers. */
+const char *store_broken(struct store *s);
+
 /* Writes waiting in the queue. */
 long store_queue_depth(struct store *s);
 

@@ -226,6 +226,8 @@ class Daemon:
     def stop(self, sig=signal.SIGTERM, timeout=None):
         """Stop the daemon; returns its exit status. Fails on valgrind errors."""
         if not self.proc or self.proc.poll() is not None:
+            if self.proc and not self.log.closed:
+                self.log.close()  # it exited by itself
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
