@@ -1128,17 +1128,25 @@ static int store_ckpt_start(struct store *s)
     return 0;
 }
 
+/* Tell a helper thread to stop (its flag, under its lock) and wait for it. */
+static void store_thread_stop(pthread_t t, int *started, int *stop, pthread_mutex_t *lock,
+                              pthread_cond_t *cond)
+{
+    if (!*started)
+        return;
+    pthread_mutex_lock(lock);
+    *stop = 1;
+    pthread_cond_signal(cond);
+    pthread_mutex_unlock(lock);
+    pthread_join(t, NULL);
+    *started = 0;
+}
+
 /* Stop the checkpointer (after the writer) and close its connection. */
 static void store_ckpt_stop(struct store *s)
 {
-    if (s->ckpt_started) {
-        pthread_mutex_lock(&s->ckpt_lock);
-        s->ckpt_stop = 1;
-        pthread_cond_signal(&s->ckpt_cond);
-        pthread_mutex_unlock(&s->ckpt_lock);
-        pthread_join(s->ckpt_thread, NULL);
-        s->ckpt_started = 0;
-    }
+    store_thread_stop(s->ckpt_thread, &s->ckpt_started, &s->ckpt_stop, &s->ckpt_lock,
+                      &s->ckpt_cond);
     sqlite3_close(s->ckpt_db);
     s->ckpt_db = NULL;
 }
@@ -1278,14 +1286,8 @@ uint64_t store_heartbeat(struct store *s)
 /* Let the syncer make durable (and answer) what it holds, then stop it. */
 static void store_stop_syncer(struct store *s)
 {
-    if (!s->syncer_started)
-        return;
-    pthread_mutex_lock(&s->sync_lock);
-    s->sync_stop = 1;
-    pthread_cond_signal(&s->sync_cond);
-    pthread_mutex_unlock(&s->sync_lock);
-    pthread_join(s->syncer, NULL);
-    s->syncer_started = 0;
+    store_thread_stop(s->syncer, &s->syncer_started, &s->sync_stop, &s->sync_lock,
+                      &s->sync_cond);
 }
 
 /* Commit what is queued and stop the writer; later submits get -EAGAIN. */
