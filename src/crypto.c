@@ -83,12 +83,12 @@ static void free_wiped(void *p, size_t len)
 /* Values of the standard base64 alphabet, 0xff for every other byte. A
  * table, not comparisons: every signature of every callback goes through it. */
 #define B64_VALUE(c)                                                                     \
-    (uint8_t)((c) >= 'A' && (c) <= 'Z' ? (c) - 'A'                                       \
-     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                                         \
-     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                                         \
-     : (c) == '+'               ? 62                                                     \
-     : (c) == '/'               ? 63                                                     \
-                                : 0xff)
+    (uint8_t)((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'                                     \
+              : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                                \
+              : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                                \
+              : (c) == '+'               ? 62                                            \
+              : (c) == '/'               ? 63                                            \
+                                         : 0xff)
 static const uint8_t b64_values[256] = UTIL_BYTE_TABLE(B64_VALUE);
 
 /* Value of a base64 character of the standard alphabet, or -1. */

@@ -291,9 +291,9 @@ static int form_decode_byte(struct form_parser *p, char *c)
  */
 enum { FORM_PLAIN_VALUE = 1, FORM_PLAIN_KEY = 2 };
 #define FORM_PLAIN(c)                                                                    \
-    ((c) == 0 || (c) == '%' || (c) == '&' || (c) == '+'                                  \
-         ? 0                                                                             \
-         : (c) == '=' ? FORM_PLAIN_VALUE : FORM_PLAIN_VALUE | FORM_PLAIN_KEY)
+    ((c) == 0 || (c) == '%' || (c) == '&' || (c) == '+' ? 0                              \
+     : (c) == '='                                       ? FORM_PLAIN_VALUE               \
+                  : FORM_PLAIN_VALUE | FORM_PLAIN_KEY)
 static const uint8_t form_plain[256] = UTIL_BYTE_TABLE(FORM_PLAIN);
 
 /* Copy the run of plain bytes at p->pos to dst + *n, at most max - *n of

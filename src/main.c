@@ -129,9 +129,10 @@ static int main_loop(struct daemon *d, const char *conf, const sigset_t *set)
             /* systemd restarts us (Restart=on-failure); SQLite then rereads
              * the store from the disk, and the platforms' retries store
              * again whatever did not reach it. */
-            log_msg(LOG_CRIT, NULL, "the store cannot be trusted any more: %s; exiting (nothing that was "
-                     "not on disk was acknowledged)",
-                     broken);
+            log_msg(LOG_CRIT, NULL,
+                    "the store cannot be trusted any more: %s; exiting (nothing that was "
+                    "not on disk was acknowledged)",
+                    broken);
             sd_notifyf(0, "STATUS=exiting: %s", broken);
             return 1;
         }

@@ -191,7 +191,7 @@ enum provider_verdict provider_form(const struct provider_request *rq,
 /* Whether a byte goes into a JSON string as itself: printable ASCII but
  * '"' and '\\'. A table, because every byte of every callback's fields is
  * looked up in it. */
-#define PJ_PLAIN(c)     ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
+#define PJ_PLAIN(c) ((c) >= 0x20 && (c) < 0x80 && (c) != '"' && (c) != '\\')
 static const uint8_t pj_plain[256] = UTIL_BYTE_TABLE(PJ_PLAIN);
 
 /*

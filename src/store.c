@@ -7,9 +7,9 @@
  * then fdatasyncs the WAL, and only then is each item's completion callback
  * called. So an answer can never go out before its row is durable, and
  * under load many requests share one fsync. Three threads, each with one
- * job: the writer commits (at most one batch ahead of the sync), the syncer
- * makes commits durable and answers, the checkpointer copies the WAL into
- * the database file (see "checkpoints" below).
+ * job: the writer commits (once the syncer is idle: one transaction per
+ * fdatasync), the syncer makes commits durable and answers, the
+ * checkpointer copies the WAL into the database file (see "checkpoints").
  */
 #include "store.h"
 
@@ -329,7 +329,7 @@ int store_open(const struct store_options *o, struct store **out, char *err,
         }
         s->syncer_started = 1;
     }
-    store_ckpt_start(s);
+    store_ckpt_start(s); /* without it the writer checkpoints by itself */
     if (pthread_create(&s->thread, NULL, store_writer, s) != 0) {
         snprintf(err, errlen, "cannot start the writer thread");
         r = -EAGAIN;
@@ -897,15 +897,17 @@ static int store_sync_wal(struct store *s)
  * fails, /readyz answers 503) and the daemon restarts, rereading the store
  * from what is really on disk (see main.c).
  */
-static void store_break(struct store *s, const char *why)
+static void store_break(struct store *s, int err)
 {
     int expected = 0;
 
     atomic_store(&s->ready, 0);
     if (atomic_compare_exchange_strong(&s->broken, &expected, 2)) {
-        snprintf(s->broken_why, sizeof(s->broken_why), "%s; restart to reread the store",
-                 why);
-        atomic_store(&s->broken, 1);
+        snprintf(s->broken_why, sizeof(s->broken_why),
+                 "not written: a fdatasync of the WAL failed earlier (%s), nothing is "
+                 "acknowledged until payhookd restarts and rereads the store",
+                 strerror(err));
+        atomic_store(&s->broken, 1); /* the reason is complete */
     }
 }
 
@@ -938,7 +940,7 @@ static void *store_syncer(void *arg)
         if (r < 0) {
             snprintf(why, sizeof(why), "committed but not made durable (fdatasync: %s)",
                      strerror(-r));
-            store_break(s, why);
+            store_break(s, -r);
         }
         while ((b = list) != NULL) {
             list = b->next;
@@ -984,7 +986,7 @@ static void store_commit_batch(struct store *s, struct store_req *batch, unsigne
     uint64_t t0 = util_now_ns();
     int ok;
 
-    if (atomic_load(&s->broken)) {
+    if (store_broken(s)) {
         for (struct store_req *q = batch; q; q = q->next)
             store_fail_item(q, s->broken_why);
         store_batch_done(batch, n, t0, 0);
@@ -1002,7 +1004,7 @@ static void store_commit_batch(struct store *s, struct store_req *batch, unsigne
         snprintf(why, sizeof(why), "committed but not made durable (fdatasync: %s)",
                  strerror(-r));
         if (r < 0)
-            store_break(s, why);
+            store_break(s, -r);
         for (struct store_req *q = batch; r < 0 && q; q = q->next)
             store_fail_item(q, why);
         ok = r == 0;
@@ -1114,8 +1116,8 @@ static int store_ckpt_start(struct store *s)
      * the database after. The read makes the connection find the WAL: a
      * checkpoint on a connection that has not read the schema copies
      * nothing (check_store's wal_bounded_under_continuous_writes). */
-    if (sqlite3_open_v2(s->o.path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK ||
+    if (sqlite3_open_v2(s->o.path, &s->ckpt_db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
         sqlite3_exec(s->ckpt_db,
                      "PRAGMA synchronous = NORMAL; SELECT count(*) FROM sqlite_schema;",
                      NULL, NULL, NULL) != SQLITE_OK ||

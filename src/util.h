@@ -69,10 +69,12 @@ void *arena_own(struct arena *a, void *p, void (*release)(void *));
 void arena_free(struct arena *a);
 /* A 256-entry table of bytes, entry c being F(c), as a constant initializer:
  * byte classifiers on hot paths are one load instead of a chain of tests. */
-#define UTIL_BT4(F, c)  F(c), F((c) + 1), F((c) + 2), F((c) + 3)
-#define UTIL_BT16(F, c) UTIL_BT4(F, c), UTIL_BT4(F, (c) + 4), UTIL_BT4(F, (c) + 8), UTIL_BT4(F, (c) + 12)
+#define UTIL_BT4(F, c) F(c), F((c) + 1), F((c) + 2), F((c) + 3)
+#define UTIL_BT16(F, c)                                                                  \
+    UTIL_BT4(F, c), UTIL_BT4(F, (c) + 4), UTIL_BT4(F, (c) + 8), UTIL_BT4(F, (c) + 12)
 #define UTIL_BT64(F, c)                                                                  \
-    UTIL_BT16(F, c), UTIL_BT16(F, (c) + 16), UTIL_BT16(F, (c) + 32), UTIL_BT16(F, (c) + 48)
+    UTIL_BT16(F, c), UTIL_BT16(F, (c) + 16), UTIL_BT16(F, (c) + 32),                     \
+        UTIL_BT16(F, (c) + 48)
 #define UTIL_BYTE_TABLE(F)                                                               \
     {                                                                                    \
         UTIL_BT64(F, 0), UTIL_BT64(F, 64), UTIL_BT64(F, 128), UTIL_BT64(F, 192)          \

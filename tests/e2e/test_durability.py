@@ -201,6 +201,8 @@ class SyncBeforeAnswer(unittest.TestCase):
                 st, data = d.post(PATH, tp_envelope({"appId": 9, "event": "E", "tpAppId": 1}))
                 self.assertEqual(st, 503)
                 self.assertNotEqual(data, b"success")
+                # its reason says it was never written, and why
+                self.assertIn("not written: a fdatasync of the WAL failed earlier", d.logtext())
             except OSError:
                 pass  # already exited: refused all the same
             self.assertNotEqual(d.proc.wait(timeout=30), 0)
