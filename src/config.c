@@ -15,9 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "crypto.h"
-#include "log.h"
-#include "util.h"
+#include "wire/crypto.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 #define CONF_LINE_MAX  65536 /* longest physical line accepted */
 /* Debian's libinih keeps 49 bytes of a section name and silently cuts the

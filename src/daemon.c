@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "intake/http.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "lib/util.h"
 
 struct daemon {
     pthread_mutex_t lock; /* guards `cur` */

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "provider.h"
+#include "providers/provider.h"
 
 /* One generation of configuration: immutable, reference-counted, so a
  * request keeps the keys it started with while a reload swaps in new ones. */

@@ -17,7 +17,7 @@
 #include "autoconf.h"
 #include "config.h"
 #include "daemon.h"
-#include "log.h"
+#include "lib/log.h"
 
 #define MAIN_ERR_MAX 1024
 

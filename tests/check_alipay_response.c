@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alipay_response.h"
-#include "crypto.h"
+#include "providers/alipay/response.h"
+#include "wire/crypto.h"
 
 /* The vectors directory: $VECTORS_DIR, else the build-time default. */
 static const char *vectors_dir(void)

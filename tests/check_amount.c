@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amount.h"
+#include "wire/amount.h"
 
 /* Sentinel left in an output that must not be written. */
 #define UNTOUCHED ((int64_t)0x5a5a5a5a5a5a5a5a)

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "provider.h"
+#include "providers/provider.h"
 
 /* Where the test files go (one mkdtemp directory per run). */
 static char tmpdir[PATH_MAX];

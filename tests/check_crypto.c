@@ -20,7 +20,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "crypto.h"
+#include "wire/crypto.h"
 
 #ifndef VECTORS_DIR
 #define VECTORS_DIR "../shared/vectors"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "form.h"
+#include "wire/form.h"
 
 #ifndef VECTORS_DIR
 #define VECTORS_DIR ""

@@ -24,7 +24,7 @@
 
 #include "config.h"
 #include "daemon.h"
-#include "util.h"
+#include "lib/util.h"
 
 #define MAX_BODY 2048
 #define TP_PATH  "/baidu/tp/events"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "wire/json.h"
 
 /* Parse text (its strlen) with depth 8; the return code. */
 static int parse(const char *text)

@@ -20,9 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "store.h"
-#include "util.h"
+#include "lib/metrics.h"
+#include "store/store.h"
+#include "lib/util.h"
 
 #define WAIT_SECONDS 60 /* longest wait for a completion (valgrind is slow) */
 

@@ -1,5 +1,5 @@
 /*
- * fuzz_alipay_response.c: fuzzes src/alipay_response.c over input that ends
+ * fuzz_alipay_response.c: fuzzes src/providers/alipay/response.c over input that ends
  * right before an unreadable page: alipay_response_content for a method's
  * member and error_response, alipay_response_sign, and
  * alipay_response_verify with a key generated at start. Invariants: a
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alipay_response.h"
-#include "crypto.h"
+#include "providers/alipay/response.h"
+#include "wire/crypto.h"
 #include "fuzz_util.h"
 
 #define METHOD "alipay.trade.query"

@@ -1,5 +1,5 @@
 /*
- * fuzz_form.c: fuzzes form_parse (src/form.c) with the default limits, then
+ * fuzz_form.c: fuzzes form_parse (src/wire/form.c) with the default limits, then
  * form_canonical with the Baidu, Alipay V1 and gateway rules, form_get and
  * form_encode. Invariants: every field respects the limits and is
  * NUL-terminated; form_get finds every field (and exactly the fields
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "form.h"
+#include "wire/form.h"
 #include "fuzz_util.h"
 
 static const char *const baidu_x[] = {"rsaSign", "sign", "sign_type", NULL};

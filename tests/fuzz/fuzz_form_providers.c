@@ -25,11 +25,11 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "crypto.h"
-#include "form.h"
+#include "wire/crypto.h"
+#include "wire/form.h"
 #include "fuzz_util.h"
-#include "provider.h"
-#include "store.h"
+#include "providers/provider.h"
+#include "store/store.h"
 
 #define DEAL_SHOP   "470000001"
 #define DEAL_FIXED  "470000002"

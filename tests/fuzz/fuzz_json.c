@@ -1,5 +1,5 @@
 /*
- * fuzz_json.c: fuzzes json_parse (src/json.c) with a small depth limit over
+ * fuzz_json.c: fuzzes json_parse (src/wire/json.c) with a small depth limit over
  * input that ends right before an unreadable page, then json_text and
  * json_string on every member of every object in the tree. Invariants: an
  * accepted tree is no deeper than the limit and has no object with a
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "json.h"
+#include "wire/json.h"
 
 #define FUZZ_DEPTH 6
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
+#include "wire/crypto.h"
 #include "fuzz_util.h"
 
 /* PEM text of a key (private when priv != 0), malloc'd. */

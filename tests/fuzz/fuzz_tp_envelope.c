@@ -30,10 +30,10 @@
 #include <strings.h>
 
 #include "config.h"
-#include "crypto.h"
+#include "wire/crypto.h"
 #include "fuzz_util.h"
-#include "json.h"
-#include "provider.h"
+#include "wire/json.h"
+#include "providers/provider.h"
 
 #define TP_PATH   "/baidu/tp/events"
 #define CLIENT_ID "demo-client-id"

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 #define METRICS_MAX_LABELS 128
 

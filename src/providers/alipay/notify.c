@@ -14,10 +14,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "amount.h"
-#include "crypto.h"
-#include "form.h"
-#include "provider.h"
+#include "wire/amount.h"
+#include "wire/crypto.h"
+#include "wire/form.h"
+#include "providers/provider.h"
 
 #define AP_TYPE      "text/plain; charset=utf-8"
 #define AP_OK        "success"

@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 #include "config.h"
-#include "store.h"
-#include "util.h"
+#include "store/store.h"
+#include "lib/util.h"
 
 struct routes; /* the route table being built for one config */
 

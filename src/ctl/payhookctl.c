@@ -13,7 +13,7 @@
 
 #include "autoconf.h"
 #include "config.h"
-#include "sample.h"
+#include "ctl/sample.h"
 
 #define CTL_EXIT_OK    0
 #define CTL_EXIT_FAIL  1

@@ -1,7 +1,7 @@
 /*
  * provider.c: the registry of providers and the route table built from them.
  */
-#include "provider.h"
+#include "providers/provider.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,10 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "crypto.h"
-#include "form.h"
-#include "json.h"
-#include "metrics.h"
+#include "wire/crypto.h"
+#include "wire/form.h"
+#include "wire/json.h"
+#include "lib/metrics.h"
 
 extern const struct provider provider_baidu_tp;
 extern const struct provider provider_baidu_pay;

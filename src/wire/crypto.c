@@ -25,8 +25,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "crypto.h"
-#include "util.h"
+#include "wire/crypto.h"
+#include "lib/util.h"
 
 #define SPEC_MAX      (64 * 1024) /* largest key text or key file accepted */
 #define RSA_MIN_BITS  1024

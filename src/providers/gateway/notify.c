@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amount.h"
-#include "crypto.h"
-#include "form.h"
-#include "provider.h"
+#include "wire/amount.h"
+#include "wire/crypto.h"
+#include "wire/form.h"
+#include "providers/provider.h"
 
 #define GW_FAIL      "FAIL"
 #define GW_TEXT_TYPE "text/plain; charset=utf-8"

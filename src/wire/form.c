@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "form.h"
-#include "util.h"
+#include "wire/form.h"
+#include "lib/util.h"
 
 /* Longest part of a key quoted in an error message. */
 #define FORM_ERR_KEY_MAX 64

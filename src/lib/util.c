@@ -1,7 +1,7 @@
 /*
  * util.c: small helpers shared by every module.
  */
-#include "util.h"
+#include "lib/util.h"
 
 #include <ctype.h>
 #include <errno.h>

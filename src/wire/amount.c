@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "amount.h"
+#include "wire/amount.h"
 
 /* Largest magnitude a negative int64_t can hold: 2^63. */
 #define AMOUNT_NEG_LIMIT ((uint64_t)INT64_MAX + 1)

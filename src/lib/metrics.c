@@ -1,7 +1,7 @@
 /*
  * metrics.c: counters and histograms in atomics, Prometheus text output.
  */
-#include "metrics.h"
+#include "lib/metrics.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -11,7 +11,7 @@
  * fdatasync), the syncer makes commits durable and answers, the
  * checkpointer copies the WAL into the database file (see "checkpoints").
  */
-#include "store.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "util.h"
+#include "lib/metrics.h"
+#include "lib/util.h"
 
 /* Statements prepared once, indexed by this enum (OpenSMTPD style). */
 enum {

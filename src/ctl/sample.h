@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 struct config;
 struct sample; /* opaque: a validated sample with its keys loaded */

@@ -10,7 +10,7 @@
  * which records the answer and resumes the connection; the handler then runs
  * once more and sends it.
  */
-#include "http.h"
+#include "intake/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,9 +23,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "lib/util.h"
 
 #define HTTP_ADDR_MAX     64
 #define HTTP_XFF_MAX      1024

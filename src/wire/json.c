@@ -1,7 +1,7 @@
 /*
  * json.c: bounded JSON parsing and exact field extraction.
  */
-#include "json.h"
+#include "wire/json.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "amount.h"
-#include "crypto.h"
-#include "form.h"
-#include "provider.h"
+#include "wire/amount.h"
+#include "wire/crypto.h"
+#include "wire/form.h"
+#include "providers/provider.h"
 
 #define BP_JSON_TYPE "application/json"
 #define BP_FAIL_BODY                                                                     \

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "crypto.h"
+#include "wire/crypto.h"
 
 /*
  * Find the value of top-level member `key` in a JSON object and give its

@@ -4,7 +4,7 @@
  * verify it. No JSON library is used for the signed text: re-serialising
  * would change the bytes Alipay signed.
  */
-#include "alipay_response.h"
+#include "providers/alipay/response.h"
 
 #include <ctype.h>
 #include <errno.h>

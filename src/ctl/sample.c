@@ -15,11 +15,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "amount.h"
+#include "wire/amount.h"
 #include "config.h"
-#include "crypto.h"
-#include "form.h"
-#include "sample.h"
+#include "wire/crypto.h"
+#include "wire/form.h"
+#include "ctl/sample.h"
 
 #define SAMPLE_NONCE_MAX    64
 #define SAMPLE_ID_MAX       64                    /* bytes of an id or text option */

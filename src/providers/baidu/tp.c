@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto.h"
-#include "json.h"
-#include "provider.h"
+#include "wire/crypto.h"
+#include "wire/json.h"
+#include "providers/provider.h"
 
 #define TP_FIELD_MAX  4096 /* longest Nonce/TimeStamp/MsgSignature accepted */
 #define TP_MSG_DEPTH  8

@@ -1,7 +1,7 @@
 /*
  * log.c: journald or stderr logging with structured fields.
  */
-#include "log.h"
+#include "lib/log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

@@ -8,7 +8,7 @@
 #define PAYHOOKD_HTTP_H
 
 #include "daemon.h"
-#include "store.h"
+#include "store/store.h"
 
 struct http;
 
