@@ -78,8 +78,11 @@ static int daemon_open_store(struct daemon *d, const struct config *c, char *err
                              size_t errlen)
 {
     struct store_options o = {
-        c->store.path,      c->store.synchronous_full, c->store.batch_max,
-        c->store.queue_max, c->store.rejections_keep,
+        .path = c->store.path,
+        .synchronous_full = c->store.synchronous_full,
+        .batch_max = c->store.batch_max,
+        .queue_max = c->store.queue_max,
+        .rejections_keep = c->store.rejections_keep,
     };
 
     return store_open(&o, &d->store, err, errlen);

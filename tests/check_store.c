@@ -60,7 +60,11 @@ static void teardown(void)
 /* Options for the test store; callers change what they test. */
 static struct store_options opts(void)
 {
-    struct store_options o = {dbpath, 1, 512, 100000, 10000};
+    struct store_options o = {.path = dbpath,
+                              .synchronous_full = 1,
+                              .batch_max = 512,
+                              .queue_max = 100000,
+                              .rejections_keep = 10000};
 
     return o;
 }
@@ -1343,6 +1347,7 @@ START_TEST(rejections_trimmed)
     int i;
 
     o.rejections_keep = KEEP;
+    o.rejection_queue_max = N; /* none dropped: this is about the table's cap */
     s = open_ok(&o);
     for (i = 0; i < N; i++)
         store_reject(s, &r);
@@ -1408,8 +1413,9 @@ START_TEST(stop_drains_queue)
 }
 END_TEST
 
-/* With queue_max writes waiting, the next submit gets -EAGAIN (its callback never runs)
- * and a rejection is dropped and counted; the queue then drains and accepts again. */
+/* With queue_max events waiting, the next submit gets -EAGAIN (its callback never
+ * runs); a rejection has a queue of its own and still gets in. The queue then
+ * drains and accepts again. */
 START_TEST(queue_full)
 {
     enum { QMAX = 16 };
@@ -1435,7 +1441,7 @@ START_TEST(queue_full)
     ev_init(&extra, "overflow", "no");
     ck_assert_int_eq(store_submit(s, &extra, waiter_done, &wx), -EAGAIN);
     store_reject(s, &r);
-    ck_assert_uint_eq(metric("payhookd_rejections_unrecorded_total") - lost0, 1);
+    ck_assert_uint_eq(metric("payhookd_rejections_unrecorded_total") - lost0, 0);
     gate_open(&gate);
     waiter_wait(&wg, 1);
     waiter_wait(&w, QMAX);
@@ -1444,7 +1450,40 @@ START_TEST(queue_full)
     ck_assert_int_eq(wx.outcome, STORE_NEW);
     store_close(s);
     ck_assert_int_eq(peek_int("SELECT count(*) FROM events"), QMAX + 2);
-    ck_assert_int_eq(peek_int("SELECT count(*) FROM rejections"), 0);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM rejections"), 1);
+}
+END_TEST
+
+/* Rejections never take an event's place: with rejection_queue_max rejections
+ * waiting, the next one is dropped and counted, while events are still taken. */
+START_TEST(rejection_queue_full)
+{
+    enum { RMAX = 20 };
+    struct store_options o = opts();
+    struct store *s;
+    struct waiter wg = WAITER_INIT, w = WAITER_INIT;
+    struct store_event g, ev;
+    struct gate gate = GATE_INIT;
+    struct store_rejection r = {"/r", NULL, 401, "bad_signature", NULL, NULL, 0};
+    unsigned long long lost0 = metric("payhookd_rejections_unrecorded_total");
+    int i;
+
+    o.rejection_queue_max = RMAX;
+    s = open_ok(&o);
+    gate_close(s, &gate, &g, &wg);
+    for (i = 0; i < RMAX + 5; i++)
+        store_reject(s, &r);
+    ck_assert_uint_eq(metric("payhookd_rejections_unrecorded_total") - lost0, 5);
+    ev_init(&ev, "genuine", "ok");
+    ck_assert_int_eq(store_submit(s, &ev, waiter_done, &w), 0);
+    gate_open(&gate);
+    waiter_wait(&wg, 1);
+    waiter_wait(&w, 1);
+    ck_assert_int_eq(w.outcome, STORE_NEW);
+    store_close(s);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM rejections"), RMAX);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM events WHERE dedupe_key = 'genuine'"),
+                     1);
 }
 END_TEST
 
@@ -1496,6 +1535,7 @@ static Suite *store_suite(void)
     tcase_add_test(rej, rejections_trimmed);
     tcase_add_test(q, stop_drains_queue);
     tcase_add_test(q, queue_full);
+    tcase_add_test(q, rejection_queue_full);
     tcase_add_test(q, null_safe);
     for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         tcase_add_checked_fixture(all[i], setup, teardown);

@@ -28,6 +28,7 @@ struct store_options {
     unsigned batch_max;
     unsigned queue_max;
     unsigned rejections_keep;
+    unsigned rejection_queue_max; /* rejections waiting to be written; 0: 256 */
 };
 
 /* What a provider asks to store. Strings may be NULL where a column is
@@ -76,6 +77,10 @@ struct store_result {
 
 typedef void (*store_done_fn)(void *data, const struct store_result *res);
 
+/* An operation's writes, run on the writer thread inside the transaction:
+ * 0, or -errno (the operation then fails alone, its writes rolled back). */
+typedef int (*store_write_fn)(struct store_tx *tx, void *data);
+
 /* A rejected request, recorded best-effort (copied; never waits). */
 struct store_rejection {
     const char *route;
@@ -101,7 +106,19 @@ int store_open(const struct store_options *o, struct store **out, char *err, siz
  */
 int store_submit(struct store *s, struct store_event *ev, store_done_fn done, void *data);
 
-/* Record a rejection; dropped (and counted) when the queue is full. */
+/*
+ * Queue an operation: the daemon's own durable writes (job state, hook
+ * deliveries, tokens) go through the same writer and group commit as the
+ * events, so there is one writing connection. write(tx, data) runs in the
+ * transaction; done(data, result) is called exactly once after the commit
+ * (outcome STORE_NEW) or its failure (STORE_FAILED). Operations are not
+ * counted against queue_max: their number is bounded by their producers.
+ * Returns 0, or -EAGAIN when the store is stopping (done is then NOT called).
+ */
+int store_submit_op(struct store *s, store_write_fn write, store_done_fn done, void *data);
+
+/* Record a rejection in its own small queue, never ahead of an event:
+ * dropped (and counted) when that queue is full. */
 void store_reject(struct store *s, const struct store_rejection *r);
 
 /* 1 when the writer is alive and the last transaction (or probe) committed. */

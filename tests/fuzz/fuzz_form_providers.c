@@ -195,7 +195,9 @@ static void store_start(void)
 {
     const char *pay = "dealId=" DEAL_SHOP "&orderId=" PAID_ORDER "&tpOrderId=t1&status=2"
                       "&totalMoney=1000&payMoney=1000&userId=1";
-    struct store_options o = {db_path, 0, 64, 1024, 100};
+    struct store_options o = {
+        .path = db_path, .synchronous_full = 0, .batch_max = 64, .queue_max = 1024,
+        .rejections_keep = 100};
     struct provider_request rq = {0};
     struct provider_reply out = {0};
     struct arena arena = {0};
