@@ -14,64 +14,20 @@
 #include <unistd.h>
 
 #include "intake/http.h"
+#include "runtime.h"
+#include "store/store.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/util.h"
 
 struct daemon {
-    pthread_mutex_t lock; /* guards `cur` */
-    struct runtime *cur;
+    struct runtime_cell rt;
+    int rt_ready;
     struct store *store;
     struct http *http;
     uint64_t started_ns;
     unsigned reloads;
 };
-
-/* A runtime for cfg (taking ownership), with one reference. */
-static int daemon_runtime_new(struct config *cfg, struct runtime **out, char *err,
-                              size_t errlen)
-{
-    struct runtime *rt = calloc(1, sizeof(*rt));
-    int r;
-
-    if (!rt) {
-        config_free(cfg);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    r = routes_build(cfg, &rt->routes, err, errlen);
-    if (r < 0) {
-        config_free(cfg);
-        free(rt);
-        return r;
-    }
-    rt->cfg = cfg;
-    atomic_store(&rt->refs, 1);
-    *out = rt;
-    return 0;
-}
-
-/* Take a reference on the current runtime. */
-struct runtime *daemon_runtime_acquire(struct daemon *d)
-{
-    struct runtime *rt;
-
-    pthread_mutex_lock(&d->lock);
-    rt = d->cur;
-    atomic_fetch_add(&rt->refs, 1);
-    pthread_mutex_unlock(&d->lock);
-    return rt;
-}
-
-/* Drop a reference; the last one frees the generation. */
-void daemon_runtime_release(struct runtime *rt)
-{
-    if (!rt || atomic_fetch_sub(&rt->refs, 1) != 1)
-        return;
-    routes_free(rt->routes);
-    config_free(rt->cfg);
-    free(rt);
-}
 
 /* Open the store described by the config. */
 static int daemon_open_store(struct daemon *d, const struct config *c, char *err,
@@ -93,22 +49,25 @@ int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *e
                  size_t errlen)
 {
     struct daemon *d = calloc(1, sizeof(*d));
+    struct runtime *rt;
     int r;
 
     if (!d) {
         config_free(cfg);
         return -ENOMEM;
     }
-    pthread_mutex_init(&d->lock, NULL);
+
     d->started_ns = util_now_ns();
     log_set_level(cfg->server.log_level);
-    r = daemon_runtime_new(cfg, &d->cur, err, errlen);
+    r = runtime_new(cfg, &rt, err, errlen);
     if (r < 0)
         goto fail;
-    r = daemon_open_store(d, d->cur->cfg, err, errlen);
+    runtime_cell_init(&d->rt, rt);
+    d->rt_ready = 1;
+    r = daemon_open_store(d, rt->cfg, err, errlen);
     if (r < 0)
         goto fail;
-    r = http_start(d, d->store, listen_fd, &d->http, err, errlen);
+    r = http_start(&d->rt, d->store, listen_fd, &d->http, err, errlen);
     if (r < 0)
         goto fail;
     *out = d;
@@ -147,17 +106,14 @@ int daemon_reload(struct daemon *d, const char *path, char *err, size_t errlen)
     r = config_load(path, &cfg, err, errlen);
     if (r < 0)
         return r;
-    r = daemon_runtime_new(cfg, &rt, err, errlen);
+    r = runtime_new(cfg, &rt, err, errlen);
     if (r < 0)
         return r;
-    pthread_mutex_lock(&d->lock);
-    old = d->cur;
-    d->cur = rt;
+    old = runtime_swap(&d->rt, rt);
     d->reloads++;
-    pthread_mutex_unlock(&d->lock);
     daemon_restart_only(old->cfg, rt->cfg, err, errlen);
     log_set_level(rt->cfg->server.log_level);
-    daemon_runtime_release(old);
+    runtime_release(old);
     return err[0] ? 1 : 0;
 }
 
@@ -198,7 +154,7 @@ int daemon_stop(struct daemon *d)
 
     if (!d)
         return 0;
-    timeout = d->cur ? d->cur->cfg->server.drain_timeout : 1;
+    timeout = d->rt_ready ? d->rt.cur->cfg->server.drain_timeout : 1;
     if (d->http) {
         http_quiesce(d->http);
         left = daemon_wait_idle(d, util_now_ns() + (uint64_t)timeout * 1000000000ull);
@@ -210,8 +166,8 @@ int daemon_stop(struct daemon *d)
         d->http = http_stop(d->http);
     }
     d->store = store_close(d->store);
-    daemon_runtime_release(d->cur);
-    pthread_mutex_destroy(&d->lock);
+    if (d->rt_ready)
+        runtime_cell_destroy(&d->rt);
     free(d);
     return (int)left;
 }

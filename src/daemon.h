@@ -1,24 +1,14 @@
 /*
- * daemon.h: the running service: the current runtime (config + routes +
- * provider state, swapped whole on reload), the store and the HTTP server,
- * and the orderly shutdown that loses nothing.
+ * daemon.h: the running service: the current runtime (runtime.h: config,
+ * routes and provider state, swapped whole on reload), the store and the
+ * HTTP server, and the orderly shutdown that loses nothing.
  */
 #ifndef PAYHOOKD_DAEMON_H
 #define PAYHOOKD_DAEMON_H
 
-#include <stdatomic.h>
-#include <stdint.h>
+#include <stddef.h>
 
 #include "config.h"
-#include "providers/provider.h"
-
-/* One generation of configuration: immutable, reference-counted, so a
- * request keeps the keys it started with while a reload swaps in new ones. */
-struct runtime {
-    struct config *cfg;
-    struct routes *routes;
-    atomic_int refs;
-};
 
 struct daemon;
 
@@ -29,10 +19,6 @@ struct daemon;
  */
 int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *err,
                  size_t errlen);
-
-/* The current runtime with a reference held; release it when done. */
-struct runtime *daemon_runtime_acquire(struct daemon *d);
-void daemon_runtime_release(struct runtime *rt);
 
 /*
  * Load `path` again and swap it in when it is valid; a bad config is

@@ -17,6 +17,7 @@
 #include "autoconf.h"
 #include "config.h"
 #include "daemon.h"
+#include "providers/provider.h"
 #include "lib/log.h"
 
 #define MAIN_ERR_MAX 1024

@@ -49,7 +49,7 @@ struct http_ip {
 
 struct http {
     struct MHD_Daemon *mhd;
-    struct daemon *d;
+    struct runtime_cell *cell;
     struct store *store;
     atomic_long in_flight;
     pthread_mutex_t ip_lock;
@@ -210,12 +210,12 @@ static void http_log_refusal(struct http *h, const struct sockaddr *sa, unsigned
 static enum MHD_Result http_accept(void *cls, const struct sockaddr *sa, socklen_t len)
 {
     struct http *h = cls;
-    struct runtime *rt = daemon_runtime_acquire(h->d);
+    struct runtime *rt = runtime_acquire(h->cell);
     unsigned limit = rt->cfg->server.max_connections_per_ip;
     int trusted = config_is_trusted(rt->cfg, sa);
     uint8_t key[16];
 
-    daemon_runtime_release(rt);
+    runtime_release(rt);
     if (atomic_load(&h->draining))
         return MHD_NO;
     if (trusted || http_addr_key(sa, key) < 0 || http_ip_count(h, key) < limit)
@@ -257,10 +257,10 @@ static struct http_conn *http_conn_new(struct http *h, struct MHD_Connection *c)
     hc->fd = -1;
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci) {
-        rt = daemon_runtime_acquire(h->d);
+        rt = runtime_acquire(h->cell);
         hc->counted = !config_is_trusted(rt->cfg, ci->client_addr) &&
                       http_addr_key(ci->client_addr, hc->key) == 0;
-        daemon_runtime_release(rt);
+        runtime_release(rt);
     }
     if (hc->counted)
         http_ip_add(h, hc->key, 1);
@@ -642,7 +642,7 @@ static struct http_req *http_req_new(struct http *h, struct MHD_Connection *c)
     rq->h = h;
     rq->conn = c;
     rq->t0 = util_now_ns();
-    rq->rt = daemon_runtime_acquire(h->d);
+    rq->rt = runtime_acquire(h->cell);
     rq->max_body = rq->rt->cfg->server.max_body;
     rq->metrics = -1;
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -696,7 +696,7 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         metrics_request(rq->metrics, 0, util_now_ns() - rq->t0);
     arena_free(&rq->arena);
     buf_free(&rq->body);
-    daemon_runtime_release(rq->rt);
+    runtime_release(rq->rt);
     atomic_fetch_sub(&rq->h->in_flight, 1);
     metrics_add_in_flight(-1);
     free(rq);
@@ -730,7 +730,7 @@ static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Start the MHD daemon with the fixed settings of the current runtime. */
-int http_start(struct daemon *d, struct store *store, int listen_fd, struct http **out,
+int http_start(struct runtime_cell *cell, struct store *store, int listen_fd, struct http **out,
                char *err, size_t errlen)
 {
     struct http *h = calloc(1, sizeof(*h));
@@ -743,7 +743,7 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
 
     if (!h)
         return -ENOMEM;
-    h->d = d;
+    h->cell = cell;
     h->store = store;
     pthread_mutex_init(&h->ip_lock, NULL);
     pthread_mutex_init(&h->conn_lock, NULL);
@@ -752,7 +752,7 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     h->route_builtin[BUILTIN_HEALTHZ] = metrics_route("/healthz");
     h->route_builtin[BUILTIN_READYZ] = metrics_route("/readyz");
     h->route_builtin[BUILTIN_METRICS] = metrics_route("/metrics");
-    rt = daemon_runtime_acquire(d);
+    rt = runtime_acquire(cell);
     s = &rt->cfg->server;
     h->deadline_ns = (uint64_t)s->connection_timeout * 1000000000ull;
     if (s->listen_addr.ss_family == AF_INET6 && listen_fd < 0)
@@ -786,7 +786,7 @@ int http_start(struct daemon *d, struct store *store, int listen_fd, struct http
     if (!h->mhd)
         snprintf(err, errlen, "cannot listen on %s (address in use, or not permitted?)",
                  listen_fd >= 0 ? "the inherited socket" : s->listen);
-    daemon_runtime_release(rt);
+    runtime_release(rt);
     if (!h->mhd) {
         pthread_mutex_destroy(&h->ip_lock);
         pthread_mutex_destroy(&h->conn_lock);

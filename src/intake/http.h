@@ -7,7 +7,7 @@
 #ifndef PAYHOOKD_HTTP_H
 #define PAYHOOKD_HTTP_H
 
-#include "daemon.h"
+#include "runtime.h"
 #include "store/store.h"
 
 struct http;
@@ -19,7 +19,7 @@ struct http;
  * the runtime current when each request begins. listen_fd >= 0 is an
  * inherited socket (systemd socket activation).
  */
-int http_start(struct daemon *d, struct store *store, int listen_fd, struct http **out,
+int http_start(struct runtime_cell *cell, struct store *store, int listen_fd, struct http **out,
                char *err, size_t errlen);
 
 /* Stop accepting new connections (requests on open ones still complete). */
