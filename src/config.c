@@ -531,6 +531,8 @@ static const struct conf_key gateway_keys[] = {
     {"exclude", conf_words, GW(exclude), 0, 0, "sign sign_type", 0, NULL, OWN_STRV},
     {"drop_empty", conf_bool, GW(drop_empty), 0, 0, "yes", 0, NULL, OWN_NONE},
     {"app_id", conf_str, GW(app_id), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"dedupe_fields", conf_words, GW(dedupe_fields), 0, 0,
+     "out_trade_no trade_no trade_status out_refund_no refund_no", 0, NULL, OWN_STRV},
     END_KEYS,
 };
 
@@ -604,6 +606,11 @@ static int conf_finish_gateway(struct config *c, void *obj, const char *name, ch
     }
     if (g->sign != GW_SIGN_RSA && (!g->secret || !g->secret[0])) {
         snprintf(msg, len, "secret is required with sign = %s", gw_sign_choices[g->sign]);
+        return -EINVAL;
+    }
+    if (!g->dedupe_fields || !g->dedupe_fields[0]) {
+        snprintf(msg, len, "dedupe_fields must name at least one field (two callbacks "
+                           "with the same values of these fields are one callback)");
         return -EINVAL;
     }
     if (!g->notify_path) {

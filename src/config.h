@@ -103,7 +103,8 @@ struct config_gateway {
     int rsa_sha256;                /* sign = rsa: 1 SHA256 (RSA2), 0 SHA1 */
     char **exclude;                /* keys left out of the signed string */
     int drop_empty;
-    char *app_id; /* when set, callbacks must carry this app_id */
+    char *app_id;         /* when set, callbacks must carry this app_id */
+    char **dedupe_fields; /* what makes two callbacks the same one */
 };
 
 struct config {

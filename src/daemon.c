@@ -44,6 +44,31 @@ static int daemon_open_store(struct daemon *d, const struct config *c, char *err
     return store_open(&o, &d->store, err, errlen);
 }
 
+/* Rows stored before events.app was the Baidu app id hold the dealId:
+ * relabel them once from the configuration (design.md: events.app). */
+static int daemon_relabel_baidu(struct daemon *d, const struct config *c, char *err,
+                                size_t errlen)
+{
+    const char **deal = calloc(c->n_baidu_apps + 1, sizeof(*deal)),
+               **app = calloc(c->n_baidu_apps + 1, sizeof(*app));
+    size_t i;
+    int r = -ENOMEM;
+
+    for (i = 0; deal && app && i < c->n_baidu_apps; i++) {
+        const struct config_baidu_app *a = c->baidu_apps[i];
+        deal[i] = a->deal_id;
+        app[i] = a->app_id && a->app_id[0] ? a->app_id : a->name;
+    }
+    if (deal && app)
+        r = store_relabel_baidu_apps(d->store, deal, app, c->n_baidu_apps);
+    if (r < 0)
+        snprintf(err, errlen, "cannot relabel the app of stored Baidu events: %s",
+                 strerror(-r));
+    free(deal);
+    free(app);
+    return r;
+}
+
 /* Build everything and start serving. */
 int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *err,
                  size_t errlen)
@@ -65,6 +90,9 @@ int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *e
     runtime_cell_init(&d->rt, rt);
     d->rt_ready = 1;
     r = daemon_open_store(d, rt->cfg, err, errlen);
+    if (r < 0)
+        goto fail;
+    r = daemon_relabel_baidu(d, rt->cfg, err, errlen);
     if (r < 0)
         goto fail;
     r = http_start(&d->rt, d->store, listen_fd, &d->http, err, errlen);

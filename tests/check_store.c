@@ -311,6 +311,65 @@ static void gate_open(struct gate *g)
 
 /* ---- opening and migrations -------------------------------------------------- */
 
+/* Run SQL on the test store through a connection of the test's own. */
+static void exec_sql(const char *sql)
+{
+    sqlite3 *db;
+    char *msg = NULL;
+
+    ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
+                  msg);
+    sqlite3_close(db);
+}
+
+/* A store written by the schema of version 2, with the rows it made then:
+ * migration 3 moves a Baidu audit's decided amount to refund_fen, makes an
+ * Alipay notification carrying refund_fee a refund (its yuan converted
+ * exactly), and relabelling Baidu rows from the config happens once. */
+START_TEST(migration_3_refunds_and_app_ids)
+{
+    struct store_options o = opts();
+    const char *deal[] = {"470193086"}, *app[] = {"14508451"};
+    struct store *s;
+    char buf[64];
+
+    exec_sql(store_migrations[0].sql);
+    exec_sql(store_migrations[1].sql);
+    exec_sql(
+        "PRAGMA user_version = 2;"
+        "INSERT INTO events (received_at, last_received_at, provider, kind, app,"
+        " dedupe_key, verified, amount_fen, status, answer, fields, body) VALUES"
+        " ('t', 't', 'baidu', 'refund_audit', '470193086', 'k1', 1, 600, 'approve',"
+        "  '', '{}', ''),"
+        " ('t', 't', 'baidu', 'pay_notify', '470193086', 'k2', 1, 1000, '2', '', '{}', "
+        "''),"
+        " ('t', 't', 'alipay', 'notify', '2021', 'k3', 1, 10000, 'TRADE_SUCCESS', '',"
+        "  '{\"refund_fee\":\"12.3\",\"out_biz_no\":\"R1\"}', ''),"
+        " ('t', 't', 'alipay', 'notify', '2021', 'k4', 1, 10000, 'TRADE_SUCCESS', '',"
+        "  '{\"refund_fee\":\"\"}', '')");
+    s = open_ok(&o);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM events WHERE kind = 'refund_audit'"
+                              " AND amount_fen IS NULL AND refund_fen = 600"),
+                     1);
+    ck_assert_int_eq(peek_int("SELECT refund_fen FROM events WHERE dedupe_key = 'k3'"),
+                     1230);
+    ck_assert_str_eq(
+        peek_text("SELECT kind FROM events WHERE dedupe_key = 'k3'", buf, sizeof(buf)),
+        "refund_notify");
+    ck_assert_str_eq(
+        peek_text("SELECT kind FROM events WHERE dedupe_key = 'k4'", buf, sizeof(buf)),
+        "notify");
+    ck_assert_int_eq(store_relabel_baidu_apps(s, deal, app, 1), 0);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM events WHERE app = '14508451'"), 2);
+    /* Done once: a row with the deal id as app afterwards is left alone. */
+    exec_sql("UPDATE events SET app = '470193086' WHERE dedupe_key = 'k2'");
+    ck_assert_int_eq(store_relabel_baidu_apps(s, deal, app, 1), 0);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM events WHERE app = '14508451'"), 1);
+    store_close(s);
+}
+END_TEST
+
 /* A fresh file gets every migration, the tables, WAL, and the latest user_version. */
 START_TEST(open_fresh_migrates)
 {
@@ -809,7 +868,7 @@ static void *lookup_thread(void *arg)
     int i;
 
     for (i = 0; i < 50; i++) {
-        if (store_baidu_order_app(lr->s, "O1", app, sizeof(app)) == 1 &&
+        if (store_baidu_order_deal(lr->s, "O1", app, sizeof(app)) == 1 &&
             strcmp(app, "deal-1") == 0)
             lr->found++;
         else
@@ -818,7 +877,7 @@ static void *lookup_thread(void *arg)
     return NULL;
 }
 
-/* The app of an order comes from its verified pay notification only, from any thread. */
+/* The deal of an order comes from its verified pay notification only, from any thread. */
 START_TEST(baidu_order_app_lookup)
 {
     enum { THREADS = 16 };
@@ -829,13 +888,13 @@ START_TEST(baidu_order_app_lookup)
     char app[64] = "untouched";
     int i;
 
-    put_pay_notify(s, "p1", "O1", "deal-1", 1, "2", NULL);
-    put_pay_notify(s, "p2", "O2", "forged", 0, "2", NULL);
-    ck_assert_int_eq(store_baidu_order_app(s, "O1", app, sizeof(app)), 1);
+    put_pay_notify(s, "p1", "O1", "app-1", 1, "2", "{\"dealId\":\"deal-1\"}");
+    put_pay_notify(s, "p2", "O2", "app-1", 0, "2", "{\"dealId\":\"forged\"}");
+    ck_assert_int_eq(store_baidu_order_deal(s, "O1", app, sizeof(app)), 1);
     ck_assert_str_eq(app, "deal-1");
     strcpy(app, "untouched");
-    ck_assert_int_eq(store_baidu_order_app(s, "O2", app, sizeof(app)), 0);
-    ck_assert_int_eq(store_baidu_order_app(s, "O3", app, sizeof(app)), 0);
+    ck_assert_int_eq(store_baidu_order_deal(s, "O2", app, sizeof(app)), 0);
+    ck_assert_int_eq(store_baidu_order_deal(s, "O3", app, sizeof(app)), 0);
     ck_assert_str_eq(app, "untouched");
     for (i = 0; i < THREADS; i++) {
         lr[i] = (struct lookup_run){s, 0, 0};
@@ -917,6 +976,47 @@ START_TEST(baidu_refund_helpers)
     ck_assert_int_eq(peek_int("SELECT refund_status FROM baidu_refunds WHERE"
                               " refund_batch_id = 'B2'"),
                      2);
+    store_close(s);
+}
+END_TEST
+
+/* What the truncation probe's in_tx saw. */
+struct short_probe {
+    char buf[4];
+    int r;
+};
+
+/* In the transaction: look a long payMoney up into a short buffer. */
+static int short_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    struct short_probe *p = data;
+
+    strcpy(p->buf, "ok");
+    p->r = store_tx_baidu_paid(tx, "O9", p->buf, sizeof(p->buf));
+    return 0;
+}
+
+/* A looked-up value longer than the caller's buffer is refused, never cut:
+ * "12345" cut to "123" would be a wrong amount. The buffer is untouched. */
+START_TEST(lookup_never_truncates)
+{
+    struct store_options o = opts();
+    struct store *s = open_ok(&o);
+    struct waiter w = WAITER_INIT;
+    struct short_probe p;
+    struct store_event ev;
+    char deal[4] = "ok";
+
+    put_pay_notify(s, "paid", "O9", "app", 1, "2",
+                   "{\"payMoney\":\"12345\",\"dealId\":\"470193086\"}");
+    ev_init(&ev, "probe", "{}");
+    ev.in_tx = short_in_tx;
+    ev.in_tx_data = &p;
+    submit_wait(s, &ev, &w);
+    ck_assert_int_eq(p.r, -ENOSPC);
+    ck_assert_str_eq(p.buf, "ok");
+    ck_assert_int_eq(store_baidu_order_deal(s, "O9", deal, sizeof(deal)), -ENOSPC);
+    ck_assert_str_eq(deal, "ok");
     store_close(s);
 }
 END_TEST
@@ -1511,6 +1611,8 @@ static Suite *store_suite(void)
     size_t i;
 
     tcase_add_test(open, open_fresh_migrates);
+    tcase_add_test(open, migration_3_refunds_and_app_ids);
+    tcase_add_test(open, lookup_never_truncates);
     tcase_add_test(open, reopen_does_not_reapply);
     tcase_add_test(open, newer_schema_refused);
     tcase_add_test(open, open_bad_files);

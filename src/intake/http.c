@@ -499,7 +499,7 @@ static void http_stored(void *data, const struct store_result *res)
         }
         if (res->outcome == STORE_DUPLICATE)
             metrics_duplicate(rq->metrics);
-        if (res->outcome == STORE_NEW && p->ev.note)
+        if ((res->outcome == STORE_NEW || res->outcome == STORE_UNSTORED) && p->ev.note)
             log_msg(LOG_NOTICE,
                     (const char *[]){"ROUTE", rq->route->path, "ORDER",
                                      p->ev.order_id ? p->ev.order_id : "", "DECISION",

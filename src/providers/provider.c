@@ -175,9 +175,14 @@ enum provider_verdict provider_form(const struct provider_request *rq,
         return provider_reject(out, 400, "repeated_key", body, "%s", why);
     if (r == -E2BIG)
         return provider_reject(out, 400, "form_too_large", body, "%s", why);
+    if (r == -ENOMEM)
+        return provider_reject(out, 503, "no_memory", body,
+                               "out of memory parsing the form");
     if (r < 0)
         return provider_reject(out, 400, "bad_form", body, "%s", why);
-    arena_own(out->arena, *f, provider_form_free);
+    /* On failure arena_own has freed the form already: it must not be used. */
+    if (!arena_own(out->arena, *f, provider_form_free))
+        return provider_reject(out, 503, "no_memory", body, "out of memory");
     if ((nul = provider_nul_field(*f))) {
         /* A key holds no NUL but may hold any other byte (a newline, an
          * escape), and the detail is logged and stored: print it as text. */
@@ -267,7 +272,8 @@ int provider_verify_form(const struct form *f, const struct form_canon_rule *rul
 
     if (form_canonical(f, rule, &canon, &canon_len) < 0)
         return -ENOMEM;
-    arena_adopt(out->arena, canon);
+    if (!arena_adopt(out->arena, canon)) /* freed already on failure */
+        return -ENOMEM;
     r = crypto_rsa_verify_b64(key, hash, canon, canon_len, sig, sig_len);
     if (r == 0 || !memchr(sig, ' ', sig_len))
         return r;
@@ -303,11 +309,43 @@ char *provider_key_part(struct arena *a, const char *v, size_t len)
     return s;
 }
 
-/* A form field as a dedupe key part ("" when absent). */
-char *provider_key_field(struct arena *a, const struct form *f, const char *key)
+/* One more part of a dedupe key: ':' and the escaped value. */
+static int provider_key_append(struct buf *k, struct arena *a, const char *v, size_t len)
 {
-    size_t len = 0;
-    const char *v = form_get(f, key, &len);
+    char *part = provider_key_part(a, v, len);
 
-    return provider_key_part(a, v ? v : "", v ? len : 0);
+    if (!part)
+        return -ENOMEM;
+    return buf_append(k, ":", 1) == 0 ? buf_puts(k, part) : -ENOMEM;
+}
+
+/* A dedupe key over form fields. */
+char *provider_dedupe_key(struct arena *a, const char *prefix, const struct form *f,
+                          const char *const *fields)
+{
+    return provider_dedupe_key_by(a, prefix, f, fields, SIZE_MAX, form_get);
+}
+
+/* A dedupe key over values looked up by get. */
+char *provider_dedupe_key_by(struct arena *a, const char *prefix, const struct form *f,
+                             const char *const *fields, size_t keep, provider_get_fn get)
+{
+    struct buf k = {0};
+    size_t i, n = 0, len;
+    const char *v;
+    int r;
+
+    for (i = 0; fields[i]; i++)
+        if (i < keep || ((v = get(f, fields[i], &len)) && len))
+            n = i + 1;
+    r = buf_puts(&k, prefix);
+    for (i = 0; r == 0 && i < n; i++) {
+        v = get(f, fields[i], &len);
+        r = provider_key_append(&k, a, v ? v : "", v ? len : 0);
+    }
+    if (r < 0) {
+        buf_free(&k);
+        return NULL;
+    }
+    return arena_adopt(a, buf_steal(&k));
 }

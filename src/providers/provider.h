@@ -136,8 +136,22 @@ int provider_verify_form(const struct form *f, const struct form_canon_rule *rul
  */
 char *provider_key_part(struct arena *a, const char *v, size_t len);
 
-/* A form field as a key part ("" when absent). */
-char *provider_key_field(struct arena *a, const struct form *f, const char *key);
+/*
+ * A dedupe key: `prefix`, then for each of `fields` (NULL-terminated) ':'
+ * and the field's value as a key part ("" when absent or empty). In the
+ * arena; NULL on ENOMEM -- never a key with a part missing, which would
+ * merge two different callbacks into one.
+ */
+char *provider_dedupe_key(struct arena *a, const char *prefix, const struct form *f,
+                          const char *const *fields);
+
+/* The same with the values looked up by get(f, key, &len) instead of
+ * form_get, and the parts after the first `keep` left out when they are
+ * empty at the end (so adding optional fields to a key's list leaves the
+ * keys of callbacks without them as they were). */
+typedef const char *(*provider_get_fn)(const struct form *f, const char *key, size_t *len);
+char *provider_dedupe_key_by(struct arena *a, const char *prefix, const struct form *f,
+                             const char *const *fields, size_t keep, provider_get_fn get);
 
 /* Content-Type predicates for route_ops.accepts. */
 int provider_accepts_json(const char *content_type);

@@ -104,7 +104,7 @@ int store_ckpt_start(struct store *s)
 
 /* Tell a helper thread to stop (its flag, under its lock) and wait for it. */
 void store_thread_stop(pthread_t t, int *started, int *stop, pthread_mutex_t *lock,
-                              pthread_cond_t *cond)
+                       pthread_cond_t *cond)
 {
     if (!*started)
         return;
@@ -149,4 +149,3 @@ void store_checkpoint_due(struct store *s)
     if (phase == CKPT_DONE)
         store_checkpoint(s->db, 1, copied);
 }
-

@@ -19,8 +19,8 @@ static const char *const ev_sql[EV__COUNT] = {
         "INSERT INTO events (received_at, last_received_at, provider, kind, app, "
         "dedupe_key,"
         " verified, order_id, merchant_order_id, amount_fen, status, remote_addr, answer,"
-        " fields, body) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-        "?13, ?14) ON CONFLICT (dedupe_key) DO NOTHING",
+        " fields, body, refund_fen) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+        " ?11, ?12, ?13, ?14, ?15) ON CONFLICT (dedupe_key) DO NOTHING",
 };
 
 const struct store_table store_events_table = {"events", ev_sql, EV__COUNT};
@@ -89,6 +89,10 @@ static int store_insert(struct store *s, struct store_req *q)
     store_bind_text(st, 12, e->answer ? e->answer : "");
     store_bind_text(st, 13, e->fields);
     sqlite3_bind_blob(st, 14, e->body ? e->body : "", (int)e->body_len, SQLITE_STATIC);
+    if (e->has_refund)
+        sqlite3_bind_int64(st, 15, e->refund_fen);
+    else
+        sqlite3_bind_null(st, 15);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -127,6 +131,12 @@ int store_write_event(struct store *s, struct store_req *q)
         return -EPROTO; /* a conflict, yet no such key: cannot happen */
     if ((r = q->ev->in_tx(&tx, q->ev, q->ev->in_tx_data)) < 0)
         return r;
+    if (r == 1) {
+        /* Undecided: answered, nothing stored, so the next ask decides again. */
+        q->res.outcome = STORE_UNSTORED;
+        q->res.answer = q->ev->answer ? q->ev->answer : "";
+        return 0;
+    }
     r = store_insert(s, q);
     return r == 1 ? 0 : -EIO;
 }

@@ -19,7 +19,7 @@ static const struct store_table *const store_tables[TBL__COUNT] = {
     [TBL_TX] = &store_tx_table,
     [TBL_EVENTS] = &store_events_table,
     [TBL_REJECTIONS] = &store_rejections_table,
-    [TBL_REFUNDS] = &store_refunds_table,
+    [TBL_BAIDU] = &store_baidu_table,
     [TBL_TOKENS] = &store_tokens_table,
 };
 
@@ -58,8 +58,13 @@ int store_first_text(sqlite3_stmt *st, const char *arg, char *buf, size_t len)
     sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && (v = sqlite3_column_text(st, 0)) != NULL) {
-        snprintf(buf, len, "%s", (const char *)v);
-        r = 1;
+        /* A cut number or id would be a wrong one: refuse instead. */
+        if ((size_t)sqlite3_column_bytes(st, 0) >= len) {
+            r = -ENOSPC;
+        } else {
+            memcpy(buf, v, (size_t)sqlite3_column_bytes(st, 0) + 1);
+            r = 1;
+        }
     } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         r = -EIO;
     }

@@ -43,7 +43,9 @@ struct store_event {
     const char *order_id;
     const char *merchant_order_id;
     int has_amount;
-    int64_t amount_fen;
+    int64_t amount_fen; /* the order amount */
+    int has_refund;
+    int64_t refund_fen; /* a refund's amount */
     const char *status;
     const char *remote_addr;
     const char *fields; /* JSON text */
@@ -54,8 +56,11 @@ struct store_event {
     /*
      * Called inside the transaction when the event is new (not for a
      * redelivery), before the row is inserted: decides the answer from the
-     * store's state, writes companion rows. Returns 0 or -errno (the event
-     * then fails alone, its savepoint rolled back). May be NULL.
+     * store's state, writes companion rows. Returns 0, 1 to answer
+     * ev->answer WITHOUT storing the event (an undecided question the
+     * platform asks again: the next ask must decide afresh, not replay),
+     * or -errno (the event then fails alone, its savepoint rolled back).
+     * May be NULL.
      */
     int (*in_tx)(struct store_tx *tx, struct store_event *ev, void *data);
     void *in_tx_data;
@@ -65,6 +70,7 @@ enum store_outcome {
     STORE_NEW,       /* committed as a new row */
     STORE_DUPLICATE, /* a redelivery: deliveries incremented, first answer returned */
     STORE_FAILED,    /* not committed: nothing may be acknowledged */
+    STORE_UNSTORED,  /* in_tx answered without storing (see in_tx) */
 };
 
 struct store_result {
@@ -97,7 +103,8 @@ struct store_rejection {
  * Returns 0, or -errno with the reason in err (e.g. a schema newer than this
  * binary, an unwritable directory).
  */
-int store_open(const struct store_options *o, struct store **out, char *err, size_t errlen);
+int store_open(const struct store_options *o, struct store **out, char *err,
+               size_t errlen);
 
 /*
  * Queue an event. done(data, result) is called exactly once, on the writer
@@ -115,7 +122,8 @@ int store_submit(struct store *s, struct store_event *ev, store_done_fn done, vo
  * counted against queue_max: their number is bounded by their producers.
  * Returns 0, or -EAGAIN when the store is stopping (done is then NOT called).
  */
-int store_submit_op(struct store *s, store_write_fn write, store_done_fn done, void *data);
+int store_submit_op(struct store *s, store_write_fn write, store_done_fn done,
+                    void *data);
 
 /* Record a rejection in its own small queue, never ahead of an event:
  * dropped (and counted) when that queue is full. */
@@ -149,8 +157,9 @@ struct store *store_close(struct store *s);
 int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time);
 
 /* payMoney (text) of the verified paid (status 2) notification of a Baidu
- * order: 1 found, 0 none, -EIO. */
-int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money, size_t len);
+ * order: 1 found, 0 none, -ENOSPC (longer than len: never cut), -EIO. */
+int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money,
+                        size_t len);
 
 /* Sum of the refunds approved for an order and not reported failed. */
 int store_tx_baidu_approved(struct store_tx *tx, const char *order_id, int64_t *sum);
@@ -159,13 +168,24 @@ int store_tx_baidu_approved(struct store_tx *tx, const char *order_id, int64_t *
 int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *order_id,
                           int audit_status, int64_t refund_fen, const char *reason);
 
+/* The refundPayMoney approved for a refund batch: 1 found, 0 none, -EIO. */
+int store_tx_baidu_decided(struct store_tx *tx, const char *batch, int64_t *refund_fen);
+
 /* Record the outcome (1 success, 2 failure) a refund notification reports. */
-int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch, int refund_status);
+int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch,
+                                  int refund_status);
 
 /* ---- read-only lookups (any thread; a small pool of read connections) -- */
 
-/* The app (dealId) of the verified pay notification of a Baidu order:
- * 1 found (copied into buf), 0 none, -EIO. */
-int store_baidu_order_app(struct store *s, const char *order_id, char *buf, size_t len);
+/* The dealId of the verified pay notification of a Baidu order:
+ * 1 found (copied into buf), 0 none, -ENOSPC (never cut), -EIO. */
+int store_baidu_order_deal(struct store *s, const char *order_id, char *buf, size_t len);
+
+/* Baidu events stored before events.app became the app id carry the dealId
+ * there: relabel them from the configuration, once (the store remembers it
+ * was done). deal[i] maps to app[i]. Runs through the writer and waits.
+ * 0 when done or nothing to do, -errno. */
+int store_relabel_baidu_apps(struct store *s, const char *const *deal,
+                             const char *const *app, size_t n);
 
 #endif

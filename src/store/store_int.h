@@ -30,12 +30,12 @@ enum store_table_id {
     TBL_TX,         /* writer.c: transaction control */
     TBL_EVENTS,     /* events.c */
     TBL_REJECTIONS, /* rejections.c */
-    TBL_REFUNDS,    /* refunds.c: Baidu refund audit decisions */
+    TBL_BAIDU,      /* baidu.c: refund audit decisions, Baidu lookups */
     TBL_TOKENS,     /* tokens.c: the TP ticket */
     TBL__COUNT
 };
 extern const struct store_table store_tx_table, store_events_table,
-    store_rejections_table, store_refunds_table, store_tokens_table;
+    store_rejections_table, store_baidu_table, store_tokens_table;
 
 /* Statement i of table t on the writer's connection. */
 #define STORE_ST(s, t, i) ((s)->st[t][i])
@@ -100,8 +100,8 @@ struct store {
     int thread_started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    struct store_req *head, *tail; /* events and operations */
-    long depth;                    /* events queued (operations are not counted) */
+    struct store_req *head, *tail;   /* events and operations */
+    long depth;                      /* events queued (operations are not counted) */
     struct store_req *rhead, *rtail; /* rejections: their own small queue */
     long rdepth;
     int stopping;
@@ -150,7 +150,8 @@ void store_bind_text(sqlite3_stmt *st, int i, const char *v);
 /* Step a bound write statement once, then reset it: 0, or -EIO. */
 int store_step_done(sqlite3_stmt *st);
 /* Run a one-row SELECT with one text parameter; copy column 0 as text:
- * 1 found, 0 no row (or NULL), -EIO. */
+ * 1 found, 0 no row (or NULL), -ENOSPC when it does not fit in buf (never
+ * a cut value), -EIO. */
 int store_first_text(sqlite3_stmt *st, const char *arg, char *buf, size_t len);
 
 /* ---- the writer (writer.c) ---------------------------------------------- */
@@ -158,6 +159,9 @@ int store_first_text(sqlite3_stmt *st, const char *arg, char *buf, size_t len);
 void *store_writer(void *arg);
 /* Mark an item failed with a reason (copied: each item keeps its own). */
 void store_fail_item(struct store_req *q, const char *why);
+/* Run an operation through the writer and wait for its commit: 0 or -errno
+ * (not for completions or the writer itself: it would wait on itself). */
+int store_op_wait(struct store *s, store_write_fn write, void *data);
 /* Queue a rejection built by rejections.c: 0, or -EAGAIN (the caller frees it). */
 int store_enqueue_rejection(struct store *s, struct store_req *q);
 /* A batch is over (durable, or failed): count it, answer its items, free them. */

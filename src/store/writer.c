@@ -25,8 +25,16 @@
 #include "lib/metrics.h"
 #include "lib/util.h"
 
-enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_SAVEPOINT, TX_RELEASE, TX_ROLLBACK_TO,
-       TX_PROBE, TX__COUNT };
+enum {
+    TX_BEGIN,
+    TX_COMMIT,
+    TX_ROLLBACK,
+    TX_SAVEPOINT,
+    TX_RELEASE,
+    TX_ROLLBACK_TO,
+    TX_PROBE,
+    TX__COUNT
+};
 
 static const char *const tx_sql[TX__COUNT] = {
     [TX_BEGIN] = "BEGIN IMMEDIATE",
@@ -116,6 +124,53 @@ int store_submit_op(struct store *s, store_write_fn write, store_done_fn done, v
     if (r < 0)
         free(q);
     return r;
+}
+
+/* A caller waiting for its operation's commit. */
+struct store_waiter {
+    store_write_fn write;
+    void *data;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int r;
+};
+
+/* The waiting caller's writes. */
+static int store_waiter_write(struct store_tx *tx, void *data)
+{
+    struct store_waiter *w = data;
+
+    return w->write(tx, w->data);
+}
+
+/* Completion of store_op_wait: wake the caller. */
+static void store_waiter_done(void *data, const struct store_result *res)
+{
+    struct store_waiter *w = data;
+
+    pthread_mutex_lock(&w->lock);
+    w->r = res->outcome == STORE_FAILED ? -EIO : 0;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int store_op_wait(struct store *s, store_write_fn write, void *data)
+{
+    struct store_waiter w = {
+        write, data, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    int r = store_submit_op(s, store_waiter_write, store_waiter_done, &w);
+
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    return w.r;
 }
 
 int store_enqueue_rejection(struct store *s, struct store_req *q)

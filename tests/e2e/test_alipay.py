@@ -211,6 +211,44 @@ class Alipay(DaemonTest):
         self.assertEqual(self.d.query("SELECT status, deliveries FROM events ORDER BY id"),
                          [("TRADE_SUCCESS", 1), ("TRADE_FINISHED", 1)])
 
+    def refund_fields(self, payment, refund_fee, status="TRADE_SUCCESS"):
+        """A refund notification of `payment` as Alipay sends it: the same
+        trade, the original total_amount, plus refund_fee, gmt_refund and
+        out_biz_no, under a notify_id of its own."""
+        f = dict(payment)
+        fields = notify_fields(total=f["total_amount"], status=status, extra=[
+            ("refund_fee", refund_fee), ("gmt_refund", "2024-05-02 09:30:00.123"),
+            ("out_biz_no", "R-" + digits(8))])
+        return [(k, f[k] if k in ("out_trade_no", "trade_no") else v) for k, v in fields]
+
+    def test_partial_refund_is_a_refund_not_a_second_payment(self):
+        # A partial refund arrives as TRADE_SUCCESS with the original
+        # total_amount: it must not count as a payment by kind or by amount.
+        pay = notify_fields(total="100.00")
+        self.assertEqual(self.send(pay), (200, OK))
+        self.assertEqual(self.send(self.refund_fields(pay, "30.5")), (200, OK))
+        rows = self.d.query("SELECT kind, status, amount_fen, refund_fen, order_id FROM events ORDER BY id")
+        self.assertEqual(rows, [("notify", "TRADE_SUCCESS", 10000, None, value(pay, "trade_no")),
+                                ("refund_notify", "TRADE_SUCCESS", 10000, 3050, value(pay, "trade_no"))])
+        self.assertEqual(self.d.query("SELECT sum(amount_fen) FROM events WHERE kind = 'notify' "
+                                      "AND status = 'TRADE_SUCCESS'"), [(10000,)])
+
+    def test_full_refund_closing_the_trade_is_a_refund(self):
+        pay = notify_fields(total="20.00")
+        self.assertEqual(self.send(pay), (200, OK))
+        self.assertEqual(self.send(self.refund_fields(pay, "20.00", status="TRADE_CLOSED")), (200, OK))
+        self.assertEqual(self.d.query("SELECT kind, status, refund_fen FROM events ORDER BY id"),
+                         [("notify", "TRADE_SUCCESS", None), ("refund_notify", "TRADE_CLOSED", 2000)])
+
+    def test_closed_unpaid_trade_is_not_a_refund(self):
+        self.assertEqual(self.send(notify_fields(status="TRADE_CLOSED")), (200, OK))
+        self.assertEqual(self.d.query("SELECT kind, refund_fen FROM events"), [("notify", None)])
+
+    def test_refund_fee_not_an_amount_is_refused(self):
+        pay = notify_fields()
+        self.assert_rejected(form_body(signed(self.refund_fields(pay, "1.234"))), 400, "bad_amount",
+                             "refund_fee")
+
     def test_gbk_body_verified_raw_and_stored_as_utf8(self):
         subject = "测试商品（支付宝）"
         fields = [(k, subject.encode("gbk") if k == "subject" else "gbk" if k == "charset" else v)

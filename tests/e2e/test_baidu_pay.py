@@ -83,7 +83,7 @@ class BaiduPay(DaemonTest):
         self.assertEqual(self.d.post(PAY, body, FORM), (200, OK_PAY))
         row = self.d.query("SELECT provider, kind, app, order_id, merchant_order_id, amount_fen, status, "
                            "verified, deliveries, answer, body FROM events")
-        self.assertEqual(row, [("baidu", "pay_notify", "470193086", order, "T-1", 1999, "2", 1, 1,
+        self.assertEqual(row, [("baidu", "pay_notify", "14508451", order, "T-1", 1999, "2", 1, 1,
                                 OK_PAY.decode(), body)])
         fields_json = json.loads(self.d.query("SELECT fields FROM events")[0][0])
         self.assertEqual(fields_json["payMoney"], "1899")
@@ -196,7 +196,9 @@ class BaiduPay(DaemonTest):
     def test_1024_bit_key_from_pem_file(self):
         fields = baidu_signed(pay_fields(new_order_id(), deal="111222"), SMALL_KEY)
         self.assertEqual(self.d.post(PAY, form_body(fields), FORM), (200, OK_PAY))
-        self.assertEqual(self.d.query("SELECT app FROM events"), [("111222",)])
+        # events.app is the app id; an app without app_id stores its NAME.
+        self.assertEqual(self.d.query("SELECT app, json_extract(fields, '$.dealId') FROM events"),
+                         [("small", "111222")])
 
     def test_unknown_extra_fields_are_signed(self):
         fields = baidu_signed(pay_fields(new_order_id(), extra=[("newField", "x")]), SHOP_KEY)
@@ -216,9 +218,11 @@ class BaiduPay(DaemonTest):
         self.assertEqual(self.send(AUDIT, audit_fields(order, "B4", 1)), (200, audit_answer(2, 1)))
         rows = self.d.query("SELECT refund_batch_id, audit_status, refund_fen FROM baidu_refunds ORDER BY 1")
         self.assertEqual(rows, [("B1", 1, 600), ("B2", 2, 500), ("B3", 1, 400), ("B4", 2, 1)])
-        self.assertEqual(self.d.query("SELECT status, amount_fen FROM events WHERE kind = 'refund_audit' "
-                                      "ORDER BY id"),
-                         [("approve", 600), ("reject", 500), ("approve", 400), ("reject", 1)])
+        # The decided amount is refund_fen; amount_fen (the order amount) stays NULL.
+        self.assertEqual(self.d.query("SELECT status, amount_fen, refund_fen FROM events "
+                                      "WHERE kind = 'refund_audit' ORDER BY id"),
+                         [("approve", None, 600), ("reject", None, 500), ("approve", None, 400),
+                          ("reject", None, 1)])
 
     def test_audit_same_batch_gets_the_same_decision(self):
         order = self.paid(total=1000)
@@ -227,16 +231,30 @@ class BaiduPay(DaemonTest):
         self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 1000)), (200, audit_answer(1, 1000)))
         self.assertEqual(self.d.query("SELECT deliveries FROM events WHERE kind = 'refund_audit'"), [(2,)])
 
-    def test_audit_without_paid_notification_is_rejected(self):
+    def test_audit_before_its_pay_notification_is_undecided_then_decided(self):
+        # The pay notification may only be late: Baidu is told to ask again
+        # (auditStatus 3) and nothing is recorded, so the next ask decides
+        # on what is stored then instead of replaying a rejection for ever.
         order = new_order_id()
-        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(2, 100)))
-        reason = self.d.query("SELECT reason FROM baidu_refunds")[0][0]
-        self.assertIn("no verified paid notification", reason)
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(3, 100)))
+        self.assertEqual(self.count("baidu_refunds"), 0)
+        self.assertEqual(self.count("events", "kind = 'refund_audit'"), 0)
+        self.assertIn("undecided", self.d.logtext())
+        self.assertEqual(self.send(PAY, pay_fields(order, total=1000)), (200, OK_PAY))
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(1, 100)))
+        self.assertEqual(self.d.query("SELECT refund_batch_id, audit_status, refund_fen FROM baidu_refunds"),
+                         [("B1", 1, 100)])
+        # From now on the same batch replays that decision.
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(1, 100)))
+        self.assertEqual(self.d.query("SELECT deliveries FROM events WHERE kind = 'refund_audit'"), [(2,)])
 
-    def test_audit_unpaid_order_is_rejected(self):
+    def test_audit_of_unpaid_order_is_undecided(self):
         order = new_order_id()
         self.assertEqual(self.send(PAY, pay_fields(order, status=1)), (200, OK_PAY))
-        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(2, 100)))
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(3, 100)))
+        self.assertEqual(self.count("baidu_refunds"), 0)
+        self.assertEqual(self.send(PAY, pay_fields(order, status=2)), (200, OK_PAY))
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 100)), (200, audit_answer(1, 100)))
 
     def test_audit_without_amount_asks_for_the_remainder(self):
         order = self.paid(total=1000)
@@ -267,14 +285,24 @@ class BaiduPay(DaemonTest):
         self.assertEqual(st, 401)
 
     def test_audit_of_unknown_order_finds_the_app_by_key(self):
-        # The small app approves everything: its key is the one that verifies.
+        # An order never seen: the app whose key verifies owns it. Nothing
+        # is paid yet, so it is undecided whatever the policy; the refund
+        # notification of such an order is stored under that app.
         order = new_order_id()
-        self.assertEqual(self.send(AUDIT, audit_fields(order, "B9", 5), SMALL_KEY), (200, audit_answer(1, 5)))
-        self.assertEqual(self.d.query("SELECT app FROM events WHERE kind = 'refund_audit'"), [("111222",)])
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B9", 5), SMALL_KEY), (200, audit_answer(3, 5)))
+        refund = [("orderId", order), ("userId", "1"), ("tpOrderId", "T"), ("refundBatchId", "B9"),
+                  ("refundStatus", "1")]
+        self.assertEqual(self.send(REFUND, refund, SMALL_KEY), (200, OK_REFUND))
+        self.assertEqual(self.d.query("SELECT app FROM events WHERE kind = 'refund_notify'"), [("small",)])
 
-    def test_fixed_approve_policy(self):
+    def test_fixed_approve_policy_never_approves_more_than_paid(self):
         order = self.paid(total=100, deal="111222", key=SMALL_KEY)
-        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 5000), SMALL_KEY), (200, audit_answer(1, 5000)))
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 5000), SMALL_KEY), (200, audit_answer(2, 5000)))
+        self.assertIn("over-refund", self.d.query("SELECT reason FROM baidu_refunds")[0][0])
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B2", 60), SMALL_KEY), (200, audit_answer(1, 60)))
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B3", 41), SMALL_KEY), (200, audit_answer(2, 41)))
+        # Without applyRefundMoney: what remains.
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B4"), SMALL_KEY), (200, audit_answer(1, 40)))
 
     # ---- refund notifications ----
     def test_refund_notification(self):
@@ -283,8 +311,17 @@ class BaiduPay(DaemonTest):
                   ("refundStatus", "1")]
         self.assertEqual(self.send(REFUND, refund), (200, OK_REFUND))
         self.assertEqual(self.send(REFUND, refund), (200, OK_REFUND))
-        self.assertEqual(self.d.query("SELECT status, deliveries, app FROM events WHERE kind = 'refund_notify'"),
-                         [("1", 2, "470193086")])
+        self.assertEqual(self.d.query("SELECT status, deliveries, app, amount_fen, refund_fen FROM events "
+                                      "WHERE kind = 'refund_notify'"),
+                         [("1", 2, "14508451", None, None)])
+
+    def test_refund_notification_carries_the_audited_amount(self):
+        order = self.paid(total=1000)
+        self.assertEqual(self.send(AUDIT, audit_fields(order, "B1", 250)), (200, audit_answer(1, 250)))
+        refund = [("orderId", order), ("userId", "2389718"), ("tpOrderId", "T-1"), ("refundBatchId", "B1"),
+                  ("refundStatus", "1")]
+        self.assertEqual(self.send(REFUND, refund), (200, OK_REFUND))
+        self.assertEqual(self.d.query("SELECT refund_fen FROM events WHERE kind = 'refund_notify'"), [(250,)])
 
     def test_refund_notification_wrong_key(self):
         refund = [("orderId", new_order_id()), ("userId", "1"), ("tpOrderId", "T"), ("refundBatchId", "B1"),

@@ -70,6 +70,7 @@ SEED = Gw("seed", "/gateway/seed/notify", "SUCCESS", "md5_key", secret=SEED_SECR
           app_id=SEED_APP_ID)
 KEEP = Gw("keep", "/gateway/keep/notify", "SUCCESS", "md5_key", secret="keep-empty-secret",
           drop_empty=False)
+CUSTOM = Gw("custom", "/gateway/custom/notify", "SUCCESS", "md5_key", secret="custom-secret")
 ALL = (LOWER, FUBEI, RSA, RSA1, SEED, KEEP)
 MD5 = (LOWER, FUBEI, SEED, KEEP)
 
@@ -102,8 +103,12 @@ app_id = %s
 [gateway keep]
 secret = %s
 drop_empty = no
+
+[gateway custom]
+secret = %s
+dedupe_fields = out_trade_no pay_time
 """ % (LOWER.secret, FUBEI.path, FUBEI.secret, RSA256_KEY.spki_b64(), RSA1_PEM, SEED.secret,
-       SEED_APP_ID, KEEP.secret)
+       SEED_APP_ID, KEEP.secret, "custom-secret")
 
 
 def notify_fields(gw, out_trade_no=None, trade_no=None, amount="13.88", status="TRADE_SUCCESS",
@@ -307,6 +312,32 @@ class Gateway(DaemonTest):
                 rows = self.d.query("SELECT status, deliveries FROM events WHERE provider = ? "
                                     "ORDER BY id", "gateway." + gw.name)
                 self.assertEqual(rows, [("WAIT_BUYER_PAY", 1), ("TRADE_SUCCESS", 2)])
+
+    def test_dedupe_fields_are_configurable(self):
+        # [gateway custom] keys on out_trade_no and pay_time only: another
+        # trade_no with the same two is the same callback.
+        a = notify_fields(CUSTOM, out_trade_no="T-k", trade_no="1")
+        b = notify_fields(CUSTOM, out_trade_no="T-k", trade_no="2")
+        self.assertEqual(self.post(CUSTOM, CUSTOM.signed(a)), (200, b"SUCCESS"))
+        self.assertEqual(self.post(CUSTOM, CUSTOM.signed(b)), (200, b"SUCCESS"))
+        self.assertEqual(self.d.query("SELECT count(*), max(deliveries), max(dedupe_key) FROM events"),
+                         [(1, 2, "gateway:custom:T-k:2017-08-18 16%3A12%3A42")])
+
+    def test_two_refunds_of_one_order_are_two_events(self):
+        # Same out_trade_no, trade_no and status: only the refund ids tell
+        # them apart, so the second used to be acknowledged and never stored.
+        otn, tn = "T-refunds", "2017%d" % random.randint(10**9, 10**10)
+        pay = LOWER.signed(notify_fields(LOWER, out_trade_no=otn, trade_no=tn))
+        self.assertEqual(self.post(LOWER, pay), (200, b"SUCCESS"))
+        for rno, fee in (("RF-1", "1.00"), ("RF-2", "2.50"), ("RF-2", "2.50")):
+            fields = LOWER.signed(notify_fields(LOWER, out_trade_no=otn, trade_no=tn, extra=[
+                ("out_refund_no", rno), ("refund_fee", fee)]))
+            self.assertEqual(self.post(LOWER, fields), (200, b"SUCCESS"))
+        rows = self.d.query("SELECT kind, amount_fen, refund_fen, deliveries, dedupe_key FROM events ORDER BY id")
+        self.assertEqual(rows, [
+            ("notify", 1388, None, 1, "gateway:lower:%s:%s:TRADE_SUCCESS" % (otn, tn)),
+            ("refund_notify", 1388, 100, 1, "gateway:lower:%s:%s:TRADE_SUCCESS:RF-1" % (otn, tn)),
+            ("refund_notify", 1388, 250, 2, "gateway:lower:%s:%s:TRADE_SUCCESS:RF-2" % (otn, tn))])
 
     def test_same_ids_on_two_gateways_are_two_rows(self):
         for gw in (LOWER, KEEP):

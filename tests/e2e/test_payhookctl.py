@@ -31,6 +31,7 @@ ALIPAY_CT = "application/x-www-form-urlencoded; text/html; charset=utf-8"
 OK_PAY = '{"errno":0,"msg":"success","data":{"isConsumed":2}}'
 OK_REFUND = '{"errno":0,"msg":"success","data":{}}'
 DEAL, ALIPAY_APP, SELLER = "470193086", "2021004100000001", "2088000000000001"
+BAIDU_APP = "14508451"  # events.app: the app id, not the deal id
 LOWER_SECRET, FUBEI_SECRET, FUBEI_APP = "lower-secret-9f3a2c", "FubeiSecret77", "FB-APP-1"
 
 # The platforms' key pairs: the daemon's config holds the public halves, the
@@ -241,7 +242,7 @@ class PayhookctlForms(DaemonTest):
         order = "418337019372630811"
         self.post_ok("baidu", ["pay_notify", "--private-key", BAIDU_PEM, "--amount", "1999", "--order-id", order],
                      PAY, OK_PAY)
-        self.assertEqual(self.rows("pay_notify"), [("baidu", DEAL, order, "TP" + order, 1999, "2", 1, 1)])
+        self.assertEqual(self.rows("pay_notify"), [("baidu", BAIDU_APP, order, "TP" + order, 1999, "2", 1, 1)])
         fields = json.loads(self.d.query("SELECT fields FROM events")[0][0])
         self.assertEqual((fields["payMoney"], fields["promoDetail"], fields["returnData"]), ("1999", "", ""))
 
@@ -268,7 +269,7 @@ class PayhookctlForms(DaemonTest):
         self.pay(order, "1000")
         self.post_ok("baidu", ["refund_audit", "--private-key", BAIDU_PEM, "--order-id", order, "--amount", "600",
                                "--refund-batch-id", "9001"], AUDIT, audit_answer(1, 600))
-        self.assertEqual(self.rows("refund_audit"), [("baidu", DEAL, order, "TP" + order, 600, "approve", 1, 1)])
+        self.assertEqual(self.rows("refund_audit"), [("baidu", BAIDU_APP, order, "TP" + order, None, "approve", 1, 1)])
         self.assertEqual(self.d.query("SELECT refund_batch_id, audit_status, refund_fen FROM baidu_refunds"),
                          [("9001", 1, 600)])
 
@@ -277,7 +278,7 @@ class PayhookctlForms(DaemonTest):
         self.pay(order)
         self.post_ok("baidu", ["refund_notify", "--private-key", BAIDU_PEM, "--order-id", order,
                                "--refund-batch-id", "B7"], REFUND, OK_REFUND)
-        self.assertEqual(self.rows("refund_notify"), [("baidu", DEAL, order, "TP" + order, None, "1", 1, 1)])
+        self.assertEqual(self.rows("refund_notify"), [("baidu", BAIDU_APP, order, "TP" + order, None, "1", 1, 1)])
         self.post_ok("baidu", ["refund_notify", "--private-key", BAIDU_PEM, "--order-id", order,
                                "--refund-batch-id", "B7", "--status", "2"], REFUND, OK_REFUND)
         self.assertEqual([r[5] for r in self.rows("refund_notify")], ["1", "2"])

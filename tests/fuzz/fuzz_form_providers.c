@@ -148,7 +148,7 @@ static const struct crypto_key *baidu_key(int r, const struct form *f, int varia
     if (r == R_PAY)
         return priv[deal && strcmp(deal, DEAL_FIXED) == 0];
     if (order && order[0] &&
-        store_baidu_order_app(store, order, owner, sizeof(owner)) == 1)
+        store_baidu_order_deal(store, order, owner, sizeof(owner)) == 1)
         return priv[strcmp(owner, DEAL_FIXED) == 0];
     return priv[variant]; /* an unknown order: any configured app's key verifies */
 }

@@ -258,6 +258,39 @@ static const char *ap_fields(const struct form *f, struct provider_reply *out)
     return json;
 }
 
+/* A resend keeps notify_id; a later trade_status is a new event. */
+static const char *const ap_key[] = {"app_id", "notify_id", "trade_status", NULL};
+
+/*
+ * A refund notification carries refund_fee (or out_biz_no, the refund's
+ * request id): it has the original total_amount and often the same
+ * trade_status as the payment (TRADE_SUCCESS after a partial refund,
+ * TRADE_CLOSED after a full one), so it must never be stored as one.
+ * refund_fee becomes refund_fen. 1 a refund, 0 a payment notification,
+ * -1 after a 400 rejection (refund_fee not an amount).
+ */
+static int ap_refund(const struct form *f, struct store_event *ev,
+                     struct provider_reply *out)
+{
+    size_t len = 0;
+    const char *fee = form_get(f, "refund_fee", &len);
+    char q[AP_QUOTE_MAX + 1];
+
+    if (!(fee && len) && !ap_opt(f, "out_biz_no"))
+        return 0;
+    if (fee && len) {
+        if (amount_yuan_to_fen(fee, len, &ev->refund_fen) < 0) {
+            provider_reject(
+                out, 400, "bad_amount", AP_FAIL,
+                "field refund_fee '%s' is not a yuan amount with at most two decimals",
+                ap_quote(fee, len, q));
+            return -1;
+        }
+        ev->has_refund = 1;
+    }
+    return 1;
+}
+
 /* Fill the event of a verified notification. */
 static enum provider_verdict ap_event(const struct provider_request *rq,
                                       const struct form *f,
@@ -267,17 +300,12 @@ static enum provider_verdict ap_event(const struct provider_request *rq,
     struct store_event *ev = &out->ev;
 
     ev->provider = "alipay";
-    ev->kind = "notify";
     ev->app = app->app_id;
     ev->verified = 1;
     ev->order_id = ap_opt(f, "trade_no");
     ev->merchant_order_id = ap_opt(f, "out_trade_no");
     ev->status = ap_opt(f, "trade_status");
-    /* A resend keeps notify_id; a later trade_status is a new event. */
-    ev->dedupe_key = arena_printf(out->arena, "alipay:%s:%s:%s",
-                                  provider_key_field(out->arena, f, "app_id"),
-                                  provider_key_field(out->arena, f, "notify_id"),
-                                  provider_key_field(out->arena, f, "trade_status"));
+    ev->dedupe_key = provider_dedupe_key(out->arena, "alipay", f, ap_key);
     ev->remote_addr = rq->remote_addr;
     ev->fields = ap_fields(f, out);
     ev->body = rq->body;
@@ -315,6 +343,15 @@ static enum provider_verdict ap_notify(const void *state,
     case 1:
         out->ev.has_amount = 1;
         break;
+    }
+    switch (ap_refund(f, &out->ev, out)) {
+    case -1:
+        return PROVIDER_ANSWER;
+    case 1:
+        out->ev.kind = "refund_notify";
+        break;
+    default:
+        out->ev.kind = "notify";
     }
     return ap_event(rq, f, app, notify_id, out);
 }

@@ -40,6 +40,11 @@ struct bp_audit {
 static const char *const bp_excluded[] = {"rsaSign", "sign", "sign_type", NULL};
 static const struct form_canon_rule bp_rule = {bp_excluded, 0, NULL, 0};
 
+/* The fields each callback's dedupe key is made of (protocols.md). */
+static const char *const bp_pay_key[] = {"orderId", "status", NULL};
+static const char *const bp_audit_key[] = {"refundBatchId", NULL};
+static const char *const bp_refund_key[] = {"refundBatchId", "refundStatus", NULL};
+
 /* Reject with Baidu's JSON error shape (errno != 0 makes Baidu retry). */
 static enum provider_verdict bp_reject(struct provider_reply *out, int status,
                                        const char *reason, const char *detail)
@@ -141,11 +146,17 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
     const char *order;
     char deal[64], detail[160];
     size_t i;
+    int found;
 
     if (!bp_has_sign(f, out) || !(order = bp_need(f, "orderId", out)))
         return NULL;
-    if (store_baidu_order_app(rq->store, order, deal, sizeof(deal)) == 1 &&
-        (app = bp_app_by_deal(st->c, deal)) != NULL) {
+    found = store_baidu_order_deal(rq->store, order, deal, sizeof(deal));
+    if (found < 0) {
+        bp_reject(out, 503, "store_unavailable",
+                  "cannot look up the order's app in the store: retry later");
+        return NULL;
+    }
+    if (found == 1 && (app = bp_app_by_deal(st->c, deal)) != NULL) {
         if (bp_check(app, f, out) == 0)
             return app;
         snprintf(detail, sizeof(detail),
@@ -192,7 +203,9 @@ static enum provider_verdict bp_event(const struct provider_request *rq,
 
     ev->provider = "baidu";
     ev->kind = kind;
-    ev->app = app->deal_id;
+    /* The platform's app id, whatever the callback names (design.md): the
+     * dealId stays in the fields. */
+    ev->app = app->app_id && app->app_id[0] ? app->app_id : app->name;
     ev->verified = 1;
     ev->order_id = form_get(f, "orderId", NULL);
     ev->merchant_order_id = form_get(f, "tpOrderId", NULL);
@@ -218,7 +231,7 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     int64_t total;
 
     if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
-        return bp_reject(out, 400, out->reason, out->detail);
+        return bp_reject(out, out->status, out->reason, out->detail);
     if (!(app = bp_verify_pay(state, f, out)))
         return PROVIDER_ANSWER;
     if (!(order = bp_need(f, "orderId", out)) || !(status = bp_need(f, "status", out)))
@@ -233,73 +246,64 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     out->ev.has_amount = 1;
     out->ev.amount_fen = total;
     out->ev.status = status;
-    out->ev.dedupe_key = arena_printf(out->arena, "baidu:pay:%s:%s",
-                                      provider_key_field(out->arena, f, "orderId"),
-                                      provider_key_field(out->arena, f, "status"));
+    out->ev.dedupe_key = provider_dedupe_key(out->arena, "baidu:pay", f, bp_pay_key);
     out->ev.answer = arena_printf(
         out->arena, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
         app->is_consumed);
     return bp_event(rq, f, app, "pay_notify", out);
 }
 
-/* The decision of refund_audit = auto: approve only what the paid amount still covers. */
-static int bp_decide_auto(struct store_tx *tx, struct bp_audit *a, int64_t *refund,
-                          const char **why)
+/*
+ * The decision, on what the store holds inside this transaction. Every
+ * policy answers 3 (undecided: Baidu asks again) while no verified paid
+ * notification of the order is stored -- it may only be late -- and never
+ * approves more than was paid minus what is already approved (over it: 2).
+ * Returns 1 approve, 2 reject, 3 undecided, or -errno (a store error: the
+ * item fails and Baidu retries; it never becomes a decision).
+ */
+static int bp_decide(struct store_tx *tx, struct bp_audit *a, int64_t *refund,
+                     const char **why)
 {
     char paid_text[32];
-    int64_t paid, approved;
+    int64_t paid, approved, left;
     int found = store_tx_baidu_paid(tx, a->order_id, paid_text, sizeof(paid_text)), r;
 
+    *refund = a->has_apply ? a->apply : 0;
     if (found < 0)
         return found;
+    if (!found) {
+        *why = "no verified paid notification of this order is stored yet: undecided";
+        return 3;
+    }
     if ((r = store_tx_baidu_approved(tx, a->order_id, &approved)) < 0)
         return r;
-    if (!found) {
-        *refund = a->has_apply ? a->apply : 0;
-        *why = "no verified paid notification for this order";
-        return 2;
-    }
     if (amount_fen_parse(paid_text, strlen(paid_text), 0, &paid) < 0) {
-        *refund = a->has_apply ? a->apply : 0;
         *why = "the stored payMoney of this order is not a whole number of fen";
         return 2;
     }
-    *refund = a->has_apply ? a->apply : paid - approved;
+    left = paid - approved > 0 ? paid - approved : 0;
+    if (!a->has_apply)
+        *refund = left;
+    if (a->app->refund_audit == AUDIT_REJECT) {
+        *why = "refund_audit = reject";
+        return 2;
+    }
     if (*refund <= 0) {
         *why = a->has_apply ? "applyRefundMoney is zero" : "nothing left to refund";
         return 2;
     }
-    if (*refund > paid - approved) {
+    if (*refund > left) {
         *why =
             arena_printf(a->out->arena,
                          "over-refund: %lld applied + %lld already approved > %lld paid",
                          (long long)*refund, (long long)approved, (long long)paid);
         return 2;
     }
-    *why = arena_printf(a->out->arena, "covered: %lld + %lld approved <= %lld paid",
-                        (long long)*refund, (long long)approved, (long long)paid);
+    *why = arena_printf(
+        a->out->arena, "covered: %lld + %lld approved <= %lld paid%s", (long long)*refund,
+        (long long)approved, (long long)paid,
+        a->app->refund_audit == AUDIT_APPROVE ? " (refund_audit = approve)" : "");
     return 1;
-}
-
-/* Fixed policies still answer the amount applied for (or what remains). */
-static int bp_decide_fixed(struct store_tx *tx, struct bp_audit *a, int64_t *refund,
-                           const char **why)
-{
-    char paid_text[32];
-    int64_t paid = 0, approved = 0;
-
-    *refund = a->apply;
-    if (!a->has_apply) {
-        if (store_tx_baidu_paid(tx, a->order_id, paid_text, sizeof(paid_text)) == 1 &&
-            amount_fen_parse(paid_text, strlen(paid_text), 0, &paid) == 0 &&
-            store_tx_baidu_approved(tx, a->order_id, &approved) == 0)
-            *refund = paid - approved > 0 ? paid - approved : 0;
-        else
-            *refund = 0;
-    }
-    *why = a->app->refund_audit == AUDIT_APPROVE ? "refund_audit = approve"
-                                                 : "refund_audit = reject";
-    return a->app->refund_audit == AUDIT_APPROVE ? 1 : 2;
 }
 
 /* In the transaction: decide, record the decision, write the answer. */
@@ -310,25 +314,29 @@ static int bp_audit_in_tx(struct store_tx *tx, struct store_event *ev, void *dat
     int64_t refund = 0;
     int status, r;
 
-    status = a->app->refund_audit == AUDIT_AUTO ? bp_decide_auto(tx, a, &refund, &why)
-                                                : bp_decide_fixed(tx, a, &refund, &why);
+    status = bp_decide(tx, a, &refund, &why);
     if (status < 0)
         return status;
     if (!why)
         return -ENOMEM;
-    r = store_tx_baidu_decide(tx, a->batch, a->order_id, status, refund, why);
-    if (r < 0)
-        return r;
-    ev->status = status == 1 ? "approve" : "reject";
-    ev->has_amount = 1;
-    ev->amount_fen = refund;
-    ev->note = why;
     ev->answer =
         arena_printf(a->out->arena,
                      "{\"errno\":0,\"msg\":\"success\",\"data\":{\"auditStatus\":%d,"
                      "\"calculateRes\":{\"refundPayMoney\":%lld}}}",
                      status, (long long)refund);
-    return ev->answer ? 0 : -ENOMEM;
+    ev->note = why;
+    if (!ev->answer)
+        return -ENOMEM;
+    if (status == 3) {
+        ev->status = "undecided";
+        return 1; /* nothing recorded: the next ask decides on what is stored then */
+    }
+    if ((r = store_tx_baidu_decide(tx, a->batch, a->order_id, status, refund, why)) < 0)
+        return r;
+    ev->status = status == 1 ? "approve" : "reject";
+    ev->has_refund = 1;
+    ev->refund_fen = refund;
+    return 0;
 }
 
 /* Refund audit request: verified here, decided in the store's transaction. */
@@ -341,7 +349,7 @@ bp_audit(const void *state, const struct provider_request *rq, struct provider_r
     const char *batch;
 
     if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
-        return bp_reject(out, 400, out->reason, out->detail);
+        return bp_reject(out, out->status, out->reason, out->detail);
     if (!(app = bp_verify_refund(state, rq, f, out)))
         return PROVIDER_ANSWER;
     if (!(batch = bp_need(f, "refundBatchId", out)))
@@ -356,8 +364,8 @@ bp_audit(const void *state, const struct provider_request *rq, struct provider_r
     a->out = out;
     if ((a->has_apply = bp_fen(f, "applyRefundMoney", &a->apply, out)) < 0)
         return PROVIDER_ANSWER;
-    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_audit:%s",
-                                      provider_key_field(out->arena, f, "refundBatchId"));
+    out->ev.dedupe_key =
+        provider_dedupe_key(out->arena, "baidu:refund_audit", f, bp_audit_key);
     out->ev.in_tx = bp_audit_in_tx;
     out->ev.in_tx_data = a;
     return bp_event(rq, f, app, "refund_audit", out);
@@ -368,7 +376,11 @@ static int bp_refund_in_tx(struct store_tx *tx, struct store_event *ev, void *da
 {
     const char *batch = data;
     int status = strcmp(ev->status, "1") == 0 ? 1 : strcmp(ev->status, "2") == 0 ? 2 : 0;
+    int r = store_tx_baidu_decided(tx, batch, &ev->refund_fen);
 
+    if (r < 0)
+        return r;
+    ev->has_refund = r == 1; /* the audited amount, when payhookd decided it */
     return status ? store_tx_baidu_refund_outcome(tx, batch, status) : 0;
 }
 
@@ -382,16 +394,15 @@ static enum provider_verdict bp_refund(const void *state,
     struct form *f;
 
     if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
-        return bp_reject(out, 400, out->reason, out->detail);
+        return bp_reject(out, out->status, out->reason, out->detail);
     if (!(app = bp_verify_refund(state, rq, f, out)))
         return PROVIDER_ANSWER;
     if (!(batch = bp_need(f, "refundBatchId", out)) ||
         !(status = bp_need(f, "refundStatus", out)))
         return PROVIDER_ANSWER;
     out->ev.status = status;
-    out->ev.dedupe_key = arena_printf(out->arena, "baidu:refund_notify:%s:%s",
-                                      provider_key_field(out->arena, f, "refundBatchId"),
-                                      provider_key_field(out->arena, f, "refundStatus"));
+    out->ev.dedupe_key =
+        provider_dedupe_key(out->arena, "baidu:refund_notify", f, bp_refund_key);
     out->ev.answer = "{\"errno\":0,\"msg\":\"success\",\"data\":{}}";
     out->ev.in_tx = bp_refund_in_tx;
     out->ev.in_tx_data = (void *)batch;

@@ -177,20 +177,55 @@ static const char *gw_status(const struct form *f)
     return s;
 }
 
-/* "gateway:NAME:<out_trade_no>:<trade_no or empty>:<status or empty>". */
-static const char *gw_dedupe_key(const struct gw_entry *e, const struct form *f,
-                                 const char *status, struct provider_reply *out)
+/* A dedupe field's value: `trade_status` stands for the status stored (see
+ * gw_status), so keys made before dedupe_fields existed stay the same. */
+static const char *gw_key_get(const struct form *f, const char *key, size_t *len)
 {
-    size_t out_len = 0, trade_len = 0, status_len = status ? strlen(status) : 0;
-    const char *otn = form_get(f, "out_trade_no", &out_len);
-    const char *tn = gw_get(f, "trade_no", &trade_len);
-    char *a = provider_key_part(out->arena, otn, out_len);
-    char *b = provider_key_part(out->arena, tn, tn ? trade_len : 0);
-    char *c = provider_key_part(out->arena, status, status_len);
+    const char *v;
 
-    if (!a || !b || !c)
-        return NULL;
-    return arena_printf(out->arena, "gateway:%s:%s:%s:%s", e->g->name, a, b, c);
+    if (strcmp(key, "trade_status") != 0)
+        return form_get(f, key, len);
+    v = gw_status(f);
+    if (v && len)
+        *len = strlen(v);
+    return v;
+}
+
+/* "gateway:NAME" and the dedupe fields' values, so two refunds of one order
+ * (same out_trade_no, trade_no and status) differ by out_refund_no or
+ * refund_no. The first three parts are always written and later empty ones
+ * left out: the keys of notifications without refund fields are the ones
+ * stored before dedupe_fields existed, so their redeliveries still match. */
+static const char *gw_dedupe_key(const struct gw_entry *e, const struct form *f,
+                                 struct provider_reply *out)
+{
+    char prefix[96];
+
+    snprintf(prefix, sizeof(prefix), "gateway:%s", e->g->name);
+    return provider_dedupe_key_by(
+        out->arena, prefix, f, (const char *const *)e->g->dedupe_fields, 3, gw_key_get);
+}
+
+/* A refund notification (out_refund_no, refund_no or refund_fee present):
+ * refund_fee (yuan) becomes refund_fen. 1 refund, 0 payment, -1 after a 400. */
+static int gw_refund(const struct form *f, struct store_event *ev,
+                     struct provider_reply *out)
+{
+    size_t len;
+    const char *fee = gw_get(f, "refund_fee", &len);
+    char q[GW_QUOTE_MAX + 1];
+
+    if (!fee && !gw_get(f, "out_refund_no", NULL) && !gw_get(f, "refund_no", NULL))
+        return 0;
+    if (fee && amount_yuan_to_fen(fee, len, &ev->refund_fen) < 0) {
+        gw_quote(q, fee, len);
+        provider_reject(out, 400, "bad_amount", GW_FAIL,
+                        "refund_fee '%s' is not a yuan amount with at most two decimals",
+                        q);
+        return -1;
+    }
+    ev->has_refund = fee != NULL;
+    return 1;
 }
 
 /* Fill the event to store and the answers; the checks have passed. */
@@ -202,7 +237,6 @@ static enum provider_verdict gw_event(const struct gw_entry *e,
     const char *app = gw_get(f, "app_id", NULL);
 
     ev->provider = e->provider;
-    ev->kind = "notify";
     ev->app = app ? app : e->g->name;
     ev->verified = 1;
     ev->order_id = gw_get(f, "trade_no", NULL);
@@ -212,7 +246,7 @@ static enum provider_verdict gw_event(const struct gw_entry *e,
     ev->fields = provider_form_json(f, out);
     ev->body = rq->body;
     ev->body_len = rq->body_len;
-    ev->dedupe_key = gw_dedupe_key(e, f, ev->status, out);
+    ev->dedupe_key = gw_dedupe_key(e, f, out);
     ev->answer = e->g->ack;
     out->answer_type = GW_TEXT_TYPE;
     out->fail_status = 503;
@@ -239,6 +273,15 @@ static enum provider_verdict gw_notify(const void *state,
                                "field out_trade_no is missing or empty");
     if (gw_amount(f, &out->ev, out) < 0)
         return PROVIDER_ANSWER;
+    switch (gw_refund(f, &out->ev, out)) {
+    case -1:
+        return PROVIDER_ANSWER;
+    case 1:
+        out->ev.kind = "refund_notify";
+        break;
+    default:
+        out->ev.kind = "notify";
+    }
     return gw_event(e, rq, f, out);
 }
 
