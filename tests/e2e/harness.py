@@ -8,7 +8,8 @@ Environment:
   PAYHOOKCTL        the control tool
   PAYHOOKD_VALGRIND when "1", run the daemon under valgrind and fail the
                     test on any error or leak it reports
-  VECTORS_DIR       ../shared/vectors when present (tests skip without it)
+  VECTORS_DIR       ../shared/vectors (required: a test that needs them fails
+                    when they are missing; it never skips)
 """
 import base64
 import hashlib
@@ -309,6 +310,7 @@ class DaemonTest(unittest.TestCase):
 def load_vector(name):
     path = os.path.join(VECTORS_DIR, name)
     if not os.path.exists(path):
-        raise unittest.SkipTest("vectors not present at %s" % VECTORS_DIR)
+        raise AssertionError("vector %s not found in %s: the real platform-signed vectors are "
+                             "required (set VECTORS_DIR to ../shared/vectors)" % (name, VECTORS_DIR))
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -190,25 +190,54 @@ class SyncBeforeAnswer(unittest.TestCase):
 
     def test_writes_after_a_failed_sync_are_refused_until_the_restart(self):
         """Between the failure and the exit (the main loop notices it within
-        a second), every further callback is refused too, though its own
-        fdatasync would succeed."""
+        a second), every further write is refused, though its own fdatasync
+        would succeed -- above all the platform's redelivery of the callback
+        whose sync failed: its row is committed in SQLite and readable from
+        the page cache, so answering it as a duplicate would acknowledge a
+        row that may never reach the disk."""
         d = self.start("full")
         try:
+            body = tp_envelope({"appId": 8, "event": "E", "tpAppId": 1})
             self.mode("fail")
-            self.assertEqual(d.post(PATH, tp_envelope({"appId": 8, "event": "E", "tpAppId": 1}))[0], 503)
+            self.assertEqual(d.post(PATH, body)[0], 503)
             self.mode("ok")
-            try:
-                st, data = d.post(PATH, tp_envelope({"appId": 9, "event": "E", "tpAppId": 1}))
-                self.assertEqual(st, 503)
-                self.assertNotEqual(data, b"success")
-                # its reason says it was never written, and why
-                self.assertIn("not written: a fdatasync of the WAL failed earlier", d.logtext())
-            except OSError:
-                pass  # already exited: refused all the same
+            st, data = d.post(PATH, body)  # the redelivery, at once: the daemon still runs
+            self.assertEqual(st, 503)
+            self.assertNotEqual(data, b"success")
+            # its reason says it was never written, and why
+            self.assertIn("not written: a fdatasync of the WAL failed earlier", d.logtext())
             self.assertNotEqual(d.proc.wait(timeout=30), 0)
         finally:
             self.mode("ok")
             d.stop()
+
+    def test_redelivery_during_the_originals_slow_sync_waits_for_it(self):
+        """A redelivery that arrives while the first copy's fdatasync is
+        under way is answered only once that copy is durable: it is written
+        in the next transaction, after the sync, and found there."""
+        d = self.start("full")
+        body = tp_envelope({"appId": 11, "event": "E", "tpAppId": 1})
+        took = {}
+
+        def post(name):
+            t0 = time.monotonic()
+            took[name] = (d.post(PATH, body), time.monotonic() - t0)
+
+        try:
+            self.mode("slow")
+            first = threading.Thread(target=post, args=("first",))
+            first.start()
+            time.sleep(0.1)  # the first copy's 400 ms sync is under way
+            post("again")
+            first.join()
+            self.assertEqual(took["first"][0], (200, b"success"))
+            self.assertEqual(took["again"][0], (200, b"success"))
+            # answered after the first sync ended (0.3 s after it was sent) and its own
+            self.assertGreaterEqual(took["again"][1], 0.29)
+            self.assertEqual(d.query("SELECT count(*), max(deliveries) FROM events"), [(1, 2)])
+        finally:
+            self.mode("ok")
+            self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":
