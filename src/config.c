@@ -370,6 +370,77 @@ static int conf_path(const struct conf_key *k, const char *v, void *dst, char *e
     return conf_str(k, v, dst, err, errlen);
 }
 
+/* The host of an http(s) URL into host (no port, no brackets); 0 or -1. */
+static int conf_url_host(const char *url, const char *scheme, char *host, size_t len)
+{
+    const char *h = url + strlen(scheme), *end;
+    size_t n;
+
+    if (strncmp(url, scheme, strlen(scheme)) != 0)
+        return -1;
+    if (*h == '[') {
+        end = strchr(h, ']');
+        h++;
+    } else {
+        end = h + strcspn(h, ":/?#");
+    }
+    if (!end || end == h || (n = (size_t)(end - h)) >= len || strpbrk(url, " \t\r\n"))
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    return 0;
+}
+
+/* A loopback host name or address. */
+static int conf_loopback(const char *host)
+{
+    struct in_addr a;
+
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+        return 1;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+int config_url_ok(const char *url)
+{
+    char host[256];
+
+    if (conf_url_host(url, "https://", host, sizeof(host)) == 0)
+        return 1;
+    return conf_url_host(url, "http://", host, sizeof(host)) == 0 && conf_loopback(host);
+}
+
+/* An OpenAPI URL: https, or plain http to a loopback host (a test's mock):
+ * tokens and signed requests never cross a network unencrypted. */
+static int conf_url(const struct conf_key *k, const char *v, void *dst, char *err,
+                    size_t errlen)
+{
+    if (!config_url_ok(v) || strlen(v) > 1024) {
+        snprintf(err, errlen,
+                 "'%s' is not an https:// URL (plain http:// is accepted only for a "
+                 "loopback host such as 127.0.0.1)",
+                 v);
+        return -EINVAL;
+    }
+    return conf_str(k, v, dst, err, errlen);
+}
+
+/* An RSA private key: a path to a PEM file, PEM text, or bare base64. */
+static int conf_privkey(const struct conf_key *k, const char *v, void *dst, char *err,
+                        size_t errlen)
+{
+    struct crypto_key **p = dst, *key = NULL;
+    char why[256];
+
+    if (crypto_privkey_load(v, &key, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s", why);
+        return -EINVAL;
+    }
+    crypto_key_free(*p);
+    *p = key;
+    return 0;
+}
+
 /* An RSA public key: bare base64, PEM text, or a path to a PEM key or certificate. */
 static int conf_pubkey(const struct conf_key *k, const char *v, void *dst, char *err,
                        size_t errlen)
@@ -482,6 +553,26 @@ static const struct conf_key tp_keys[] = {
     END_KEYS,
 };
 
+#define OA(f) offsetof(struct config_openapi, f)
+static const struct conf_key openapi_keys[] = {
+    {"baidu_base", conf_url, OA(baidu_base), 0, 0, "https://openapi.baidu.com", 0, NULL,
+     OWN_STR},
+    {"alipay_gateway", conf_url, OA(alipay_gateway), 0, 0,
+     "https://openapi.alipay.com/gateway.do", 0, NULL, OWN_STR},
+    {"workers", conf_uint, OA(workers), 1, 256, "4", 0, NULL, OWN_NONE},
+    {"timeout", conf_uint, OA(timeout), 1, 300, "5", 0, NULL, OWN_NONE},
+    {"connect_timeout", conf_uint, OA(connect_timeout), 1, 300, "3", 0, NULL, OWN_NONE},
+    {"max_attempts", conf_uint, OA(max_attempts), 1, 1000, "10", 0, NULL, OWN_NONE},
+    {"retry_base", conf_uint, OA(retry_base), 0, 86400, "5", 0, NULL, OWN_NONE},
+    {"retry_max", conf_uint, OA(retry_max), 1, 604800, "3600", 0, NULL, OWN_NONE},
+    {"first_delay", conf_uint, OA(first_delay), 0, 86400, "0", 0, NULL, OWN_NONE},
+    {"rate", conf_uint, OA(rate), 0, 1000000, "0", 0, NULL, OWN_NONE},
+    {"concurrency", conf_uint, OA(concurrency), 0, 256, "0", 0, NULL, OWN_NONE},
+    {"unconfirmed_after", conf_uint, OA(unconfirmed_after), 0, 31536000, "600", 0, NULL,
+     OWN_NONE},
+    END_KEYS,
+};
+
 #define BD(f) offsetof(struct config_baidu, f)
 static const struct conf_key baidu_keys[] = {
     {"pay_notify_path", conf_path, BD(pay_notify_path), 0, 0, "/baidu/pay/notify", 0,
@@ -502,6 +593,9 @@ static const struct conf_key baidu_app_keys[] = {
     {"refund_audit", conf_enum, BA(refund_audit), 0, 0, "auto", 0, audit_choices,
      OWN_NONE},
     {"is_consumed", conf_uint, BA(is_consumed), 1, 2, "2", 0, NULL, OWN_NONE},
+    {"access_token", conf_str, BA(access_token), 0, 0, NULL, 0, NULL, OWN_SECRET},
+    {"access_token_file", conf_str, BA(access_token_file), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"query", conf_bool, BA(query), 0, 0, "yes", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 
@@ -515,7 +609,11 @@ static const struct conf_key alipay_keys[] = {
 static const struct conf_key alipay_app_keys[] = {
     {"app_id", conf_str, AA(app_id), 0, 0, NULL, 1, NULL, OWN_STR},
     {"alipay_public_key", conf_pubkey, AA(alipay_key), 0, 0, NULL, 1, NULL, OWN_KEY},
+    {"alipay_public_key_next", conf_pubkey, AA(alipay_key_next), 0, 0, NULL, 0, NULL,
+     OWN_KEY},
     {"seller_id", conf_str, AA(seller_id), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"app_private_key", conf_privkey, AA(private_key), 0, 0, NULL, 0, NULL, OWN_KEY},
+    {"query", conf_bool, AA(query), 0, 0, "yes", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 
@@ -533,6 +631,9 @@ static const struct conf_key gateway_keys[] = {
     {"app_id", conf_str, GW(app_id), 0, 0, NULL, 0, NULL, OWN_STR},
     {"dedupe_fields", conf_words, GW(dedupe_fields), 0, 0,
      "out_trade_no trade_no trade_status out_refund_no refund_no", 0, NULL, OWN_STRV},
+    {"query_url", conf_url, GW(query_url), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"merchant_no", conf_str, GW(merchant_no), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"query", conf_bool, GW(query), 0, 0, "yes", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 
@@ -547,6 +648,7 @@ static int conf_finish_gateway(struct config *c, void *obj, const char *name, ch
 static const struct conf_section sections[] = {
     {"server", server_keys, 0, CFG(server), 0, 0, NULL},
     {"store", store_keys, 0, CFG(store), 0, 0, NULL},
+    {"openapi", openapi_keys, 0, CFG(openapi), 0, 0, NULL},
     {"baidu.tp", tp_keys, 0, CFG(tp), 0, 0, NULL},
     {"baidu", baidu_keys, 0, CFG(baidu), 0, 0, NULL},
     {"baidu.app", baidu_app_keys, 1, CFG(baidu_apps), CFG(n_baidu_apps),
@@ -559,6 +661,41 @@ static const struct conf_section sections[] = {
 };
 
 /* ---- checks across keys ---------------------------------------------- */
+
+/*
+ * A secret from a file: its first line, without the line end. A relative
+ * path is looked up in $CREDENTIALS_DIRECTORY first when systemd set it
+ * (LoadCredential=), then as given. The value never appears in a message.
+ */
+static int conf_read_secret(const char *path, char **out, char *msg, size_t len)
+{
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    char full[4096], line[4096];
+    FILE *f = NULL;
+    size_t n;
+
+    if (path[0] != '/' && creds && *creds) {
+        snprintf(full, sizeof(full), "%s/%s", creds, path);
+        f = fopen(full, "re");
+    }
+    if (!f && !(f = fopen(path, "re"))) {
+        snprintf(msg, len, "cannot read %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (!fgets(line, sizeof(line), f))
+        line[0] = '\0';
+    fclose(f);
+    n = strcspn(line, "\r\n");
+    line[n] = '\0';
+    if (n == 0) {
+        explicit_bzero(line, sizeof(line));
+        snprintf(msg, len, "%s is empty: it must hold the secret on its first line", path);
+        return -EINVAL;
+    }
+    *out = strdup(line);
+    explicit_bzero(line, sizeof(line));
+    return *out ? 0 : -ENOMEM;
+}
 
 /* No two Baidu apps share a dealId (it is how a notification finds its app). */
 static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, char *msg,
@@ -574,6 +711,12 @@ static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, 
             return -EINVAL;
         }
     }
+    if (a->access_token && a->access_token_file) {
+        snprintf(msg, len, "access_token and access_token_file are exclusive: give one");
+        return -EINVAL;
+    }
+    if (a->access_token_file)
+        return conf_read_secret(a->access_token_file, &a->access_token, msg, len);
     return 0;
 }
 

@@ -53,6 +53,21 @@ struct config_baidu_tp {
     int allow_plaintext;
 };
 
+/* [openapi]: the follow-up queries against the platforms' OpenAPIs. */
+struct config_openapi {
+    char *baidu_base;     /* https (http only to a loopback host) */
+    char *alipay_gateway; /* likewise */
+    unsigned workers;     /* worker threads */
+    unsigned timeout;     /* seconds a call may take in all */
+    unsigned connect_timeout;
+    unsigned max_attempts;
+    unsigned retry_base, retry_max; /* back-off, seconds */
+    unsigned first_delay;           /* seconds before the first query */
+    unsigned rate;                  /* queries/s per platform, 0 = no cap */
+    unsigned concurrency;           /* calls in flight per platform, 0 = workers */
+    unsigned unconfirmed_after;     /* seconds, for the unconfirmed_payments view */
+};
+
 /* [baidu]: the cashier callback paths (defaults apply without the section). */
 struct config_baidu {
     char *pay_notify_path;
@@ -72,6 +87,9 @@ struct config_baidu_app {
     struct crypto_key *platform_key; /* platform_public_key */
     int refund_audit;                /* enum config_refund_audit */
     unsigned is_consumed;            /* isConsumed answered: 2 unless configured */
+    char *access_token;              /* the app's own OpenAPI token (or from the file) */
+    char *access_token_file;
+    int query; /* follow-up queries wanted (with a token) */
 };
 
 /* [alipay]: the notification path. */
@@ -84,8 +102,11 @@ struct config_alipay_app {
     char *name;
     unsigned line;
     char *app_id;
-    struct crypto_key *alipay_key; /* alipay_public_key */
-    char *seller_id;               /* when set, notifications must carry it */
+    struct crypto_key *alipay_key;      /* alipay_public_key */
+    struct crypto_key *alipay_key_next; /* a second key accepted during a switch */
+    char *seller_id;                    /* when set, notifications must carry it */
+    struct crypto_key *private_key;     /* app_private_key: signs OpenAPI requests */
+    int query;
 };
 
 enum config_gateway_sign { GW_SIGN_MD5_KEY, GW_SIGN_MD5_APPEND, GW_SIGN_RSA };
@@ -105,12 +126,16 @@ struct config_gateway {
     int drop_empty;
     char *app_id;         /* when set, callbacks must carry this app_id */
     char **dedupe_fields; /* what makes two callbacks the same one */
+    char *query_url;      /* trade.query endpoint */
+    char *merchant_no;
+    int query;
 };
 
 struct config {
     char *file;
     struct config_server server;
     struct config_store store;
+    struct config_openapi openapi;
     struct config_baidu_tp tp;
     struct config_baidu baidu;
     struct config_alipay alipay;
@@ -131,6 +156,9 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 
 /* Free a config (secrets are wiped); NULL-safe; returns NULL. */
 struct config *config_free(struct config *c);
+
+/* 1 when url is https://, or http:// to a loopback host (test mocks). */
+int config_url_ok(const char *url);
 
 /* 1 when addr (sockaddr_in or sockaddr_in6) is in the trusted proxy list. */
 int config_is_trusted(const struct config *c, const struct sockaddr *addr);

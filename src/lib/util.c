@@ -92,16 +92,31 @@ char *buf_steal(struct buf *b)
     return p;
 }
 
+/* Wall-clock ISO-8601 UTC with milliseconds, delta_ms from now. */
+void util_iso8601_in(int64_t delta_ms, char out[32])
+{
+    int64_t ms = util_unix_ms() + delta_ms;
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&sec, &tm);
+    strftime(out, 24, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + 19, 13, ".%03dZ", (int)(ms % 1000));
+}
+
 /* Wall-clock ISO-8601 UTC with milliseconds. */
 void util_iso8601_now(char out[32])
 {
+    util_iso8601_in(0, out);
+}
+
+/* Milliseconds since the epoch. */
+int64_t util_unix_ms(void)
+{
     struct timespec ts;
-    struct tm tm;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(out, 24, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + 19, 13, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Monotonic clock in nanoseconds. */

@@ -33,6 +33,10 @@ char *buf_steal(struct buf *b);
 
 /* Wall-clock "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC). */
 void util_iso8601_now(char out[32]);
+/* The same for now + delta_ms (may be negative). */
+void util_iso8601_in(int64_t delta_ms, char out[32]);
+/* Wall-clock milliseconds since the epoch. */
+int64_t util_unix_ms(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t util_now_ns(void);
 

@@ -65,6 +65,18 @@ static int store_bump(struct store *s, struct store_req *q)
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
+/* What a new event brings along in its transaction: its follow-up job.
+ * 1, or -EIO (the event then fails with it: both exist or neither). */
+static int store_insert_followups(struct store *s, struct store_req *q)
+{
+    struct store_tx tx = {s, q->received_at};
+    const struct store_event *e = q->ev;
+
+    if (e->followup.kind && store_tx_job_create(&tx, q->res.id, e->app, &e->followup) < 0)
+        return -EIO;
+    return 1;
+}
+
 /* Insert a new event row: 1 inserted, 0 its dedupe key is already stored, -EIO. */
 static int store_insert(struct store *s, struct store_req *q)
 {
@@ -104,7 +116,7 @@ static int store_insert(struct store *s, struct store_req *q)
     q->res.answer = e->answer ? e->answer : "";
     q->res.id = sqlite3_last_insert_rowid(s->db);
     q->res.deliveries = 1;
-    return 1;
+    return store_insert_followups(s, q);
 }
 
 /*

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "lib/util.h"
@@ -21,6 +23,7 @@ static const struct store_table *const store_tables[TBL__COUNT] = {
     [TBL_REJECTIONS] = &store_rejections_table,
     [TBL_BAIDU] = &store_baidu_table,
     [TBL_TOKENS] = &store_tokens_table,
+    [TBL_JOBS] = &store_jobs_table,
 };
 
 /* ---- statement helpers --------------------------------------------------- */
@@ -185,6 +188,48 @@ static void store_unprepare(struct store *s)
     }
 }
 
+/*
+ * One payhookd per store: an exclusive flock on "<path>.lock", which holds
+ * the owner's pid, host and start time so a second daemon can say who has
+ * it. A second writer would contend with intake for the WAL lock, and two
+ * schedulers would run every job twice. The kernel drops the lock when the
+ * process dies, however it dies.
+ */
+static int store_lock(struct store *s, char *err, size_t errlen)
+{
+    char path[4096], who[256], host[128] = "?", now[32];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "%s.lock", s->o.path);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "cannot open store %s: its lock file %s: %s", s->o.path,
+                 path, strerror(errno));
+        return -errno;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        n = pread(s->lock_fd, who, sizeof(who) - 1, 0);
+        who[n > 0 ? n : 0] = '\0';
+        who[strcspn(who, "\n")] = '\0';
+        snprintf(err, errlen,
+                 e == EWOULDBLOCK ? "store %s is in use by another payhookd (%s): one "
+                                    "payhookd per store"
+                                  : "cannot lock the store %s (%s)",
+                 s->o.path, e == EWOULDBLOCK ? (who[0] ? who : "unknown") : strerror(e));
+        return e == EWOULDBLOCK ? -EBUSY : -e;
+    }
+    gethostname(host, sizeof(host) - 1);
+    util_iso8601_now(now);
+    n = snprintf(who, sizeof(who), "pid %ld on %s since %s\n", (long)getpid(), host, now);
+    if (ftruncate(s->lock_fd, 0) < 0 || pwrite(s->lock_fd, who, (size_t)n, 0) != n) {
+        snprintf(err, errlen, "cannot write the store's lock file %s: %s", path,
+                 strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
 /* A zeroed store with its locks and defaults. */
 static struct store *store_new(const struct store_options *o)
 {
@@ -205,6 +250,7 @@ static struct store *store_new(const struct store_options *o)
     pthread_mutex_init(&s->ckpt_lock, NULL);
     pthread_cond_init(&s->ckpt_cond, NULL);
     s->wal_fd = -1;
+    s->lock_fd = -1;
     if (asprintf(&s->wal_path, "%s-wal", o->path) < 0) {
         s->wal_path = NULL;
         store_close(s);
@@ -224,6 +270,8 @@ int store_open(const struct store_options *o, struct store **out, char *err,
         snprintf(err, errlen, "out of memory");
         return r;
     }
+    if ((r = store_lock(s, err, errlen)) < 0)
+        goto fail;
     if (sqlite3_open_v2(o->path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
@@ -332,6 +380,8 @@ struct store *store_close(struct store *s)
     store_unprepare(s);
     if (s->db)
         sqlite3_close(s->db);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the lock, once the database is closed */
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);

@@ -31,6 +31,14 @@ struct store_options {
     unsigned rejection_queue_max; /* rejections waiting to be written; 0: 256 */
 };
 
+/* A follow-up job created with an event, in its transaction (kind NULL: none). */
+struct store_followup {
+    const char *kind;  /* what to ask the platform, e.g. "baidu.find_order" */
+    const char *lane;  /* whose caps apply: "baidu", "alipay", "gateway.NAME" */
+    int confirms;      /* its answer is the event's confirmation */
+    unsigned delay_s;  /* seconds before the first attempt */
+};
+
 /* What a provider asks to store. Strings may be NULL where a column is
  * nullable. The store copies nothing: the memory must stay valid until the
  * completion callback has run. */
@@ -51,6 +59,7 @@ struct store_event {
     const char *fields; /* JSON text */
     const void *body;
     size_t body_len;
+    struct store_followup followup;
     const char *answer; /* the answer to send and store (in_tx may replace it) */
     const char *note;   /* set by in_tx: a decision's reason, logged with the event */
     /*
@@ -187,5 +196,79 @@ int store_baidu_order_deal(struct store *s, const char *order_id, char *buf, siz
  * 0 when done or nothing to do, -errno. */
 int store_relabel_baidu_apps(struct store *s, const char *const *deal,
                              const char *const *app, size_t n);
+
+/* ---- follow-up jobs (jobs.c) -------------------------------------------- */
+
+/* A lane with queued jobs and the earliest due time among them. */
+struct store_lane {
+    char lane[64];
+    char next_due[32];
+};
+
+/* A job taken from the queue, with what its run needs of its event. */
+struct store_job {
+    int64_t id, event_id;
+    char kind[48], lane[64];
+    unsigned attempts; /* tries started, this one included once claimed */
+    int claimed;       /* set by store_jobs_claim */
+    /* the event (strings malloc'd; NULL when the column is NULL) */
+    char *app, *provider, *ev_kind, *order_id, *merchant_order_id, *status, *fields,
+        *received_at;
+    int has_amount, has_refund;
+    int64_t amount_fen, refund_fen;
+};
+
+/* Up to max lanes that have queued jobs: 0 and *n, or -EIO. */
+int store_jobs_lanes(struct store *s, struct store_lane *out, size_t max, size_t *n);
+
+/* Up to limit queued jobs of a lane due at `now` (ISO text), earliest first:
+ * 0 with *out (free with store_jobs_free) and *n, or -errno. */
+int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned limit,
+                   struct store_job **out, size_t *n);
+void store_jobs_free(struct store_job *jobs, size_t n);
+
+/* Claim jobs (queued -> running, one more attempt, leased until
+ * lease_until), committed and durable before it returns, so an attempt
+ * cut off by a crash is counted. Sets each job's claimed (0 when it was no
+ * longer queued). 0 or -errno. */
+int store_jobs_claim(struct store *s, struct store_job *jobs, size_t n,
+                     const char *lease_until);
+
+/* What one attempt ended with. */
+struct store_job_result {
+    int64_t job_id, event_id;
+    const char *state;   /* queued (retry), done or failed */
+    const char *outcome; /* done: confirmed | mismatch | ok */
+    const char *due_at;  /* queued: the next attempt */
+    const char *error;   /* the last error, or NULL */
+    /* the query_results row */
+    const char *at, *endpoint, *platform_code, *result, *detail;
+    int http_status; /* 0: none */
+    int64_t duration_ms;
+    const void *body;
+    size_t body_len;
+    /* more writes of the same transaction (tokens, keys, deliveries), or NULL */
+    store_write_fn also;
+    void *also_data;
+};
+
+/* Record an attempt and the job's new state (only while it is still
+ * running: a released job is not overwritten). done(data, res) after the
+ * commit. 0 or -EAGAIN (stopping). */
+int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn done,
+                     void *data);
+
+/* At start: jobs left running by a process that died go back to the queue
+ * (their attempt stays counted). Waits for the commit. 0 or -errno. */
+int store_jobs_recover(struct store *s);
+
+/* Put claimed jobs that will not run now back in the queue (shutdown). Waits. */
+int store_jobs_release(struct store *s, const int64_t *ids, size_t n);
+
+/* Jobs by state: queued, running, done, failed. 0 or -EIO. */
+int store_jobs_counts(struct store *s, long counts[4]);
+
+/* Set a meta value the views read (e.g. unconfirmed_after). Waits. */
+int store_set_meta(struct store *s, const char *key, const char *value);
 
 #endif

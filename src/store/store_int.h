@@ -32,10 +32,11 @@ enum store_table_id {
     TBL_REJECTIONS, /* rejections.c */
     TBL_BAIDU,      /* baidu.c: refund audit decisions, Baidu lookups */
     TBL_TOKENS,     /* tokens.c: the TP ticket */
+    TBL_JOBS,       /* jobs.c: follow-up jobs and their results */
     TBL__COUNT
 };
 extern const struct store_table store_tx_table, store_events_table,
-    store_rejections_table, store_baidu_table, store_tokens_table;
+    store_rejections_table, store_baidu_table, store_tokens_table, store_jobs_table;
 
 /* Statement i of table t on the writer's connection. */
 #define STORE_ST(s, t, i) ((s)->st[t][i])
@@ -93,6 +94,7 @@ struct store_reader;
 
 struct store {
     sqlite3 *db;
+    int lock_fd; /* the store's lock file: one payhookd per store */
     sqlite3_stmt **st[TBL__COUNT];
     struct store_options o;
     /* the writer and its queues (writer.c) */
@@ -172,6 +174,9 @@ void store_batch_done(struct store_req *items, unsigned n, uint64_t t0, int ok);
 /* events.c: a redelivery bumps the count, a new event runs in_tx and is
  * inserted. 0 or -errno (-EIO: SQLite's message is the reason). */
 int store_write_event(struct store *s, struct store_req *q);
+/* jobs.c: the event's follow-up job, in its transaction. 0 or -EIO. */
+int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
+                        const struct store_followup *f);
 /* rejections.c: one rejection row, and the table trimmed to its cap. */
 int store_write_rejection(struct store *s, struct store_req *q);
 

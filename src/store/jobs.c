@@ -1,0 +1,367 @@
+/*
+ * jobs.c: the follow-up job queue in the store. A job is created in its
+ * event's transaction; it is claimed (one more attempt, a lease), run by a
+ * worker off the store, and finished with a query_results row -- every
+ * change through the one writer. The scheduler reads due jobs on a reader
+ * connection and never holds one while a call waits on the network.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+enum { JB_CREATE, JB_CLAIM, JB_FINISH, JB_RESULT, JB_RECOVER, JB_RELEASE, JB_META,
+       JB__COUNT };
+
+static const char *const jb_sql[JB__COUNT] = {
+    [JB_CREATE] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5,"
+                  " strftime('%Y-%m-%dT%H:%M:%fZ', ?6, '+' || ?7 || ' seconds'), ?6)"
+                  " ON CONFLICT (event_id, kind) DO NOTHING",
+    [JB_CLAIM] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
+                 " lease_until = ?2, last_attempt_at = ?3"
+                 " WHERE id = ?1 AND state = 'queued' RETURNING attempts",
+    [JB_FINISH] = "UPDATE jobs SET state = ?2, outcome = ?3, due_at = coalesce(?4, due_at),"
+                  " last_error = ?5, lease_until = NULL,"
+                  " finished_at = CASE WHEN ?2 IN ('done', 'failed') THEN ?6 END"
+                  " WHERE id = ?1 AND state = 'running'",
+    [JB_RESULT] = "INSERT INTO query_results (job_id, event_id, at, endpoint, http_status,"
+                  " platform_code, outcome, detail, duration_ms, body)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [JB_RECOVER] = "UPDATE jobs SET state = 'queued', lease_until = NULL"
+                   " WHERE state = 'running'",
+    [JB_RELEASE] = "UPDATE jobs SET state = 'queued', lease_until = NULL"
+                   " WHERE id = ?1 AND state = 'running'",
+    [JB_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+};
+
+const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
+
+#define JB_ST(s, i) STORE_ST(s, TBL_JOBS, i)
+
+/* Read-only, on reader connections. */
+static const char jb_lanes_sql[] = "SELECT lane, min(due_at) FROM jobs"
+                                   " WHERE state = 'queued' GROUP BY lane LIMIT ?1";
+static const char jb_due_sql[] =
+    "SELECT j.id, j.event_id, j.kind, j.lane, j.app, j.attempts, e.provider, e.kind,"
+    " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"
+    " e.received_at FROM jobs j LEFT JOIN events e ON e.id = j.event_id"
+    " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
+    " ORDER BY j.due_at LIMIT ?3";
+static const char jb_counts_sql[] = "SELECT state, count(*) FROM jobs GROUP BY state";
+
+/* ---- in the event's transaction ---------------------------------------- */
+
+int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
+                        const struct store_followup *f)
+{
+    sqlite3_stmt *st = JB_ST(tx->s, JB_CREATE);
+
+    sqlite3_bind_int64(st, 1, event_id);
+    sqlite3_bind_text(st, 2, f->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, f->lane, -1, SQLITE_STATIC);
+    store_bind_text(st, 4, app);
+    sqlite3_bind_int(st, 5, f->confirms ? 1 : 0);
+    sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 7, (int)f->delay_s);
+    return store_step_done(st);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+int store_jobs_lanes(struct store *s, struct store_lane *out, size_t max, size_t *n)
+{
+    struct store_reader *r = store_reader_get(s);
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR;
+
+    *n = 0;
+    if (!r)
+        return -EIO;
+    if ((st = store_reader_stmt(r, jb_lanes_sql)) != NULL) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+            snprintf(out[*n].lane, sizeof(out[*n].lane), "%s",
+                     (const char *)sqlite3_column_text(st, 0));
+            snprintf(out[*n].next_due, sizeof(out[*n].next_due), "%s",
+                     (const char *)sqlite3_column_text(st, 1));
+            (*n)++;
+        }
+        sqlite3_reset(st);
+    }
+    store_reader_put(s, r);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* Column i as a malloc'd string, NULL for NULL; -ENOMEM through *bad. */
+static char *jb_text(sqlite3_stmt *st, int i, int *bad)
+{
+    const unsigned char *v = sqlite3_column_text(st, i);
+    char *c;
+
+    if (!v)
+        return NULL;
+    if (!(c = strdup((const char *)v)))
+        *bad = 1;
+    return c;
+}
+
+/* One due row into a job. 0 or -ENOMEM. */
+static int jb_row(sqlite3_stmt *st, struct store_job *j)
+{
+    int bad = 0;
+
+    j->id = sqlite3_column_int64(st, 0);
+    j->event_id = sqlite3_column_int64(st, 1);
+    snprintf(j->kind, sizeof(j->kind), "%s", (const char *)sqlite3_column_text(st, 2));
+    snprintf(j->lane, sizeof(j->lane), "%s", (const char *)sqlite3_column_text(st, 3));
+    j->app = jb_text(st, 4, &bad);
+    j->attempts = (unsigned)sqlite3_column_int(st, 5);
+    j->provider = jb_text(st, 6, &bad);
+    j->ev_kind = jb_text(st, 7, &bad);
+    j->order_id = jb_text(st, 8, &bad);
+    j->merchant_order_id = jb_text(st, 9, &bad);
+    j->status = jb_text(st, 10, &bad);
+    j->fields = jb_text(st, 11, &bad);
+    j->has_amount = sqlite3_column_type(st, 12) != SQLITE_NULL;
+    j->amount_fen = sqlite3_column_int64(st, 12);
+    j->has_refund = sqlite3_column_type(st, 13) != SQLITE_NULL;
+    j->refund_fen = sqlite3_column_int64(st, 13);
+    j->received_at = jb_text(st, 14, &bad);
+    return bad ? -ENOMEM : 0;
+}
+
+int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned limit,
+                   struct store_job **out, size_t *n)
+{
+    struct store_reader *r;
+    struct store_job *jobs = calloc(limit ? limit : 1, sizeof(*jobs));
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR, ret = -EIO;
+
+    *n = 0;
+    if (!jobs)
+        return -ENOMEM;
+    if (!(r = store_reader_get(s))) {
+        free(jobs);
+        return -EIO;
+    }
+    if ((st = store_reader_stmt(r, jb_due_sql)) != NULL) {
+        sqlite3_bind_text(st, 1, lane, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, (int)limit);
+        ret = 0;
+        while (ret == 0 && *n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            ret = jb_row(st, &jobs[(*n)++]);
+        if (ret == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+            ret = -EIO;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    store_reader_put(s, r);
+    if (ret < 0) {
+        store_jobs_free(jobs, *n);
+        *n = 0;
+        return ret;
+    }
+    *out = jobs;
+    return 0;
+}
+
+void store_jobs_free(struct store_job *jobs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; jobs && i < n; i++) {
+        free(jobs[i].app);
+        free(jobs[i].provider);
+        free(jobs[i].ev_kind);
+        free(jobs[i].order_id);
+        free(jobs[i].merchant_order_id);
+        free(jobs[i].status);
+        free(jobs[i].fields);
+        free(jobs[i].received_at);
+    }
+    free(jobs);
+}
+
+int store_jobs_counts(struct store *s, long counts[4])
+{
+    static const char *const names[4] = {"queued", "running", "done", "failed"};
+    struct store_reader *r = store_reader_get(s);
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR, i;
+
+    memset(counts, 0, 4 * sizeof(long));
+    if (!r)
+        return -EIO;
+    if ((st = store_reader_stmt(r, jb_counts_sql)) != NULL) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            for (i = 0; i < 4; i++)
+                if (strcmp((const char *)sqlite3_column_text(st, 0), names[i]) == 0)
+                    counts[i] = (long)sqlite3_column_int64(st, 1);
+        sqlite3_reset(st);
+    }
+    store_reader_put(s, r);
+    return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* ---- writes (through the writer) ---------------------------------------- */
+
+/* What a claim op is given. */
+struct jb_claim {
+    struct store_job *jobs;
+    size_t n;
+    const char *lease_until;
+};
+
+/* In the transaction: claim each job still queued. */
+static int jb_claim_write(struct store_tx *tx, void *data)
+{
+    struct jb_claim *c = data;
+    sqlite3_stmt *st = JB_ST(tx->s, JB_CLAIM);
+    size_t i;
+    int rc;
+
+    for (i = 0; i < c->n; i++) {
+        sqlite3_bind_int64(st, 1, c->jobs[i].id);
+        sqlite3_bind_text(st, 2, c->lease_until, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        c->jobs[i].claimed = rc == SQLITE_ROW;
+        if (rc == SQLITE_ROW)
+            c->jobs[i].attempts = (unsigned)sqlite3_column_int(st, 0);
+        while (rc == SQLITE_ROW)
+            rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            return -EIO;
+    }
+    return 0;
+}
+
+int store_jobs_claim(struct store *s, struct store_job *jobs, size_t n,
+                     const char *lease_until)
+{
+    struct jb_claim c = {jobs, n, lease_until};
+
+    return store_op_wait(s, jb_claim_write, &c);
+}
+
+/* Bind a possibly empty int as NULL when 0. */
+static void jb_bind_status(sqlite3_stmt *st, int i, int v)
+{
+    if (v)
+        sqlite3_bind_int(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* In the transaction: the attempt's row, the job's state, then `also`. */
+static int jb_finish_write(struct store_tx *tx, void *data)
+{
+    struct store_job_result *r = data;
+    sqlite3_stmt *st = JB_ST(tx->s, JB_RESULT);
+    int ret;
+
+    sqlite3_bind_int64(st, 1, r->job_id);
+    sqlite3_bind_int64(st, 2, r->event_id);
+    sqlite3_bind_text(st, 3, r->at ? r->at : tx->received_at, -1, SQLITE_STATIC);
+    store_bind_text(st, 4, r->endpoint ? r->endpoint : "");
+    jb_bind_status(st, 5, r->http_status);
+    store_bind_text(st, 6, r->platform_code);
+    store_bind_text(st, 7, r->result ? r->result : "error");
+    store_bind_text(st, 8, r->detail);
+    sqlite3_bind_int64(st, 9, r->duration_ms);
+    if (r->body)
+        sqlite3_bind_blob(st, 10, r->body, (int)r->body_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 10);
+    if ((ret = store_step_done(st)) < 0)
+        return ret;
+    st = JB_ST(tx->s, JB_FINISH);
+    sqlite3_bind_int64(st, 1, r->job_id);
+    sqlite3_bind_text(st, 2, r->state, -1, SQLITE_STATIC);
+    store_bind_text(st, 3, r->outcome);
+    store_bind_text(st, 4, r->due_at);
+    store_bind_text(st, 5, r->error);
+    sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
+    if ((ret = store_step_done(st)) < 0)
+        return ret;
+    return r->also ? r->also(tx, r->also_data) : 0;
+}
+
+int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn done,
+                     void *data)
+{
+    return store_submit_op(s, jb_finish_write, done, data ? data : r);
+}
+
+/* In the transaction: every running job back to the queue. */
+static int jb_recover_write(struct store_tx *tx, void *data)
+{
+    return store_step_done(JB_ST(tx->s, JB_RECOVER));
+}
+
+int store_jobs_recover(struct store *s)
+{
+    return store_op_wait(s, jb_recover_write, NULL);
+}
+
+/* What a release op is given. */
+struct jb_ids {
+    const int64_t *ids;
+    size_t n;
+};
+
+/* In the transaction: the given running jobs back to the queue. */
+static int jb_release_write(struct store_tx *tx, void *data)
+{
+    const struct jb_ids *l = data;
+    sqlite3_stmt *st = JB_ST(tx->s, JB_RELEASE);
+    size_t i;
+    int r;
+
+    for (i = 0; i < l->n; i++) {
+        sqlite3_bind_int64(st, 1, l->ids[i]);
+        if ((r = store_step_done(st)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+int store_jobs_release(struct store *s, const int64_t *ids, size_t n)
+{
+    struct jb_ids l = {ids, n};
+
+    return n ? store_op_wait(s, jb_release_write, &l) : 0;
+}
+
+/* What a meta op is given. */
+struct jb_meta {
+    const char *key, *value;
+};
+
+/* In the transaction: set one meta value. */
+static int jb_meta_write(struct store_tx *tx, void *data)
+{
+    const struct jb_meta *m = data;
+    sqlite3_stmt *st = JB_ST(tx->s, JB_META);
+
+    sqlite3_bind_text(st, 1, m->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m->value, -1, SQLITE_STATIC);
+    return store_step_done(st);
+}
+
+int store_set_meta(struct store *s, const char *key, const char *value)
+{
+    struct jb_meta m = {key, value};
+
+    return store_op_wait(s, jb_meta_write, &m);
+}
