@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "intake/http.h"
+#include "jobs/jobs.h"
 #include "runtime.h"
 #include "store/store.h"
 #include "lib/log.h"
@@ -24,6 +25,7 @@ struct daemon {
     struct runtime_cell rt;
     int rt_ready;
     struct store *store;
+    struct jobs *jobs;
     struct http *http;
     uint64_t started_ns;
     unsigned reloads;
@@ -95,6 +97,9 @@ int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *e
     r = daemon_relabel_baidu(d, rt->cfg, err, errlen);
     if (r < 0)
         goto fail;
+    r = jobs_start(d->store, &d->rt, &d->jobs, err, errlen);
+    if (r < 0)
+        goto fail;
     r = http_start(&d->rt, d->store, listen_fd, &d->http, err, errlen);
     if (r < 0)
         goto fail;
@@ -139,6 +144,7 @@ int daemon_reload(struct daemon *d, const char *path, char *err, size_t errlen)
         return r;
     old = runtime_swap(&d->rt, rt);
     d->reloads++;
+    jobs_reconfigure(d->jobs); /* [openapi] workers, caps and back-off */
     daemon_restart_only(old->cfg, rt->cfg, err, errlen);
     log_set_level(rt->cfg->server.log_level);
     runtime_release(old);
@@ -187,6 +193,9 @@ int daemon_stop(struct daemon *d)
         http_quiesce(d->http);
         left = daemon_wait_idle(d, util_now_ns() + (uint64_t)timeout * 1000000000ull);
     }
+    /* Running queries finish (within their timeout) and record; claimed
+     * jobs not started go back to the queue. */
+    jobs_stop(d->jobs);
     /* Commits what is queued and resumes every waiting connection. */
     store_stop(d->store);
     if (d->http) {
@@ -194,6 +203,7 @@ int daemon_stop(struct daemon *d)
         d->http = http_stop(d->http);
     }
     d->store = store_close(d->store);
+    jobs_free(d->jobs); /* after the store: a commit's wake-up may name it */
     if (d->rt_ready)
         runtime_cell_destroy(&d->rt);
     free(d);

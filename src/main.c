@@ -17,6 +17,7 @@
 #include "autoconf.h"
 #include "config.h"
 #include "daemon.h"
+#include "openapi/client.h"
 #include "providers/provider.h"
 #include "lib/log.h"
 
@@ -190,7 +191,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     fd = main_listen_fd();
-    if (fd == -2) {
+    /* libcurl's global set-up is not thread-safe: once, before any thread */
+    if (fd == -2 || openapi_global_init() < 0) {
+        if (fd != -2)
+            log_err("cannot start: libcurl's global initialisation failed");
         config_free(cfg);
         return 1;
     }
@@ -198,6 +202,7 @@ int main(int argc, char **argv)
     if (r < 0) {
         log_err("cannot start: %s", err);
         sd_notifyf(0, "STATUS=failed to start: %s", err);
+        openapi_global_cleanup();
         return 1;
     }
     log_notice("payhookd %s ready (%s)", PACKAGE_VERSION,
@@ -213,5 +218,6 @@ int main(int argc, char **argv)
             left);
     else
         log_notice("stopped cleanly");
+    openapi_global_cleanup();
     return failed;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,23 @@ static struct histogram commit_rows = {.bounds = batch_bounds,
                                        .n_bounds = ARRAY_SIZE(batch_bounds)};
 static struct histogram request_latency = {.bounds = latency_bounds,
                                            .n_bounds = ARRAY_SIZE(latency_bounds)};
+
+/* Follow-up jobs: kinds registered at run time, outcomes fixed. */
+static const char *const job_outcomes[] = {"confirmed", "mismatch", "unknown_order",
+                                           "pending", "error"};
+#define N_OUTCOME ARRAY_SIZE(job_outcomes)
+static const char *const confirmations[] = {"confirmed", "mismatch", "unconfirmed"};
+static const char *const platforms[] = {"baidu", "alipay", "gateway", "other"};
+#define N_PLATFORM ARRAY_SIZE(platforms)
+static struct label_set job_kinds = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+static atomic_ullong job_runs[METRICS_MAX_LABELS][N_OUTCOME];
+static atomic_ullong job_retries[METRICS_MAX_LABELS];
+static atomic_ullong confirmation_counts[ARRAY_SIZE(confirmations)];
+static atomic_long jobs_by_state[4];
+static _Atomic double jobs_oldest_due;
+#define LATENCY_H {.bounds = latency_bounds, .n_bounds = ARRAY_SIZE(latency_bounds)}
+static struct histogram query_latency[N_PLATFORM] = {LATENCY_H, LATENCY_H, LATENCY_H,
+                                                     LATENCY_H};
 
 /* Find or add a label; -1 when the set is full or out of memory. */
 static int label_index(struct label_set *s, const char *name)
@@ -169,26 +187,140 @@ void metrics_add_connections(int delta)
     atomic_fetch_add(&connections, delta);
 }
 
-/* Append one histogram in Prometheus form. */
-static int render_histogram(struct buf *o, const char *name, const char *help,
-                            struct histogram *h)
+/* Index of name in a fixed list of n, or n when absent. */
+static size_t fixed_index(const char *const *list, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n && strcmp(list[i], name) != 0; i++)
+        ;
+    return i;
+}
+
+void metrics_job_run(const char *kind, const char *outcome, int retry)
+{
+    int k = label_index(&job_kinds, kind);
+    size_t o = fixed_index(job_outcomes, N_OUTCOME, outcome);
+
+    if (k < 0 || o == N_OUTCOME)
+        return;
+    atomic_fetch_add(&job_runs[k][o], 1);
+    if (retry)
+        atomic_fetch_add(&job_retries[k], 1);
+}
+
+void metrics_confirmation(const char *result)
+{
+    size_t i = fixed_index(confirmations, ARRAY_SIZE(confirmations), result);
+
+    if (i < ARRAY_SIZE(confirmations))
+        atomic_fetch_add(&confirmation_counts[i], 1);
+}
+
+void metrics_query_latency(const char *platform, uint64_t ns)
+{
+    size_t n = strcspn(platform, "."), i;
+
+    for (i = 0; i + 1 < N_PLATFORM; i++)
+        if (strlen(platforms[i]) == n && strncmp(platforms[i], platform, n) == 0)
+            break;
+    histogram_observe(&query_latency[i], (double)ns / 1e9);
+}
+
+void metrics_set_jobs(const long counts[4], double oldest_due_s)
+{
+    int i;
+
+    for (i = 0; i < 4; i++)
+        atomic_store(&jobs_by_state[i], counts[i]);
+    atomic_store(&jobs_oldest_due, oldest_due_s);
+}
+
+/* Append one histogram in Prometheus form; labels ("platform=\"x\"") or NULL,
+ * help NULL for a further series of the same family. */
+static int render_histogram_l(struct buf *o, const char *name, const char *help,
+                              const char *labels, struct histogram *h)
 {
     unsigned long long cum = 0;
     unsigned i;
-    int r = buf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    const char *sep = labels ? "," : "";
+    int r = help ? buf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name)
+                 : 0;
 
+    labels = labels ? labels : "";
     for (i = 0; r == 0 && i <= h->n_bounds; i++) {
         cum += atomic_load(&h->buckets[i]);
         if (i < h->n_bounds)
-            r = buf_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], cum);
+            r = buf_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+                           h->bounds[i], cum);
         else
-            r = buf_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
+            r = buf_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, cum);
     }
-    if (r == 0)
+    if (r == 0 && labels[0])
+        r = buf_printf(o, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
+                       (double)atomic_load(&h->sum_micro) / 1e6, name, labels,
+                       (unsigned long long)atomic_load(&h->count));
+    else if (r == 0)
         r = buf_printf(o, "%s_sum %.6f\n%s_count %llu\n", name,
                        (double)atomic_load(&h->sum_micro) / 1e6, name,
                        (unsigned long long)atomic_load(&h->count));
     return r;
+}
+
+/* Append the follow-up job series. */
+static int render_jobs(struct buf *o)
+{
+    static const char *const states[4] = {"queued", "running", "done", "failed"};
+    int n = atomic_load(&job_kinds.n), r, k;
+    size_t i;
+    char labels[48];
+
+    r = buf_puts(o, "# HELP payhookd_jobs Follow-up jobs by state.\n"
+                    "# TYPE payhookd_jobs gauge\n");
+    for (i = 0; r == 0 && i < 4; i++)
+        r = buf_printf(o, "payhookd_jobs{state=\"%s\"} %ld\n", states[i],
+                       atomic_load(&jobs_by_state[i]));
+    r = r ? r
+          : buf_printf(o,
+                       "# HELP payhookd_jobs_oldest_due_seconds How long the oldest due "
+                       "job has waited past its due time.\n"
+                       "# TYPE payhookd_jobs_oldest_due_seconds gauge\n"
+                       "payhookd_jobs_oldest_due_seconds %.3f\n"
+                       "# HELP payhookd_job_runs_total Job attempts, by kind and outcome.\n"
+                       "# TYPE payhookd_job_runs_total counter\n",
+                       atomic_load(&jobs_oldest_due));
+    for (k = 0; r == 0 && k < n; k++)
+        for (i = 0; r == 0 && i < N_OUTCOME; i++)
+            r = buf_printf(o, "payhookd_job_runs_total{kind=\"%s\",outcome=\"%s\"} %llu\n",
+                           job_kinds.names[k], job_outcomes[i],
+                           (unsigned long long)atomic_load(&job_runs[k][i]));
+    r = r ? r
+          : buf_puts(o, "# HELP payhookd_job_retries_total Attempts that will be retried.\n"
+                        "# TYPE payhookd_job_retries_total counter\n");
+    for (k = 0; r == 0 && k < n; k++)
+        r = buf_printf(o, "payhookd_job_retries_total{kind=\"%s\"} %llu\n",
+                       job_kinds.names[k], (unsigned long long)atomic_load(&job_retries[k]));
+    r = r ? r
+          : buf_puts(o, "# HELP payhookd_confirmations_total Ended follow-ups, by what "
+                        "the platform said.\n"
+                        "# TYPE payhookd_confirmations_total counter\n");
+    for (i = 0; r == 0 && i < ARRAY_SIZE(confirmations); i++)
+        r = buf_printf(o, "payhookd_confirmations_total{result=\"%s\"} %llu\n",
+                       confirmations[i], (unsigned long long)atomic_load(&confirmation_counts[i]));
+    for (i = 0; r == 0 && i < N_PLATFORM; i++) {
+        snprintf(labels, sizeof(labels), "platform=\"%s\"", platforms[i]);
+        r = render_histogram_l(o, "payhookd_query_duration_seconds",
+                               i ? NULL : "Time one OpenAPI query took, by platform.",
+                               labels, &query_latency[i]);
+    }
+    return r;
+}
+
+/* Append one histogram in Prometheus form. */
+static int render_histogram(struct buf *o, const char *name, const char *help,
+                            struct histogram *h)
+{
+    return render_histogram_l(o, name, help, NULL, h);
 }
 
 /* Append the per-route request counters. */
@@ -295,6 +427,7 @@ int metrics_render(struct buf *o)
 
     r = r ? r : render_rejections(o);
     r = r ? r : render_scalars(o);
+    r = r ? r : render_jobs(o);
     r = r ? r
           : render_histogram(o, "payhookd_commit_batch_rows",
                              "Rows committed per transaction.", &commit_rows);

@@ -44,6 +44,16 @@ void metrics_checkpoint(int by_writer, long frames, int failed);
 void metrics_add_in_flight(int delta);
 void metrics_add_connections(int delta);
 
+/* Follow-up jobs: one attempt of a job kind ended with outcome (confirmed,
+ * mismatch, unknown_order, pending, error); retry when it will run again. */
+void metrics_job_run(const char *kind, const char *outcome, int retry);
+/* A job ended: its event's confirmation (confirmed, mismatch, unconfirmed). */
+void metrics_confirmation(const char *result);
+/* One query's duration, by platform (the job's lane up to its first dot). */
+void metrics_query_latency(const char *platform, uint64_t ns);
+/* Jobs by state (queued, running, done, failed) and the oldest due job's age. */
+void metrics_set_jobs(const long counts[4], double oldest_due_s);
+
 /* Append the Prometheus text exposition. 0 or -ENOMEM. */
 int metrics_render(struct buf *out);
 

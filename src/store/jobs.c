@@ -173,20 +173,25 @@ int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned 
     return 0;
 }
 
+void store_job_clear(struct store_job *j)
+{
+    free(j->app);
+    free(j->provider);
+    free(j->ev_kind);
+    free(j->order_id);
+    free(j->merchant_order_id);
+    free(j->status);
+    free(j->fields);
+    free(j->received_at);
+    memset(j, 0, sizeof(*j));
+}
+
 void store_jobs_free(struct store_job *jobs, size_t n)
 {
     size_t i;
 
-    for (i = 0; jobs && i < n; i++) {
-        free(jobs[i].app);
-        free(jobs[i].provider);
-        free(jobs[i].ev_kind);
-        free(jobs[i].order_id);
-        free(jobs[i].merchant_order_id);
-        free(jobs[i].status);
-        free(jobs[i].fields);
-        free(jobs[i].received_at);
-    }
+    for (i = 0; jobs && i < n; i++)
+        store_job_clear(&jobs[i]);
     free(jobs);
 }
 
@@ -297,10 +302,9 @@ static int jb_finish_write(struct store_tx *tx, void *data)
     return r->also ? r->also(tx, r->also_data) : 0;
 }
 
-int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn done,
-                     void *data)
+int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn done)
 {
-    return store_submit_op(s, jb_finish_write, done, data ? data : r);
+    return store_submit_op(s, jb_finish_write, done, r);
 }
 
 /* In the transaction: every running job back to the queue. */

@@ -226,6 +226,8 @@ int store_jobs_lanes(struct store *s, struct store_lane *out, size_t max, size_t
 int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned limit,
                    struct store_job **out, size_t *n);
 void store_jobs_free(struct store_job *jobs, size_t n);
+/* Free one job's strings (a job copied out of the array). */
+void store_job_clear(struct store_job *j);
 
 /* Claim jobs (queued -> running, one more attempt, leased until
  * lease_until), committed and durable before it returns, so an attempt
@@ -253,10 +255,9 @@ struct store_job_result {
 };
 
 /* Record an attempt and the job's new state (only while it is still
- * running: a released job is not overwritten). done(data, res) after the
- * commit. 0 or -EAGAIN (stopping). */
-int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn done,
-                     void *data);
+ * running: a released job is not overwritten). done(r, res) after the
+ * commit; r must stay valid until then. 0 or -EAGAIN (stopping). */
+int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn done);
 
 /* At start: jobs left running by a process that died go back to the queue
  * (their attempt stays counted). Waits for the commit. 0 or -errno. */
@@ -267,6 +268,11 @@ int store_jobs_release(struct store *s, const int64_t *ids, size_t n);
 
 /* Jobs by state: queued, running, done, failed. 0 or -EIO. */
 int store_jobs_counts(struct store *s, long counts[4]);
+
+/* Call fn(data) after each commit that created follow-up jobs (on the
+ * syncer or writer thread: fn must not wait on the store). Set before
+ * callbacks arrive. */
+void store_on_jobs(struct store *s, void (*fn)(void *), void *data);
 
 /* Set a meta value the views read (e.g. unconfirmed_after). Waits. */
 int store_set_meta(struct store *s, const char *key, const char *value);

@@ -112,6 +112,9 @@ struct store {
     atomic_int broken;
     char broken_why[256];
     atomic_ullong heartbeat;
+    /* the job scheduler, told when a commit made follow-up jobs (jobs.h) */
+    void (*on_jobs)(void *);
+    void *on_jobs_data;
     char last_error[256];
     /* The syncer (sync.c, synchronous = full): answers wait for an
      * fdatasync of the WAL, done there while the writer already writes the
@@ -167,7 +170,8 @@ int store_op_wait(struct store *s, store_write_fn write, void *data);
 /* Queue a rejection built by rejections.c: 0, or -EAGAIN (the caller frees it). */
 int store_enqueue_rejection(struct store *s, struct store_req *q);
 /* A batch is over (durable, or failed): count it, answer its items, free them. */
-void store_batch_done(struct store_req *items, unsigned n, uint64_t t0, int ok);
+void store_batch_done(struct store *s, struct store_req *items, unsigned n, uint64_t t0,
+                      int ok);
 
 /* ---- the rows ------------------------------------------------------------ */
 

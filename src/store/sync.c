@@ -93,7 +93,7 @@ static void *store_syncer(void *arg)
             list = b->next;
             for (struct store_req *q = b->items; r < 0 && q; q = q->next)
                 store_fail_item(q, why);
-            store_batch_done(b->items, b->n, b->t0, r == 0);
+            store_batch_done(s, b->items, b->n, b->t0, r == 0);
             free(b);
         }
         pthread_mutex_lock(&s->sync_lock);

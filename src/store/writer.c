@@ -357,24 +357,38 @@ static int store_write_batch(struct store *s, struct store_req *batch)
     return ok;
 }
 
-/* Tell each item's owner how it went, then free the items. */
-static void store_finish_batch(struct store_req *batch)
+/* Tell each item's owner how it went, then free the items; then tell the
+ * job scheduler when the batch made follow-up jobs (they are durable now). */
+static void store_finish_batch(struct store *s, struct store_req *batch)
 {
     struct store_req *q, *next;
+    int jobs = 0;
 
     for (q = batch; q; q = next) {
         next = q->next;
+        /* before done: the event's memory is its owner's after that */
+        if (q->kind == REQ_EVENT && q->res.outcome == STORE_NEW && q->ev->followup.kind)
+            jobs = 1;
         if (q->kind != REQ_REJECTION && q->done)
             q->done(q->data, &q->res);
         free(q->answer_copy);
         free(q);
     }
+    if (jobs && s->on_jobs)
+        s->on_jobs(s->on_jobs_data);
 }
 
-void store_batch_done(struct store_req *items, unsigned n, uint64_t t0, int ok)
+void store_batch_done(struct store *s, struct store_req *items, unsigned n, uint64_t t0,
+                      int ok)
 {
     metrics_commit(n, util_now_ns() - t0, ok);
-    store_finish_batch(items);
+    store_finish_batch(s, items);
+}
+
+void store_on_jobs(struct store *s, void (*fn)(void *), void *data)
+{
+    s->on_jobs_data = data;
+    s->on_jobs = fn;
 }
 
 /* Write, commit and (through the syncer, when full) answer one batch. */
@@ -386,7 +400,7 @@ static void store_commit_batch(struct store *s, struct store_req *batch, unsigne
     if (store_broken(s)) {
         for (struct store_req *q = batch; q; q = q->next)
             store_fail_item(q, s->broken_why);
-        store_batch_done(batch, n, t0, 0);
+        store_batch_done(s, batch, n, t0, 0);
         return;
     }
     ok = store_write_batch(s, batch);
@@ -406,7 +420,7 @@ static void store_commit_batch(struct store *s, struct store_req *batch, unsigne
             store_fail_item(q, why);
         ok = r == 0;
     }
-    store_batch_done(batch, n, t0, ok);
+    store_batch_done(s, batch, n, t0, ok);
 }
 
 /* While the store is failing and idle, try a tiny write to notice recovery. */

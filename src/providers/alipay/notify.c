@@ -352,6 +352,13 @@ static enum provider_verdict ap_notify(const void *state,
         break;
     default:
         out->ev.kind = "notify";
+        /* payments are confirmed by alipay.trade.query when the app can sign it */
+        if (app->query && app->private_key)
+            out->ev.followup = (struct store_followup){
+                .kind = "alipay.trade_query",
+                .lane = "alipay",
+                .confirms = 1,
+                .delay_s = ((const struct ap_state *)state)->c->openapi.first_delay};
     }
     return ap_event(rq, f, app, notify_id, out);
 }

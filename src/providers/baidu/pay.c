@@ -221,6 +221,17 @@ static enum provider_verdict bp_event(const struct provider_request *rq,
     return PROVIDER_STORE;
 }
 
+/* A follow-up query for the event, when the app has a token and query = yes
+ * (design.md: otherwise its confirmation is none). */
+static void bp_followup(const struct bp_state *st, const struct config_baidu_app *app,
+                        const char *kind, struct provider_reply *out)
+{
+    if (!app->query || !app->access_token || !app->access_token[0] || !app->app_key)
+        return;
+    out->ev.followup = (struct store_followup){
+        .kind = kind, .lane = "baidu", .confirms = 1, .delay_s = st->c->openapi.first_delay};
+}
+
 /* Pay status notification. */
 static enum provider_verdict bp_pay(const void *state, const struct provider_request *rq,
                                     struct provider_reply *out)
@@ -250,6 +261,7 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     out->ev.answer = arena_printf(
         out->arena, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
         app->is_consumed);
+    bp_followup(state, app, "baidu.find_order", out);
     return bp_event(rq, f, app, "pay_notify", out);
 }
 
@@ -406,6 +418,7 @@ static enum provider_verdict bp_refund(const void *state,
     out->ev.answer = "{\"errno\":0,\"msg\":\"success\",\"data\":{}}";
     out->ev.in_tx = bp_refund_in_tx;
     out->ev.in_tx_data = (void *)batch;
+    bp_followup(state, app, "baidu.find_refund", out);
     return bp_event(rq, f, app, "refund_notify", out);
 }
 

@@ -29,6 +29,7 @@ struct gw_entry {
     const char **exclude; /* "sign" plus the configured exclude words */
     char *append;         /* md5: "&key=SECRET" or "SECRET"; wiped on unload */
     size_t append_len;
+    unsigned first_delay; /* [openapi] first_delay, for its follow-up jobs */
 };
 
 struct gw_state {
@@ -281,6 +282,12 @@ static enum provider_verdict gw_notify(const void *state,
         break;
     default:
         out->ev.kind = "notify";
+        /* payments are confirmed by trade.query, signed with the MD5 secret */
+        if (e->g->query && e->g->query_url && e->g->sign != GW_SIGN_RSA)
+            out->ev.followup = (struct store_followup){.kind = "gateway.trade_query",
+                                                       .lane = e->provider,
+                                                       .confirms = 1,
+                                                       .delay_s = e->first_delay};
     }
     return gw_event(e, rq, f, out);
 }
@@ -368,8 +375,10 @@ static int gw_load(const struct config *c, struct routes *rt, void **state, char
     st = calloc(1, sizeof(*st) + c->n_gateways * sizeof(st->e[0]));
     if (!st)
         return -ENOMEM;
-    for (st->n = 0; st->n < c->n_gateways && r == 0; st->n++)
+    for (st->n = 0; st->n < c->n_gateways && r == 0; st->n++) {
+        st->e[st->n].first_delay = c->openapi.first_delay;
         r = gw_add(&st->e[st->n], c->gateways[st->n], rt, err, errlen);
+    }
     if (r < 0) {
         gw_unload(st);
         return r;

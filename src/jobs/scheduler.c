@@ -1,0 +1,657 @@
+/*
+ * scheduler.c: the dispatcher and the worker pool (see jobs.h).
+ *
+ * The dispatcher is the only thread that claims, so no job is handed out
+ * twice; a claim is durable before the job reaches a worker, so a crash
+ * mid-call counts the attempt and the job runs again after the restart.
+ * Workers hold no store connection while they wait on the network: they
+ * read nothing, and submit their result to the writer without waiting for
+ * it (the completion frees the attempt).
+ */
+#include "jobs/jobs.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/log.h"
+#include "lib/metrics.h"
+#include "lib/util.h"
+#include "wire/crypto.h"
+#include "wire/json.h"
+
+#define JOBS_MAX_WORKERS 256
+#define JOBS_MAX_LANES   64
+#define JOBS_CLAIM_MAX   256   /* jobs claimed in one transaction */
+#define JOBS_BODY_KEEP   16384 /* bytes of an answer kept in query_results */
+#define JOBS_IDLE_MS     1000  /* longest sleep: new due times, gauges */
+
+/* A platform's caps: calls in flight, and a token bucket for the rate. */
+struct lane {
+    char name[64];
+    unsigned inflight;
+    double tokens;
+    uint64_t refill_ns;
+};
+
+/* The settings in force (from [openapi], replaced on reload). */
+struct jobs_set {
+    unsigned workers, timeout, connect_timeout, max_attempts, retry_base, retry_max, rate,
+        concurrency;
+};
+
+/* One claimed attempt, from hand-over to its committed result. */
+struct job_item {
+    struct job_item *next;
+    struct jobs *j;
+    struct store_job job;
+    struct lane *lane;
+    struct jobs_set set;
+    struct query_answer ans;
+    struct store_job_result res;
+    char at[32], due[32];
+};
+
+struct jobs {
+    struct store *s;
+    struct runtime_cell *rt;
+    pthread_mutex_t lock;
+    pthread_cond_t work_cond, disp_cond, idle_cond;
+    struct job_item *head, *tail; /* claimed, waiting for a worker */
+    unsigned queued, busy, pending;
+    unsigned started; /* worker threads created */
+    pthread_t workers[JOBS_MAX_WORKERS];
+    pthread_t dispatcher;
+    int dispatcher_started, stopping, woken;
+    struct jobs_set set;
+    struct lane lanes[JOBS_MAX_LANES];
+    size_t n_lanes;
+    uint64_t gauges_ns;
+};
+
+/* A worker thread's argument. */
+struct worker_arg {
+    struct jobs *j;
+    unsigned idx;
+};
+
+static const char *const result_names[] = {
+    [QUERY_ERROR] = "error",           [QUERY_CONFIRMED] = "confirmed",
+    [QUERY_MISMATCH] = "mismatch",     [QUERY_UNKNOWN_ORDER] = "unknown_order",
+    [QUERY_PENDING] = "pending",
+};
+
+/* ---- time ----------------------------------------------------------------- */
+
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" as unix milliseconds (0 if unreadable: due). */
+static int64_t iso_ms(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0;
+
+    if (sscanf(s, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* Exponential back-off with full jitter: uniform in [0, min(retry_max,
+ * retry_base * 2^(attempts-1))] seconds, in milliseconds. */
+static int64_t backoff_ms(const struct jobs_set *set, unsigned attempts)
+{
+    double cap = set->retry_base;
+    uint64_t rnd = 0;
+    unsigned i;
+
+    for (i = 1; i < attempts && cap < set->retry_max; i++)
+        cap *= 2;
+    if (cap > set->retry_max)
+        cap = set->retry_max;
+    crypto_random(&rnd, sizeof(rnd));
+    return (int64_t)((double)(rnd % 1000001u) / 1e6 * cap * 1000.0);
+}
+
+/* ---- settings --------------------------------------------------------------- */
+
+static void jobs_read_set(struct jobs_set *set, const struct config_openapi *o)
+{
+    set->workers = o->workers < JOBS_MAX_WORKERS ? o->workers : JOBS_MAX_WORKERS;
+    set->timeout = o->timeout;
+    set->connect_timeout = o->connect_timeout;
+    set->max_attempts = o->max_attempts;
+    set->retry_base = o->retry_base;
+    set->retry_max = o->retry_max;
+    set->rate = o->rate;
+    set->concurrency = o->concurrency;
+}
+
+/* ---- results ---------------------------------------------------------------- */
+
+/* Completion of a result's commit (syncer or writer thread: never waits). */
+static void job_recorded(void *data, const struct store_result *res)
+{
+    struct job_item *it =
+        (struct job_item *)((char *)data - offsetof(struct job_item, res));
+    struct jobs *j = it->j;
+
+    if (res->outcome == STORE_FAILED)
+        log_err("job %lld (%s): its result was not recorded (%s); it runs again after "
+                "a restart",
+                (long long)it->job.id, it->job.kind, res->error ? res->error : "?");
+    openapi_call_free(&it->ans.call);
+    store_job_clear(&it->job);
+    free(it);
+    pthread_mutex_lock(&j->lock);
+    j->pending--;
+    pthread_cond_broadcast(&j->idle_cond);
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* Log what an ended job means for its event. */
+static void job_log_end(const struct job_item *it, const char *confirmation)
+{
+    const struct store_job *jb = &it->job;
+    const struct query_answer *a = &it->ans;
+
+    if (strcmp(confirmation, "mismatch") == 0)
+        log_warning("event %lld (%s %s, order %s): the platform disagrees: %s%s%s",
+                    (long long)jb->event_id, jb->provider ? jb->provider : "?",
+                    jb->ev_kind ? jb->ev_kind : "?",
+                    jb->merchant_order_id ? jb->merchant_order_id : "?", a->detail,
+                    a->field[0] ? "" : " (after the last attempt)", "");
+    else if (strcmp(confirmation, "unconfirmed") == 0)
+        log_warning("event %lld (%s %s): unconfirmed: job %lld failed after %u attempts: %s",
+                    (long long)jb->event_id, jb->provider ? jb->provider : "?",
+                    jb->ev_kind ? jb->ev_kind : "?", (long long)jb->id, jb->attempts,
+                    a->detail);
+}
+
+/* Turn the answer into the job's next state. */
+static void job_decide(struct job_item *it)
+{
+    const struct query_answer *a = &it->ans;
+    struct store_job_result *r = &it->res;
+    int last = it->job.attempts >= it->set.max_attempts;
+    const char *confirmation = NULL;
+
+    switch (a->result) {
+    case QUERY_CONFIRMED:
+    case QUERY_MISMATCH:
+        r->state = "done";
+        r->outcome = confirmation = a->result == QUERY_CONFIRMED ? "confirmed" : "mismatch";
+        break;
+    case QUERY_UNKNOWN_ORDER:
+        if (last) {
+            r->state = "done";
+            r->outcome = confirmation = "mismatch";
+            break;
+        }
+        /* the platform may lag behind its own callback: retried */
+        __attribute__((fallthrough));
+    default:
+        r->state = last ? "failed" : "queued";
+        if (last)
+            confirmation = "unconfirmed";
+    }
+    if (strcmp(r->state, "queued") == 0) {
+        util_iso8601_in(backoff_ms(&it->set, it->job.attempts), it->due);
+        r->due_at = it->due;
+    }
+    if (a->result != QUERY_CONFIRMED)
+        r->error = a->detail;
+    metrics_job_run(it->job.kind, result_names[a->result], strcmp(r->state, "queued") == 0);
+    if (confirmation) {
+        metrics_confirmation(confirmation);
+        job_log_end(it, confirmation);
+    }
+}
+
+/* Fill the query_results row and submit the result to the writer. */
+static void job_record(struct jobs *j, struct job_item *it)
+{
+    struct store_job_result *r = &it->res;
+    const struct query_answer *a = &it->ans;
+
+    r->job_id = it->job.id;
+    r->event_id = it->job.event_id;
+    r->at = it->at;
+    r->endpoint = a->endpoint[0] ? a->endpoint : "(no call)";
+    r->http_status = a->call.http_status;
+    r->platform_code = a->code[0] ? a->code : NULL;
+    r->result = result_names[a->result];
+    r->detail = a->detail;
+    r->duration_ms = a->call.duration_ms;
+    r->body = a->call.body.data;
+    r->body_len = a->call.body.len < JOBS_BODY_KEEP ? a->call.body.len : JOBS_BODY_KEEP;
+    pthread_mutex_lock(&j->lock);
+    j->pending++;
+    pthread_mutex_unlock(&j->lock);
+    if (store_job_finish(j->s, r, job_recorded) < 0) {
+        struct store_result no = {.outcome = STORE_FAILED, .error = "the store is stopping"};
+        job_recorded(r, &no);
+    }
+}
+
+/* Run one attempt: ask the platform, judge, record. */
+static void job_run(struct jobs *j, struct openapi_client *client, struct job_item *it)
+{
+    struct runtime *rt = runtime_acquire(j->rt);
+    query_fn fn = jobs_query_for(it->job.kind);
+    cJSON *fields = NULL;
+    char err[64];
+    struct query_env env = {
+        .cfg = rt->cfg,
+        .job = &it->job,
+        .client = client,
+        .timeout_ms = it->set.timeout * 1000,
+        .connect_ms = it->set.connect_timeout * 1000,
+    };
+
+    util_iso8601_now(it->at);
+    if (it->job.fields &&
+        json_parse(it->job.fields, strlen(it->job.fields), 32, &fields, err, sizeof(err)) < 0)
+        fields = NULL;
+    env.fields = fields;
+    it->ans.result = QUERY_ERROR;
+    if (!fn)
+        query_set(&it->ans, QUERY_ERROR, "unknown job kind %s", it->job.kind);
+    else
+        fn(&env, &it->ans);
+    if (it->ans.endpoint[0])
+        metrics_query_latency(it->job.lane, (uint64_t)it->ans.call.duration_ms * 1000000u);
+    cJSON_Delete(fields);
+    runtime_release(rt);
+    job_decide(it);
+    job_record(j, it);
+}
+
+/* ---- workers ---------------------------------------------------------------- */
+
+static void *worker_main(void *p)
+{
+    struct worker_arg *w = p;
+    struct jobs *j = w->j;
+    unsigned idx = w->idx;
+    struct openapi_client *client = openapi_client_new();
+    struct job_item *it;
+
+    free(w);
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        /* a worker above the configured count idles (a reload may lower it) */
+        while (!j->stopping && (idx >= j->set.workers || !j->head))
+            pthread_cond_wait(&j->work_cond, &j->lock);
+        if (j->stopping) {
+            pthread_mutex_unlock(&j->lock);
+            break;
+        }
+        it = j->head;
+        j->head = it->next;
+        if (!j->head)
+            j->tail = NULL;
+        j->queued--;
+        j->busy++;
+        pthread_mutex_unlock(&j->lock);
+
+        if (client)
+            job_run(j, client, it);
+        else {
+            query_set(&it->ans, QUERY_ERROR, "out of memory (no HTTP client)");
+            job_decide(it);
+            job_record(j, it);
+        }
+
+        pthread_mutex_lock(&j->lock);
+        j->busy--;
+        it->lane->inflight--;
+        j->woken = 1;
+        pthread_cond_signal(&j->disp_cond);
+        pthread_mutex_unlock(&j->lock);
+    }
+    openapi_client_free(client);
+    return NULL;
+}
+
+/* Start workers up to the configured count (under j->lock). */
+static int jobs_spawn(struct jobs *j)
+{
+    while (j->started < j->set.workers) {
+        struct worker_arg *w = malloc(sizeof(*w));
+        if (!w)
+            return -ENOMEM;
+        w->j = j;
+        w->idx = j->started;
+        if (pthread_create(&j->workers[j->started], NULL, worker_main, w) != 0) {
+            free(w);
+            return -EAGAIN;
+        }
+        j->started++;
+    }
+    return 0;
+}
+
+/* ---- dispatcher ------------------------------------------------------------- */
+
+/* The lane's state, created on first sight (under j->lock); NULL when full. */
+static struct lane *lane_get(struct jobs *j, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < j->n_lanes; i++)
+        if (strcmp(j->lanes[i].name, name) == 0)
+            return &j->lanes[i];
+    if (j->n_lanes == JOBS_MAX_LANES)
+        return NULL;
+    snprintf(j->lanes[j->n_lanes].name, sizeof(j->lanes[0].name), "%s", name);
+    j->lanes[j->n_lanes].refill_ns = util_now_ns();
+    return &j->lanes[j->n_lanes++];
+}
+
+/* How many jobs of the lane may start now (under j->lock); *wait_ms lowered
+ * to when the rate allows the next one. */
+static unsigned lane_allowance(struct jobs *j, struct lane *l, long *wait_ms)
+{
+    unsigned active = j->started < j->set.workers ? j->started : j->set.workers;
+    unsigned used = j->busy + j->queued, idle = active > used ? active - used : 0;
+    unsigned cap = j->set.concurrency ? j->set.concurrency : j->set.workers;
+    unsigned allow = cap > l->inflight ? cap - l->inflight : 0;
+    uint64_t now = util_now_ns();
+
+    allow = allow < idle ? allow : idle;
+    if (j->set.rate) {
+        /* a small burst (1/20 s of the rate) keeps any one-second window
+         * close to the rate */
+        double burst = j->set.rate / 20.0 < 1 ? 1 : j->set.rate / 20.0;
+        l->tokens += (double)(now - l->refill_ns) / 1e9 * j->set.rate;
+        l->tokens = l->tokens > burst ? burst : l->tokens;
+        l->refill_ns = now;
+        if ((double)allow > l->tokens)
+            allow = (unsigned)l->tokens;
+        if (allow == 0) {
+            long ms = (long)((1.0 - l->tokens) / j->set.rate * 1000.0) + 1;
+            *wait_ms = ms < *wait_ms ? ms : *wait_ms;
+        }
+    }
+    return allow < JOBS_CLAIM_MAX ? allow : JOBS_CLAIM_MAX;
+}
+
+/* Hand claimed jobs to the workers (under j->lock). */
+static void jobs_hand_over(struct jobs *j, struct lane *l, struct store_job *jobs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        struct job_item *it;
+        if (!jobs[i].claimed)
+            continue;
+        if (!(it = calloc(1, sizeof(*it)))) {
+            /* the job stays running; it is recovered at the next start */
+            log_err("job %lld: out of memory handing it to a worker", (long long)jobs[i].id);
+            continue;
+        }
+        it->j = j;
+        it->job = jobs[i];
+        memset(&jobs[i], 0, sizeof(jobs[i])); /* its strings now belong to it */
+        it->lane = l;
+        it->set = j->set;
+        l->inflight++;
+        l->tokens -= j->set.rate ? 1 : 0;
+        if (j->tail)
+            j->tail->next = it;
+        else
+            j->head = it;
+        j->tail = it;
+        j->queued++;
+        pthread_cond_signal(&j->work_cond);
+    }
+}
+
+/* Claim and hand over what one lane may start now. 1 when it may have more. */
+static int jobs_dispatch_lane(struct jobs *j, const char *name, const char *now,
+                              long *wait_ms)
+{
+    struct store_job *jobs = NULL;
+    struct lane *l;
+    unsigned allow;
+    size_t n = 0;
+    char lease[32];
+    int r;
+
+    pthread_mutex_lock(&j->lock);
+    l = lane_get(j, name);
+    allow = l ? lane_allowance(j, l, wait_ms) : 0;
+    pthread_mutex_unlock(&j->lock);
+    if (!allow)
+        return 0;
+    if ((r = store_jobs_due(j->s, name, now, allow, &jobs, &n)) < 0 || n == 0) {
+        if (r == 0)
+            store_jobs_free(jobs, n);
+        return 0;
+    }
+    util_iso8601_in(((int64_t)j->set.timeout + 30) * 1000, lease);
+    if (store_jobs_claim(j->s, jobs, n, lease) == 0) {
+        pthread_mutex_lock(&j->lock);
+        jobs_hand_over(j, l, jobs, n);
+        pthread_mutex_unlock(&j->lock);
+    }
+    store_jobs_free(jobs, n);
+    return n == allow;
+}
+
+/* The job gauges, at most once a second. */
+static void jobs_gauges(struct jobs *j, int64_t oldest_due_ms)
+{
+    long counts[4];
+    uint64_t now = util_now_ns();
+
+    if (now - j->gauges_ns < 1000000000ull)
+        return;
+    j->gauges_ns = now;
+    if (store_jobs_counts(j->s, counts) == 0)
+        metrics_set_jobs(counts, oldest_due_ms > 0 ? (double)oldest_due_ms / 1000.0 : 0);
+}
+
+/* One pass over the lanes with queued jobs; returns how long to sleep. */
+static long jobs_dispatch(struct jobs *j)
+{
+    struct store_lane lanes[JOBS_MAX_LANES];
+    size_t n = 0, i;
+    long wait = JOBS_IDLE_MS;
+    int64_t now_ms = util_unix_ms(), oldest = 0;
+    char now[32];
+
+    if (store_jobs_lanes(j->s, lanes, JOBS_MAX_LANES, &n) < 0)
+        return JOBS_IDLE_MS;
+    util_iso8601_now(now);
+    for (i = 0; i < n; i++) {
+        int64_t due = iso_ms(lanes[i].next_due);
+        if (due > now_ms) {
+            wait = due - now_ms < wait ? (long)(due - now_ms) : wait;
+            continue;
+        }
+        oldest = now_ms - due > oldest ? now_ms - due : oldest;
+        if (jobs_dispatch_lane(j, lanes[i].lane, now, &wait))
+            wait = 0;
+    }
+    jobs_gauges(j, oldest);
+    return wait;
+}
+
+static void *dispatcher_main(void *p)
+{
+    struct jobs *j = p;
+    struct timespec ts;
+    long wait;
+
+    pthread_mutex_lock(&j->lock);
+    while (!j->stopping) {
+        j->woken = 0;
+        pthread_mutex_unlock(&j->lock);
+        wait = jobs_dispatch(j);
+        pthread_mutex_lock(&j->lock);
+        if (j->woken || j->stopping || wait <= 0)
+            continue;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!j->woken && !j->stopping &&
+               pthread_cond_timedwait(&j->disp_cond, &j->lock, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+/* The store made new jobs: look now (called after their commit). */
+static void jobs_wake(void *data)
+{
+    struct jobs *j = data;
+
+    pthread_mutex_lock(&j->lock);
+    j->woken = 1;
+    pthread_cond_signal(&j->disp_cond);
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* ---- life cycle -------------------------------------------------------------- */
+
+static struct jobs *jobs_new(struct store *s, struct runtime_cell *rt)
+{
+    struct jobs *j = calloc(1, sizeof(*j));
+
+    if (!j)
+        return NULL;
+    j->s = s;
+    j->rt = rt;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->work_cond, NULL);
+    pthread_cond_init(&j->disp_cond, NULL);
+    pthread_cond_init(&j->idle_cond, NULL);
+    return j;
+}
+
+int jobs_start(struct store *s, struct runtime_cell *rtc, struct jobs **out, char *err,
+               size_t errlen)
+{
+    struct jobs *j = jobs_new(s, rtc);
+    struct runtime *rt;
+    char after[24];
+    int r;
+
+    if (!j)
+        return -ENOMEM;
+    rt = runtime_acquire(rtc);
+    jobs_read_set(&j->set, &rt->cfg->openapi);
+    snprintf(after, sizeof(after), "%u", rt->cfg->openapi.unconfirmed_after);
+    runtime_release(rt);
+    if ((r = store_jobs_recover(s)) < 0 || (r = store_set_meta(s, "unconfirmed_after", after)) < 0) {
+        snprintf(err, errlen, "cannot prepare the follow-up jobs in the store: %s",
+                 strerror(-r));
+        jobs_free(j);
+        return r;
+    }
+    *out = j;
+    store_on_jobs(s, jobs_wake, j);
+    pthread_mutex_lock(&j->lock);
+    r = jobs_spawn(j);
+    if (r == 0 && pthread_create(&j->dispatcher, NULL, dispatcher_main, j) == 0)
+        j->dispatcher_started = 1;
+    else if (r == 0)
+        r = -EAGAIN;
+    pthread_mutex_unlock(&j->lock);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot start the follow-up workers: %s", strerror(-r));
+        *out = NULL;
+        jobs_stop(j);
+        store_on_jobs(s, NULL, NULL); /* nothing was stored yet: no wake-up is on its way */
+        jobs_free(j);
+    }
+    return r;
+}
+
+void jobs_reconfigure(struct jobs *j)
+{
+    struct runtime *rt;
+    struct jobs_set set;
+
+    if (!j)
+        return;
+    rt = runtime_acquire(j->rt);
+    jobs_read_set(&set, &rt->cfg->openapi);
+    runtime_release(rt);
+    pthread_mutex_lock(&j->lock);
+    j->set = set;
+    if (jobs_spawn(j) < 0)
+        log_err("cannot start more follow-up workers: %u run", j->started);
+    j->woken = 1;
+    pthread_cond_broadcast(&j->work_cond);
+    pthread_cond_signal(&j->disp_cond);
+    pthread_mutex_unlock(&j->lock);
+}
+
+/* Give claimed jobs that no worker started back to the queue. */
+static void jobs_release_waiting(struct jobs *j)
+{
+    struct job_item *it, *next;
+    int64_t *ids = calloc(j->queued + 1, sizeof(*ids));
+    size_t n = 0;
+
+    for (it = j->head; it; it = next) {
+        next = it->next;
+        if (ids)
+            ids[n++] = it->job.id;
+        store_job_clear(&it->job);
+        free(it);
+    }
+    j->head = j->tail = NULL;
+    j->queued = 0;
+    /* without memory for the list they stay running: recovered at the next start */
+    if (n && store_jobs_release(j->s, ids, n) < 0)
+        log_err("cannot return %zu claimed jobs to the queue; the next start does", n);
+    free(ids);
+}
+
+void jobs_stop(struct jobs *j)
+{
+    unsigned i;
+
+    if (!j)
+        return;
+    /* the store's wake-up stays registered: j lives until jobs_free */
+    pthread_mutex_lock(&j->lock);
+    j->stopping = 1;
+    pthread_cond_broadcast(&j->work_cond);
+    pthread_cond_broadcast(&j->disp_cond);
+    pthread_mutex_unlock(&j->lock);
+    if (j->dispatcher_started)
+        pthread_join(j->dispatcher, NULL);
+    /* running calls end within their timeout (curl enforces it) */
+    for (i = 0; i < j->started; i++)
+        pthread_join(j->workers[i], NULL);
+    jobs_release_waiting(j);
+    pthread_mutex_lock(&j->lock);
+    while (j->pending)
+        pthread_cond_wait(&j->idle_cond, &j->lock);
+    pthread_mutex_unlock(&j->lock);
+}
+
+void jobs_free(struct jobs *j)
+{
+    if (!j)
+        return;
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->work_cond);
+    pthread_cond_destroy(&j->disp_cond);
+    pthread_cond_destroy(&j->idle_cond);
+    free(j);
+}
