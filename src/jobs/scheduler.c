@@ -408,7 +408,9 @@ static void jobs_hand_over(struct jobs *j, struct lane *l, struct store_job *job
             j->head = it;
         j->tail = it;
         j->queued++;
-        pthread_cond_signal(&j->work_cond);
+        /* broadcast: a signal could wake only a worker above the configured
+         * count, which goes back to sleep with the job still waiting */
+        pthread_cond_broadcast(&j->work_cond);
     }
 }
 

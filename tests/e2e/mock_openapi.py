@@ -38,6 +38,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -415,6 +416,13 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        # A client closing its keep-alive connection (payhookd stopping or
+        # killed) is normal; anything else is printed as usual.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
