@@ -6,6 +6,11 @@ acknowledged callback exactly once, every unanswered one at most once, and
 nothing it was never sent; SQLite's integrity check must pass and the
 daemon must start cleanly (recovering the WAL left by the kill).
 
+Every pay notification also makes a follow-up job (answered by a mock
+OpenAPI started here): each stored one has exactly one job, no job lacks
+its event, and after the last restart every job ends done and confirmed
+(a job cut off by a kill runs again).
+
 Environment:
   PAYHOOK_CRASH_ROUNDS   kill -9 rounds (default 20)
   PAYHOOK_CRASH_SEED     the random seed (printed with the results), to replay a run
@@ -22,6 +27,7 @@ import unittest
 
 import harness
 from harness import RsaKey, baidu_signed, form_body, tp_envelope
+from mock_openapi import MockOpenAPI
 
 ROUNDS = int(os.environ.get("PAYHOOK_CRASH_ROUNDS") or 20)
 SEED = int(os.environ.get("PAYHOOK_CRASH_SEED") or random.randrange(2**32))
@@ -40,7 +46,16 @@ CONFIG = harness.tp_config() + """
 [baidu.app crash]
 deal_id = %s
 platform_public_key = %s
-""" % (DEAL, KEY.spki_b64())
+app_key = crash-pm-key
+access_token = crash-token
+
+[openapi]
+baidu_base = %s
+workers = 2
+retry_base = 0
+retry_max = 1
+max_attempts = 20
+"""
 
 # Outcomes of one send.
 ACKED, CUT, REFUSED, OTHER = "acked", "cut", "refused", "other"
@@ -106,7 +121,9 @@ class CrashConsistency(unittest.TestCase):
 
     def setUp(self):
         self.rng = random.Random(SEED)
-        self.d = harness.Daemon(CONFIG)
+        self.mock = MockOpenAPI().start()
+        self.addCleanup(self.mock.stop)
+        self.d = harness.Daemon(CONFIG % (DEAL, KEY.spki_b64(), self.mock.base))
         self.addCleanup(self.d.kill)
         self.ledger = collections.OrderedDict()  # key -> Callback
         self.next_n = 0
@@ -126,7 +143,10 @@ class CrashConsistency(unittest.TestCase):
         with self.lock:
             n = self.next_n
             self.next_n += 1
-        return make_callback(n)
+        cb = make_callback(n)
+        if cb.kind == "baidu":   # what the platform knows of it
+            self.mock.baidu_orders["crash-%d" % n] = dict(orderId=cb.ident, status=2, totalMoney=100 + n)
+        return cb
 
     def record(self, cb, outcome, status):
         with self.lock:
@@ -199,7 +219,32 @@ class CrashConsistency(unittest.TestCase):
                                    "unanswered %d times (expected %d..%d)"
                                    % (cb.kind, cb.ident, deliveries[key], cb.acked, cb.maybe, lo, hi),
                                    round_no)
+        self.verify_jobs(round_no)
         return deliveries
+
+    def verify_jobs(self, round_no):
+        """Exactly one follow-up job per stored pay notification, none without one."""
+        bad = self.d.query("SELECT e.id, count(j.id) FROM events e LEFT JOIN jobs j ON j.event_id = e.id"
+                           " WHERE e.provider = 'baidu' GROUP BY e.id HAVING count(j.id) != 1")
+        if bad:
+            self.fail_with("pay notifications without exactly one job: %r" % bad[:5], round_no)
+        orphans = self.d.query("SELECT j.id FROM jobs j LEFT JOIN events e ON e.id = j.event_id"
+                               " WHERE e.id IS NULL OR e.provider != 'baidu'")
+        if orphans:
+            self.fail_with("jobs without their pay notification: %r" % orphans[:5], round_no)
+
+    def wait_jobs_end(self):
+        """After the last restart every job ends, confirmed."""
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            left = self.d.query("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")[0][0]
+            if not left:
+                break
+            time.sleep(0.2)
+        ends = dict(self.d.query("SELECT coalesce(outcome, state), count(*) FROM jobs GROUP BY 1"))
+        self.assertEqual(set(ends), {"confirmed"}, "jobs did not all end confirmed: %r\n%s"
+                         % (ends, self.d.logtext()[-3000:]))
+        return ends["confirmed"]
 
     def resend(self, round_no, deliveries):
         """Resend the callbacks cut off by the last kill, and a few acknowledged ones,
@@ -276,17 +321,18 @@ class CrashConsistency(unittest.TestCase):
             self.note("round %2d: killed after %.3f s: %4d acked, %d cut off, %d refused, %d other; "
                       "WAL %d bytes at the kill; %d resent after the previous restart"
                       % (r, delay, got[ACKED], got[CUT], got[REFUSED], got[OTHER], wal, resent))
+        confirmed = self.wait_jobs_end()
         self.assertEqual(self.d.stop(), 0, self.d.logtext()[-3000:])
         stored = self.d.query("SELECT count(*), sum(deliveries) FROM events")[0]
         cut_stored = self.stats["cut_resent_redelivery"]
         summary = ("seed %d, %d rounds in %.1f s: %d callbacks, %d stored (%d deliveries); %d sends acked "
                    "(per round min %d, median %d, max %d); %d cut off by the kill (%d of them had been "
                    "committed: resent = redelivery, %d not: resent = new); %d refused; %d other answers; "
-                   "%d acknowledged ones resent as redeliveries"
+                   "%d acknowledged ones resent as redeliveries; %d follow-up jobs, all confirmed"
                    % (SEED, ROUNDS, time.time() - t_start, len(self.ledger), stored[0], stored[1] or 0,
                       self.stats[ACKED], min(per_round or [0]), sorted(per_round or [0])[len(per_round) // 2],
                       max(per_round or [0]), self.stats[CUT], cut_stored, self.stats["cut_resent_new"],
-                      self.stats[REFUSED], self.stats[OTHER], self.stats["resent_redelivery"]))
+                      self.stats[REFUSED], self.stats[OTHER], self.stats["resent_redelivery"], confirmed))
         sys.stderr.write("\n  crash: " + summary + " ... ")
         sys.stderr.flush()
         # Only 503 (store or queue unavailable) may answer a valid callback.
