@@ -637,6 +637,26 @@ static const struct conf_key gateway_keys[] = {
     END_KEYS,
 };
 
+static const char *const hook_when_choices[] = {"received", "confirmed", NULL};
+#define HK(f) offsetof(struct config_hook, f)
+static const struct conf_key hook_keys[] = {
+    {"url", conf_url, HK(url), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"command", conf_str, HK(command), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"events", conf_words, HK(events), 0, 0, NULL, 1, NULL, OWN_STRV},
+    {"when", conf_enum, HK(when), 0, 0, "received", 0, hook_when_choices, OWN_NONE},
+    {"unverified", conf_bool, HK(unverified), 0, 0, "no", 0, NULL, OWN_NONE},
+    {"secret", conf_words, HK(secrets), 0, 0, NULL, 0, NULL, OWN_STRV},
+    {"secret_file", conf_str, HK(secret_file), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"timeout", conf_uint, HK(timeout), 1, 300, "10", 0, NULL, OWN_NONE},
+    {"max_attempts", conf_uint, HK(max_attempts), 1, 1000, "12", 0, NULL, OWN_NONE},
+    {"retry_base", conf_uint, HK(retry_base), 0, 86400, "5", 0, NULL, OWN_NONE},
+    {"retry_max", conf_uint, HK(retry_max), 1, 604800, "21600", 0, NULL, OWN_NONE},
+    {"concurrency", conf_uint, HK(concurrency), 1, 256, "4", 0, NULL, OWN_NONE},
+    END_KEYS,
+};
+
+static int conf_finish_hook(struct config *c, void *obj, const char *name, char *msg,
+                            size_t len);
 static int conf_finish_baidu_app(struct config *c, void *obj, const char *name, char *msg,
                                  size_t len);
 static int conf_finish_alipay_app(struct config *c, void *obj, const char *name,
@@ -658,6 +678,8 @@ static const struct conf_section sections[] = {
      sizeof(struct config_alipay_app), conf_finish_alipay_app},
     {"gateway", gateway_keys, 1, CFG(gateways), CFG(n_gateways),
      sizeof(struct config_gateway), conf_finish_gateway},
+    {"hook", hook_keys, 1, CFG(hooks), CFG(n_hooks), sizeof(struct config_hook),
+     conf_finish_hook},
 };
 
 /* ---- checks across keys ---------------------------------------------- */
@@ -762,6 +784,81 @@ static int conf_finish_gateway(struct config *c, void *obj, const char *name, ch
         return conf_path(NULL, path, &g->notify_path, msg, len);
     }
     return 0;
+}
+
+/* One whsec_<base64> secret decoded into h's keys. */
+static int conf_hook_key(struct config_hook *h, const char *w, char *msg, size_t len)
+{
+    uint8_t *k = NULL;
+    size_t n = 0;
+
+    if (strncmp(w, "whsec_", 6) != 0 || crypto_b64_decode(w + 6, strlen(w + 6), &k, &n) < 0 ||
+        n < 16) {
+        free(k);
+        snprintf(msg, len, "secret: each secret is whsec_ followed by the base64 of at "
+                           "least 16 random bytes (Standard Webhooks)");
+        return -EINVAL;
+    }
+    h->keys[h->n_keys] = k;
+    h->key_lens[h->n_keys++] = n;
+    return 0;
+}
+
+/* A hook has one destination, its globs, and secrets to sign with. */
+static int conf_finish_hook(struct config *c, void *obj, const char *name, char *msg,
+                            size_t len)
+{
+    struct config_hook *h = obj;
+    char *from_file = NULL, *tok, *save = NULL;
+    size_t n = 0, i;
+    int r = 0;
+
+    (void)c;
+    if (h->command) {
+        snprintf(msg, len, "command: command hooks are not supported yet; use url");
+        return -EINVAL;
+    }
+    if (!h->url) {
+        snprintf(msg, len, "url is required");
+        return -EINVAL;
+    }
+    if ((h->secrets && h->secret_file) || (!h->secrets && !h->secret_file)) {
+        snprintf(msg, len, "give one of secret and secret_file (an HTTP hook is signed)");
+        return -EINVAL;
+    }
+    if (h->secret_file && (r = conf_read_secret(h->secret_file, &from_file, msg, len)) < 0)
+        return r;
+    while (h->secrets && h->secrets[n])
+        n++;
+    n += from_file ? 8 : 0; /* a file's line may hold several words */
+    h->keys = calloc(n + 1, sizeof(*h->keys));
+    h->key_lens = calloc(n + 1, sizeof(*h->key_lens));
+    if (!h->keys || !h->key_lens || asprintf(&h->kind, "hook.%s", name) < 0) {
+        h->kind = NULL;
+        r = -ENOMEM;
+    }
+    for (i = 0; r == 0 && h->secrets && h->secrets[i]; i++)
+        r = conf_hook_key(h, h->secrets[i], msg, len);
+    for (tok = from_file ? strtok_r(from_file, " \t", &save) : NULL; r == 0 && tok;
+         tok = strtok_r(NULL, " \t", &save))
+        r = h->n_keys < n ? conf_hook_key(h, tok, msg, len) : -E2BIG;
+    if (r == -E2BIG)
+        snprintf(msg, len, "secret_file: at most 8 secrets");
+    if (from_file) {
+        explicit_bzero(from_file, strlen(from_file));
+        free(from_file);
+    }
+    return r;
+}
+
+const struct config_hook *config_hook_by_kind(const struct config *c, const char *kind)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_hooks; i++)
+        if (strcmp(c->hooks[i]->kind, kind) == 0)
+            return c->hooks[i];
+    return NULL;
 }
 
 /* ---- inih plumbing --------------------------------------------------- */
@@ -1199,6 +1296,18 @@ struct config *config_free(struct config *c)
 
     if (!c)
         return NULL;
+    for (i = 0; i < c->n_hooks; i++) {
+        struct config_hook *h = c->hooks[i];
+        for (j = 0; h && h->keys && j < h->n_keys; j++) {
+            explicit_bzero(h->keys[j], h->key_lens[j]);
+            free(h->keys[j]);
+        }
+        if (h) {
+            free(h->keys);
+            free(h->key_lens);
+            free(h->kind);
+        }
+    }
     for (i = 0; i < ARRAY_SIZE(sections); i++) {
         sec = &sections[i];
         if (!sec->named) {
@@ -1283,9 +1392,11 @@ int config_is_trusted_text(const struct config *c, const char *addr)
 /* conf_new_named writes the name and header line through the first members. */
 _Static_assert(offsetof(struct config_baidu_app, name) == 0 &&
                    offsetof(struct config_alipay_app, name) == 0 &&
-                   offsetof(struct config_gateway, name) == 0,
+                   offsetof(struct config_gateway, name) == 0 &&
+                   offsetof(struct config_hook, name) == 0,
                "named sections start with their name");
 _Static_assert(offsetof(struct config_baidu_app, line) == sizeof(char *) &&
                    offsetof(struct config_alipay_app, line) == sizeof(char *) &&
-                   offsetof(struct config_gateway, line) == sizeof(char *),
+                   offsetof(struct config_gateway, line) == sizeof(char *) &&
+                   offsetof(struct config_hook, line) == sizeof(char *),
                "named sections keep their header line second");

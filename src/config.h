@@ -131,6 +131,27 @@ struct config_gateway {
     int query;
 };
 
+enum config_hook_when { HOOK_RECEIVED, HOOK_CONFIRMED };
+
+/* [hook NAME]: forwarding verified events to the operator's systems. */
+struct config_hook {
+    char *name;
+    unsigned line;
+    char *url;       /* https, or http to a loopback host */
+    char *command;   /* not supported yet: refused with a message */
+    char **events;   /* globs over provider.kind */
+    int when;        /* enum config_hook_when */
+    int unverified;  /* also unverified events */
+    char **secrets;  /* whsec_<base64> words (rotation: each signs) */
+    char *secret_file;
+    unsigned timeout, max_attempts, retry_base, retry_max, concurrency;
+    /* resolved at load: the decoded keys of secrets */
+    unsigned char **keys;
+    size_t *key_lens;
+    size_t n_keys;
+    char *kind;      /* "hook.NAME", the job kind and lane of its deliveries */
+};
+
 struct config {
     char *file;
     struct config_server server;
@@ -145,6 +166,8 @@ struct config {
     size_t n_alipay_apps;
     struct config_gateway **gateways;
     size_t n_gateways;
+    struct config_hook **hooks;
+    size_t n_hooks;
 };
 
 /*
@@ -156,6 +179,9 @@ int config_load(const char *path, struct config **out, char *err, size_t errlen)
 
 /* Free a config (secrets are wiped); NULL-safe; returns NULL. */
 struct config *config_free(struct config *c);
+
+/* The hook of a job kind "hook.NAME", or NULL. */
+const struct config_hook *config_hook_by_kind(const struct config *c, const char *kind);
 
 /* 1 when url is https://, or http:// to a loopback host (test mocks). */
 int config_url_ok(const char *url);

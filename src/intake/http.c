@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "forward/hooks.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/util.h"
@@ -555,6 +556,10 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
                 (const char *[]){"ROUTE", rt->path, "REMOTE", rq->remote, NULL},
                 "storing an UNAUTHENTICATED %s body from %s (verified = 0)",
                 rt->ops->kind, rq->remote);
+    /* The hooks it goes to are written in its own transaction. */
+    if (forward_select(rq->rt->cfg, &p->ev, &rq->arena) < 0)
+        return http_reject(rq, p->fail_status, "no_memory", "out of memory selecting hooks",
+                           p->fail_body, p->answer_type, NULL);
     /* Suspend first: the writer may finish before store_submit returns. */
     rq->state = REQ_WAITING;
     MHD_suspend_connection(rq->conn);

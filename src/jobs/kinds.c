@@ -4,6 +4,8 @@
  */
 #include "jobs/jobs.h"
 
+#include "forward/hooks.h"
+
 #include <string.h>
 
 static const struct {
@@ -20,6 +22,8 @@ query_fn jobs_query_for(const char *kind)
 {
     size_t i;
 
+    if (strncmp(kind, "hook.", 5) == 0) /* a delivery to [hook NAME] */
+        return forward_deliver;
     for (i = 0; i < sizeof(job_kinds) / sizeof(job_kinds[0]); i++)
         if (strcmp(job_kinds[i].kind, kind) == 0)
             return job_kinds[i].run;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "forward/hooks.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/util.h"
@@ -29,10 +30,13 @@
 #define JOBS_CLAIM_MAX   256   /* jobs claimed in one transaction */
 #define JOBS_BODY_KEEP   16384 /* bytes of an answer kept in query_results */
 #define JOBS_IDLE_MS     1000  /* longest sleep: new due times, gauges */
+#define JOBS_GONE_S      60    /* a disabled hook's deliveries are looked at again */
+#define JOBS_HOOKS_MAX   16    /* when = confirmed hooks one confirmation feeds */
 
 /* A platform's caps: calls in flight, and a token bucket for the rate. */
 struct lane {
     char name[64];
+    int disabled; /* a hook that answered 410 Gone: nothing is sent until a reload */
     unsigned inflight;
     double tokens;
     uint64_t refill_ns;
@@ -54,6 +58,9 @@ struct job_item {
     struct query_answer ans;
     struct store_job_result res;
     char at[32], due[32];
+    /* a confirmation's deliveries to when = confirmed hooks (kinds strdup'd) */
+    char *also_kinds[JOBS_HOOKS_MAX];
+    size_t n_also;
 };
 
 struct jobs {
@@ -82,8 +89,22 @@ struct worker_arg {
 static const char *const result_names[] = {
     [QUERY_ERROR] = "error",           [QUERY_CONFIRMED] = "confirmed",
     [QUERY_MISMATCH] = "mismatch",     [QUERY_UNKNOWN_ORDER] = "unknown_order",
-    [QUERY_PENDING] = "pending",
+    [QUERY_PENDING] = "pending",       [QUERY_GONE] = "gone",
 };
+
+/* A delivery to a hook, not a query? */
+static int job_is_hook(const struct store_job *jb)
+{
+    return strncmp(jb->kind, "hook.", 5) == 0;
+}
+
+/* The attempt's outcome as recorded: a hook's 2xx is "delivered". */
+static const char *job_outcome_name(const struct job_item *it)
+{
+    if (job_is_hook(&it->job) && it->ans.result == QUERY_CONFIRMED)
+        return "delivered";
+    return result_names[it->ans.result];
+}
 
 /* ---- time ----------------------------------------------------------------- */
 
@@ -146,6 +167,8 @@ static void job_recorded(void *data, const struct store_result *res)
                 (long long)it->job.id, it->job.kind, res->error ? res->error : "?");
     openapi_call_free(&it->ans.call);
     store_job_clear(&it->job);
+    while (it->n_also)
+        free(it->also_kinds[--it->n_also]);
     free(it);
     pthread_mutex_lock(&j->lock);
     j->pending--;
@@ -172,6 +195,43 @@ static void job_log_end(const struct job_item *it, const char *confirmation)
                     a->detail);
 }
 
+static int job_also_hooks(struct store_tx *tx, void *data);
+
+/* A hook delivery's next state: delivered, retried (Retry-After honoured
+ * up to retry_max), held while the hook is gone, or dead. */
+static void job_decide_hook(struct job_item *it)
+{
+    const struct query_answer *a = &it->ans;
+    struct store_job_result *r = &it->res;
+    int last = it->job.attempts >= it->set.max_attempts;
+    int64_t delay = backoff_ms(&it->set, it->job.attempts);
+    long after = a->call.retry_after_s;
+
+    if (a->result == QUERY_CONFIRMED) {
+        r->state = "done";
+        r->outcome = "delivered";
+        return;
+    }
+    r->error = a->detail;
+    if (a->result == QUERY_GONE) {
+        /* not the delivery's fault: it waits for the hook to come back */
+        r->state = "queued";
+        delay = JOBS_GONE_S * 1000;
+    } else if (last) {
+        r->state = "failed";
+        log_warning("delivery %lld of event %lld to hook %s is dead after %u attempts: %s",
+                    (long long)it->job.id, (long long)it->job.event_id, it->job.kind + 5,
+                    it->job.attempts, a->detail);
+        return;
+    } else {
+        r->state = "queued";
+        if (after >= 0 && (a->call.http_status == 429 || a->call.http_status == 503))
+            delay = (after < (long)it->set.retry_max ? after : (long)it->set.retry_max) * 1000;
+    }
+    util_iso8601_in(delay, it->due);
+    r->due_at = it->due;
+}
+
 /* Turn the answer into the job's next state. */
 static void job_decide(struct job_item *it)
 {
@@ -180,6 +240,11 @@ static void job_decide(struct job_item *it)
     int last = it->job.attempts >= it->set.max_attempts;
     const char *confirmation = NULL;
 
+    if (job_is_hook(&it->job)) {
+        job_decide_hook(it);
+        metrics_job_run(it->job.kind, job_outcome_name(it), strcmp(r->state, "queued") == 0);
+        return;
+    }
     switch (a->result) {
     case QUERY_CONFIRMED:
     case QUERY_MISMATCH:
@@ -200,16 +265,42 @@ static void job_decide(struct job_item *it)
             confirmation = "unconfirmed";
     }
     if (strcmp(r->state, "queued") == 0) {
-        util_iso8601_in(backoff_ms(&it->set, it->job.attempts), it->due);
+        int64_t delay = backoff_ms(&it->set, it->job.attempts);
+        long after = a->call.retry_after_s;
+        if (after >= 0 && (a->call.http_status == 429 || a->call.http_status == 503))
+            delay = (after < (long)it->set.retry_max ? after : (long)it->set.retry_max) * 1000;
+        util_iso8601_in(delay, it->due);
         r->due_at = it->due;
+    }
+    if (r->outcome && strcmp(r->outcome, "confirmed") == 0 && it->n_also) {
+        r->also = job_also_hooks;
+        r->also_data = it;
     }
     if (a->result != QUERY_CONFIRMED)
         r->error = a->detail;
-    metrics_job_run(it->job.kind, result_names[a->result], strcmp(r->state, "queued") == 0);
+    metrics_job_run(it->job.kind, job_outcome_name(it), strcmp(r->state, "queued") == 0);
     if (confirmation) {
         metrics_confirmation(confirmation);
         job_log_end(it, confirmation);
     }
+}
+
+/* In the transaction that records a confirmation: the event's deliveries to
+ * when = confirmed hooks (design.md: created with the confirmation). */
+static int job_also_hooks(struct store_tx *tx, void *data)
+{
+    const struct job_item *it = data;
+    size_t i;
+    int r;
+
+    for (i = 0; i < it->n_also; i++) {
+        struct store_followup f = {.kind = it->also_kinds[i],
+                                   .lane = it->also_kinds[i],
+                                   .confirmation = "confirmed"};
+        if ((r = store_tx_job_create(tx, it->job.event_id, it->job.app, &f)) < 0)
+            return r;
+    }
+    return 0;
 }
 
 /* Fill the query_results row and submit the result to the writer. */
@@ -224,7 +315,7 @@ static void job_record(struct jobs *j, struct job_item *it)
     r->endpoint = a->endpoint[0] ? a->endpoint : "(no call)";
     r->http_status = a->call.http_status;
     r->platform_code = a->code[0] ? a->code : NULL;
-    r->result = result_names[a->result];
+    r->result = job_outcome_name(it);
     r->detail = a->detail;
     r->duration_ms = a->call.duration_ms;
     r->body = a->call.body.data;
@@ -238,9 +329,30 @@ static void job_record(struct jobs *j, struct job_item *it)
     }
 }
 
-/* Run one attempt: ask the platform, judge, record. */
-static void job_run(struct jobs *j, struct openapi_client *client, struct job_item *it)
+/* Which when = confirmed hooks the confirmation feeds (kinds copied: the
+ * runtime may be gone by the time the writer runs). */
+static void job_confirmed_hooks(const struct config *c, struct job_item *it)
 {
+    const struct config_hook *h[JOBS_HOOKS_MAX];
+    size_t n = forward_confirmed(c, it->job.provider, it->job.ev_kind, h, JOBS_HOOKS_MAX), i;
+
+    for (i = 0; i < n; i++)
+        if ((it->also_kinds[it->n_also] = strdup(h[i]->kind)) != NULL)
+            it->n_also++;
+    if (it->n_also < n) {
+        /* without the deliveries the confirmation is not recorded either:
+         * the job is retried, and the query asked again */
+        it->ans.result = QUERY_ERROR;
+        snprintf(it->ans.detail, sizeof(it->ans.detail), "out of memory");
+    }
+}
+
+/* Run one attempt: ask the platform, judge, record. */
+/* Returns 1 when a hook answered 410 Gone. `it` belongs to the writer once
+ * its result is submitted: nothing of it is read after. */
+static int job_run(struct jobs *j, struct openapi_client *client, struct job_item *it)
+{
+    int gone;
     struct runtime *rt = runtime_acquire(j->rt);
     query_fn fn = jobs_query_for(it->job.kind);
     cJSON *fields = NULL;
@@ -253,6 +365,14 @@ static void job_run(struct jobs *j, struct openapi_client *client, struct job_it
         .connect_ms = it->set.connect_timeout * 1000,
     };
 
+    if (job_is_hook(&it->job) && (env.hook = config_hook_by_kind(rt->cfg, it->job.kind))) {
+        /* a hook's own timeout and retry policy */
+        it->set.timeout = env.hook->timeout;
+        env.timeout_ms = env.connect_ms = env.hook->timeout * 1000;
+        it->set.max_attempts = env.hook->max_attempts;
+        it->set.retry_base = env.hook->retry_base;
+        it->set.retry_max = env.hook->retry_max;
+    }
     util_iso8601_now(it->at);
     if (it->job.fields &&
         json_parse(it->job.fields, strlen(it->job.fields), 32, &fields, err, sizeof(err)) < 0)
@@ -263,12 +383,16 @@ static void job_run(struct jobs *j, struct openapi_client *client, struct job_it
         query_set(&it->ans, QUERY_ERROR, "unknown job kind %s", it->job.kind);
     else
         fn(&env, &it->ans);
-    if (it->ans.endpoint[0])
+    if (it->ans.endpoint[0] && !job_is_hook(&it->job))
         metrics_query_latency(it->job.lane, (uint64_t)it->ans.call.duration_ms * 1000000u);
+    if (it->ans.result == QUERY_CONFIRMED && !job_is_hook(&it->job))
+        job_confirmed_hooks(rt->cfg, it);
     cJSON_Delete(fields);
     runtime_release(rt);
     job_decide(it);
+    gone = it->ans.result == QUERY_GONE;
     job_record(j, it);
+    return gone;
 }
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -280,6 +404,8 @@ static void *worker_main(void *p)
     unsigned idx = w->idx;
     struct openapi_client *client = openapi_client_new();
     struct job_item *it;
+    struct lane *lane;
+    int gone;
 
     free(w);
     for (;;) {
@@ -299,8 +425,10 @@ static void *worker_main(void *p)
         j->busy++;
         pthread_mutex_unlock(&j->lock);
 
+        lane = it->lane; /* it may be freed once its result is submitted */
+        gone = 0;
         if (client)
-            job_run(j, client, it);
+            gone = job_run(j, client, it);
         else {
             query_set(&it->ans, QUERY_ERROR, "out of memory (no HTTP client)");
             job_decide(it);
@@ -309,7 +437,13 @@ static void *worker_main(void *p)
 
         pthread_mutex_lock(&j->lock);
         j->busy--;
-        it->lane->inflight--;
+        if (gone && !lane->disabled) {
+            lane->disabled = 1;
+            log_warning("hook %s answered 410 Gone: disabled; its deliveries wait (a reload "
+                        "re-enables it)",
+                        lane->name + 5);
+        }
+        lane->inflight--;
         j->woken = 1;
         pthread_cond_signal(&j->disp_cond);
         pthread_mutex_unlock(&j->lock);
@@ -355,16 +489,19 @@ static struct lane *lane_get(struct jobs *j, const char *name)
 
 /* How many jobs of the lane may start now (under j->lock); *wait_ms lowered
  * to when the rate allows the next one. */
-static unsigned lane_allowance(struct jobs *j, struct lane *l, long *wait_ms)
+static unsigned lane_allowance(struct jobs *j, struct lane *l, unsigned hook_cap,
+                               long *wait_ms)
 {
     unsigned active = j->started < j->set.workers ? j->started : j->set.workers;
     unsigned used = j->busy + j->queued, idle = active > used ? active - used : 0;
-    unsigned cap = j->set.concurrency ? j->set.concurrency : j->set.workers;
+    unsigned cap = hook_cap ? hook_cap : j->set.concurrency ? j->set.concurrency : j->set.workers;
     unsigned allow = cap > l->inflight ? cap - l->inflight : 0;
     uint64_t now = util_now_ns();
 
+    if (l->disabled)
+        return 0;
     allow = allow < idle ? allow : idle;
-    if (j->set.rate) {
+    if (j->set.rate && !hook_cap) {
         /* a small burst (1/20 s of the rate) keeps any one-second window
          * close to the rate */
         double burst = j->set.rate / 20.0 < 1 ? 1 : j->set.rate / 20.0;
@@ -415,9 +552,11 @@ static void jobs_hand_over(struct jobs *j, struct lane *l, struct store_job *job
 }
 
 /* Claim and hand over what one lane may start now. 1 when it may have more. */
-static int jobs_dispatch_lane(struct jobs *j, const char *name, const char *now,
-                              long *wait_ms)
+static int jobs_dispatch_lane(struct jobs *j, const struct config *c, const char *name,
+                              const char *now, long *wait_ms)
 {
+    const struct config_hook *h = strncmp(name, "hook.", 5) == 0 ? config_hook_by_kind(c, name)
+                                                                 : NULL;
     struct store_job *jobs = NULL;
     struct lane *l;
     unsigned allow;
@@ -427,7 +566,7 @@ static int jobs_dispatch_lane(struct jobs *j, const char *name, const char *now,
 
     pthread_mutex_lock(&j->lock);
     l = lane_get(j, name);
-    allow = l ? lane_allowance(j, l, wait_ms) : 0;
+    allow = l ? lane_allowance(j, l, h ? h->concurrency : 0, wait_ms) : 0;
     pthread_mutex_unlock(&j->lock);
     if (!allow)
         return 0;
@@ -436,7 +575,7 @@ static int jobs_dispatch_lane(struct jobs *j, const char *name, const char *now,
             store_jobs_free(jobs, n);
         return 0;
     }
-    util_iso8601_in(((int64_t)j->set.timeout + 30) * 1000, lease);
+    util_iso8601_in(((int64_t)(h ? h->timeout : j->set.timeout) + 30) * 1000, lease);
     if (store_jobs_claim(j->s, jobs, n, lease) == 0) {
         pthread_mutex_lock(&j->lock);
         jobs_hand_over(j, l, jobs, n);
@@ -468,8 +607,11 @@ static long jobs_dispatch(struct jobs *j)
     int64_t now_ms = util_unix_ms(), oldest = 0;
     char now[32];
 
+    struct runtime *rt;
+
     if (store_jobs_lanes(j->s, lanes, JOBS_MAX_LANES, &n) < 0)
         return JOBS_IDLE_MS;
+    rt = runtime_acquire(j->rt);
     util_iso8601_now(now);
     for (i = 0; i < n; i++) {
         int64_t due = iso_ms(lanes[i].next_due);
@@ -478,9 +620,10 @@ static long jobs_dispatch(struct jobs *j)
             continue;
         }
         oldest = now_ms - due > oldest ? now_ms - due : oldest;
-        if (jobs_dispatch_lane(j, lanes[i].lane, now, &wait))
+        if (jobs_dispatch_lane(j, rt->cfg, lanes[i].lane, now, &wait))
             wait = 0;
     }
+    runtime_release(rt);
     jobs_gauges(j, oldest);
     return wait;
 }
@@ -593,6 +736,11 @@ void jobs_reconfigure(struct jobs *j)
     runtime_release(rt);
     pthread_mutex_lock(&j->lock);
     j->set = set;
+    for (size_t i = 0; i < j->n_lanes; i++)
+        if (j->lanes[i].disabled) {
+            j->lanes[i].disabled = 0;
+            log_notice("hook %s re-enabled by the reload", j->lanes[i].name + 5);
+        }
     if (jobs_spawn(j) < 0)
         log_err("cannot start more follow-up workers: %u run", j->started);
     j->woken = 1;

@@ -52,7 +52,7 @@ static struct histogram request_latency = {.bounds = latency_bounds,
 
 /* Follow-up jobs: kinds registered at run time, outcomes fixed. */
 static const char *const job_outcomes[] = {"confirmed", "mismatch", "unknown_order",
-                                           "pending", "error"};
+                                           "pending", "error", "delivered", "gone"};
 #define N_OUTCOME ARRAY_SIZE(job_outcomes)
 static const char *const confirmations[] = {"confirmed", "mismatch", "unconfirmed"};
 static const char *const platforms[] = {"baidu", "alipay", "gateway", "other"};

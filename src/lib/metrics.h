@@ -44,8 +44,9 @@ void metrics_checkpoint(int by_writer, long frames, int failed);
 void metrics_add_in_flight(int delta);
 void metrics_add_connections(int delta);
 
-/* Follow-up jobs: one attempt of a job kind ended with outcome (confirmed,
- * mismatch, unknown_order, pending, error); retry when it will run again. */
+/* Follow-up jobs and hook deliveries: one attempt of a job kind ended with
+ * outcome (confirmed, mismatch, unknown_order, pending, error, delivered,
+ * gone); retry when it will run again. */
 void metrics_job_run(const char *kind, const char *outcome, int retry);
 /* A job ended: its event's confirmation (confirmed, mismatch, unconfirmed). */
 void metrics_confirmation(const char *result);

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 struct openapi_client {
     CURL *curl;
@@ -55,8 +57,32 @@ static size_t oc_write(char *p, size_t size, size_t n, void *data)
     return len;
 }
 
+/* Note a Retry-After header (seconds, or an HTTP date). */
+static size_t oc_header(char *p, size_t size, size_t n, void *data)
+{
+    struct openapi_call *call = data;
+    size_t len = size * n;
+    char v[64];
+
+    if (len > 12 && len < 12 + sizeof(v) && strncasecmp(p, "retry-after:", 12) == 0) {
+        size_t k = len - 12;
+        memcpy(v, p + 12, k);
+        v[k] = '\0';
+        v[strcspn(v, "\r\n")] = '\0';
+        if (v[strspn(v, " \t")] >= '0' && v[strspn(v, " \t")] <= '9')
+            call->retry_after_s = strtol(v, NULL, 10);
+        else {
+            time_t t = curl_getdate(v + strspn(v, " \t"), NULL), now = time(NULL);
+            if (t > 0)
+                call->retry_after_s = t > now ? (long)(t - now) : 0;
+        }
+    }
+    return len;
+}
+
 /* The options every call gets. */
-static void oc_setup(CURL *h, struct openapi_call *call, char *errbuf)
+static void oc_setup(CURL *h, struct openapi_call *call, struct curl_slist *hdrs,
+                     char *errbuf)
 {
     unsigned connect_ms = call->connect_ms && call->connect_ms < call->timeout_ms
                               ? call->connect_ms
@@ -76,6 +102,10 @@ static void oc_setup(CURL *h, struct openapi_call *call, char *errbuf)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, oc_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &call->body);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, oc_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, call);
+    if (hdrs)
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     if (call->post) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->post);
@@ -120,10 +150,24 @@ int openapi_perform(struct openapi_client *c, struct openapi_call *call)
     long status = 0;
     CURLcode rc;
 
+    struct curl_slist *hdrs = NULL, *more;
+    size_t i;
+
     call->http_status = 0;
+    call->retry_after_s = -1;
     call->error[0] = '\0';
-    oc_setup(c->curl, call, errbuf);
+    for (i = 0; call->headers && call->headers[i]; i++) {
+        if (!(more = curl_slist_append(hdrs, call->headers[i]))) {
+            curl_slist_free_all(hdrs);
+            snprintf(call->error, sizeof(call->error), "out of memory");
+            return -ENOMEM;
+        }
+        hdrs = more;
+    }
+    oc_setup(c->curl, call, hdrs, errbuf);
     rc = curl_easy_perform(c->curl);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hdrs);
     call->duration_ms = (int64_t)((util_now_ns() - t0) / 1000000u);
     if (rc != CURLE_OK) {
         buf_free(&call->body);

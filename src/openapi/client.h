@@ -26,11 +26,13 @@ struct openapi_call {
     size_t post_len;
     unsigned timeout_ms;   /* the whole call */
     unsigned connect_ms;   /* connecting (at most timeout_ms) */
+    const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     /* out */
     int http_status;       /* 0: no HTTP answer */
     struct buf body;       /* the answer (NUL-terminated), freed by openapi_call_free */
     char error[160];       /* when the call failed: refused, timed out, too long ... */
     int64_t duration_ms;
+    long retry_after_s;    /* the answer's Retry-After in seconds, or -1 */
 };
 
 /* A client, or NULL on ENOMEM. */

@@ -23,6 +23,7 @@ enum query_result {
     QUERY_MISMATCH,      /* it disagrees: done */
     QUERY_UNKNOWN_ORDER, /* it does not know the order (yet): retried, then mismatch */
     QUERY_PENDING,       /* not final yet (a refund in progress): retried */
+    QUERY_GONE,          /* a hook answered 410 Gone: the hook is disabled */
 };
 
 /* A query's inputs. */
@@ -32,6 +33,7 @@ struct query_env {
     const cJSON *fields; /* the event's fields (parsed once), or NULL */
     struct openapi_client *client;
     unsigned timeout_ms, connect_ms;
+    const struct config_hook *hook; /* a delivery's hook */
 };
 
 /* A query's answer; call holds the last HTTP exchange (for query_results). */

@@ -65,15 +65,20 @@ static int store_bump(struct store *s, struct store_req *q)
     return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-/* What a new event brings along in its transaction: its follow-up job.
- * 1, or -EIO (the event then fails with it: both exist or neither). */
+/* What a new event brings along in its transaction: its follow-up job and
+ * its hook deliveries. 1, or -EIO (the event then fails with them: all
+ * exist or none). */
 static int store_insert_followups(struct store *s, struct store_req *q)
 {
     struct store_tx tx = {s, q->received_at};
     const struct store_event *e = q->ev;
+    size_t i;
 
     if (e->followup.kind && store_tx_job_create(&tx, q->res.id, e->app, &e->followup) < 0)
         return -EIO;
+    for (i = 0; i < e->n_hooks; i++)
+        if (store_tx_job_create(&tx, q->res.id, e->app, &e->hooks[i]) < 0)
+            return -EIO;
     return 1;
 }
 

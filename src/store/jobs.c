@@ -18,9 +18,12 @@ enum { JB_CREATE, JB_CLAIM, JB_FINISH, JB_RESULT, JB_RECOVER, JB_RELEASE, JB_MET
        JB__COUNT };
 
 static const char *const jb_sql[JB__COUNT] = {
-    [JB_CREATE] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at)"
+    [JB_CREATE] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at,"
+                  " context)"
                   " VALUES (?1, ?2, ?3, ?4, ?5,"
-                  " strftime('%Y-%m-%dT%H:%M:%fZ', ?6, '+' || ?7 || ' seconds'), ?6)"
+                  " strftime('%Y-%m-%dT%H:%M:%fZ', ?6, '+' || ?7 || ' seconds'), ?6,"
+                  " CASE WHEN ?8 IS NOT NULL THEN ?8 || ' ' ||"
+                  " (SELECT deliveries FROM events WHERE id = ?1) END)"
                   " ON CONFLICT (event_id, kind) DO NOTHING",
     [JB_CLAIM] = "UPDATE jobs SET state = 'running', attempts = attempts + 1,"
                  " lease_until = ?2, last_attempt_at = ?3"
@@ -47,12 +50,22 @@ const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
 /* Read-only, on reader connections. */
 static const char jb_lanes_sql[] = "SELECT lane, min(due_at) FROM jobs"
                                    " WHERE state = 'queued' GROUP BY lane LIMIT ?1";
-static const char jb_due_sql[] =
-    "SELECT j.id, j.event_id, j.kind, j.lane, j.app, j.attempts, e.provider, e.kind,"
-    " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"
-    " e.received_at FROM jobs j LEFT JOIN events e ON e.id = j.event_id"
+#define JB_DUE_COLUMNS                                                                   \
+    "SELECT j.id, j.event_id, j.kind, j.lane, j.app, j.attempts, e.provider, e.kind,"      \
+    " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"  \
+    " e.received_at, e.verified, j.context, CASE WHEN j.context IS NOT NULL THEN e.body END" \
+    " FROM jobs j LEFT JOIN events e ON e.id = j.event_id"                                 \
     " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
-    " ORDER BY j.due_at LIMIT ?3";
+static const char jb_due_sql[] = JB_DUE_COLUMNS " ORDER BY j.due_at LIMIT ?3";
+/* Hook lanes keep each order's deliveries in the order its events were
+ * stored: a delivery waits while an earlier event of the same order has
+ * one queued or running to the same hook (a dead one does not hold it). */
+static const char jb_due_hook_sql[] =
+    JB_DUE_COLUMNS " AND NOT EXISTS (SELECT 1 FROM events pe JOIN jobs p ON p.event_id = pe.id"
+                   " AND p.kind = j.kind WHERE pe.provider = e.provider"
+                   " AND pe.order_id = e.order_id AND pe.id < e.id"
+                   " AND p.state IN ('queued', 'running'))"
+                   " ORDER BY j.due_at LIMIT ?3";
 static const char jb_counts_sql[] = "SELECT state, count(*) FROM jobs GROUP BY state";
 
 /* ---- in the event's transaction ---------------------------------------- */
@@ -69,6 +82,7 @@ int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
     sqlite3_bind_int(st, 5, f->confirms ? 1 : 0);
     sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 7, (int)f->delay_s);
+    store_bind_text(st, 8, f->confirmation);
     return store_step_done(st);
 }
 
@@ -133,6 +147,16 @@ static int jb_row(sqlite3_stmt *st, struct store_job *j)
     j->has_refund = sqlite3_column_type(st, 13) != SQLITE_NULL;
     j->refund_fen = sqlite3_column_int64(st, 13);
     j->received_at = jb_text(st, 14, &bad);
+    j->verified = sqlite3_column_int(st, 15);
+    j->context = jb_text(st, 16, &bad);
+    if (sqlite3_column_type(st, 17) != SQLITE_NULL) {
+        const void *b = sqlite3_column_blob(st, 17);
+        j->body_len = (size_t)sqlite3_column_bytes(st, 17);
+        if (!(j->body = malloc(j->body_len + 1)))
+            bad = 1;
+        else if (j->body_len)
+            memcpy(j->body, b, j->body_len);
+    }
     return bad ? -ENOMEM : 0;
 }
 
@@ -151,7 +175,8 @@ int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned 
         free(jobs);
         return -EIO;
     }
-    if ((st = store_reader_stmt(r, jb_due_sql)) != NULL) {
+    if ((st = store_reader_stmt(r, strncmp(lane, "hook.", 5) == 0 ? jb_due_hook_sql
+                                                                    : jb_due_sql)) != NULL) {
         sqlite3_bind_text(st, 1, lane, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, (int)limit);
@@ -183,6 +208,8 @@ void store_job_clear(struct store_job *j)
     free(j->status);
     free(j->fields);
     free(j->received_at);
+    free(j->context);
+    free(j->body);
     memset(j, 0, sizeof(*j));
 }
 

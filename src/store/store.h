@@ -37,6 +37,9 @@ struct store_followup {
     const char *lane;  /* whose caps apply: "baidu", "alipay", "gateway.NAME" */
     int confirms;      /* its answer is the event's confirmation */
     unsigned delay_s;  /* seconds before the first attempt */
+    /* a hook delivery: the confirmation its envelope states ("pending",
+     * "none", "confirmed"), fixed with the event's deliveries at creation */
+    const char *confirmation;
 };
 
 /* What a provider asks to store. Strings may be NULL where a column is
@@ -60,6 +63,9 @@ struct store_event {
     const void *body;
     size_t body_len;
     struct store_followup followup;
+    /* the deliveries to when = received hooks, created with the event */
+    const struct store_followup *hooks;
+    size_t n_hooks;
     const char *answer; /* the answer to send and store (in_tx may replace it) */
     const char *note;   /* set by in_tx: a decision's reason, logged with the event */
     /*
@@ -216,6 +222,10 @@ struct store_job {
         *received_at;
     int has_amount, has_refund;
     int64_t amount_fen, refund_fen;
+    int verified;
+    char *context; /* a hook delivery's "<confirmation> <deliveries>" */
+    void *body;    /* hook deliveries only: the raw callback */
+    size_t body_len;
 };
 
 /* Up to max lanes that have queued jobs: 0 and *n, or -EIO. */
@@ -253,6 +263,11 @@ struct store_job_result {
     store_write_fn also;
     void *also_data;
 };
+
+/* Inside a transaction (an `also` write): one more job for the event, e.g.
+ * the deliveries to when = confirmed hooks. 0 or -EIO. */
+int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
+                        const struct store_followup *f);
 
 /* Record an attempt and the job's new state (only while it is still
  * running: a released job is not overwritten). done(r, res) after the

@@ -178,9 +178,6 @@ void store_batch_done(struct store *s, struct store_req *items, unsigned n, uint
 /* events.c: a redelivery bumps the count, a new event runs in_tx and is
  * inserted. 0 or -errno (-EIO: SQLite's message is the reason). */
 int store_write_event(struct store *s, struct store_req *q);
-/* jobs.c: the event's follow-up job, in its transaction. 0 or -EIO. */
-int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
-                        const struct store_followup *f);
 /* rejections.c: one rejection row, and the table trimmed to its cap. */
 int store_write_rejection(struct store *s, struct store_req *q);
 

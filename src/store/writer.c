@@ -367,7 +367,8 @@ static void store_finish_batch(struct store *s, struct store_req *batch)
     for (q = batch; q; q = next) {
         next = q->next;
         /* before done: the event's memory is its owner's after that */
-        if (q->kind == REQ_EVENT && q->res.outcome == STORE_NEW && q->ev->followup.kind)
+        if (q->kind == REQ_EVENT && q->res.outcome == STORE_NEW &&
+            (q->ev->followup.kind || q->ev->n_hooks))
             jobs = 1;
         if (q->kind != REQ_REJECTION && q->done)
             q->done(q->data, &q->res);

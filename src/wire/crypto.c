@@ -714,8 +714,8 @@ int crypto_md5_hex(const void *data, size_t len, int upper, char out[33])
 }
 
 /* HMAC-SHA256, lower-case hex; all NULs when OpenSSL fails. */
-int crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
-                           char out[65])
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                       uint8_t out[32])
 {
     uint8_t d[EVP_MAX_MD_SIZE];
     size_t n = 0;
@@ -725,11 +725,26 @@ int crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, si
         !EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key ? key : "", key_len,
                    data ? data : (const void *)"", len, d, sizeof(d), &n) ||
         n != 32) {
-        memset(out, 0, 65);
+        memset(out, 0, 32);
         ERR_clear_error();
         return -EIO;
     }
-    to_hex(d, n, 0, out);
+    memcpy(out, d, 32);
+    OPENSSL_cleanse(d, sizeof(d));
+    return 0;
+}
+
+int crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                           char out[65])
+{
+    uint8_t d[32];
+    int r = crypto_hmac_sha256(key, key_len, data, len, d);
+
+    if (r < 0) {
+        memset(out, 0, 65);
+        return r;
+    }
+    to_hex(d, 32, 0, out);
     OPENSSL_cleanse(d, sizeof(d));
     return 0;
 }

@@ -65,6 +65,9 @@ int crypto_sha256_hex(const void *data, size_t len, char out[65]);
 int crypto_md5_hex(const void *data, size_t len, int upper, char out[33]);
 int crypto_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
                            char out[65]);
+/* The same as 32 raw bytes. */
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                       uint8_t out[32]);
 
 /* Constant-time comparisons (time depends on n only). Return 1 when equal. */
 int crypto_memeq(const void *a, const void *b, size_t n);

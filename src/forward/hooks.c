@@ -1,0 +1,208 @@
+/*
+ * hooks.c: selecting hooks and sending one delivery (see hooks.h).
+ *
+ * The body of a delivery is built from the stored event and the context
+ * fixed when the delivery was created, so every attempt and replay of it
+ * sends the same bytes under the same webhook-id; only webhook-timestamp
+ * and the signatures over it change (Standard Webhooks).
+ */
+#include "forward/hooks.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wire/crypto.h"
+#include "wire/json.h"
+
+/* Does one of the hook's globs match "provider.kind"? ('*' crosses dots.) */
+static int hk_matches(const struct config_hook *h, const char *provider, const char *kind)
+{
+    char type[160];
+    size_t i;
+
+    snprintf(type, sizeof(type), "%s.%s", provider, kind);
+    for (i = 0; h->events && h->events[i]; i++)
+        if (fnmatch(h->events[i], type, 0) == 0)
+            return 1;
+    return 0;
+}
+
+int forward_select(const struct config *c, struct store_event *ev, struct arena *a)
+{
+    struct store_followup *f;
+    size_t i, n = 0;
+
+    ev->hooks = NULL;
+    ev->n_hooks = 0;
+    if (!c->n_hooks)
+        return 0;
+    if (!(f = arena_alloc(a, c->n_hooks * sizeof(*f))))
+        return -ENOMEM;
+    for (i = 0; i < c->n_hooks; i++) {
+        const struct config_hook *h = c->hooks[i];
+        if (h->when != HOOK_RECEIVED || (!ev->verified && !h->unverified) ||
+            !hk_matches(h, ev->provider, ev->kind))
+            continue;
+        f[n++] = (struct store_followup){.kind = h->kind,
+                                         .lane = h->kind,
+                                         .confirmation = ev->followup.kind ? "pending" : "none"};
+    }
+    ev->hooks = f;
+    ev->n_hooks = n;
+    return 0;
+}
+
+size_t forward_confirmed(const struct config *c, const char *provider, const char *kind,
+                         const struct config_hook **out, size_t max)
+{
+    size_t i, n = 0;
+
+    for (i = 0; provider && kind && i < c->n_hooks && n < max; i++)
+        if (c->hooks[i]->when == HOOK_CONFIRMED && hk_matches(c->hooks[i], provider, kind))
+            out[n++] = c->hooks[i];
+    return n;
+}
+
+/* Is the raw body valid UTF-8 (then it travels as text)? */
+static int hk_utf8(const unsigned char *p, size_t n)
+{
+    size_t k;
+
+    for (; n; p += k, n -= k)
+        if (*p == 0 || !(k = json_utf8_len(p, n)))
+            return 0;
+    return 1;
+}
+
+/* A string member, or null. */
+static cJSON *hk_str(cJSON *o, const char *k, const char *v)
+{
+    return v ? cJSON_AddStringToObject(o, k, v) : cJSON_AddNullToObject(o, k);
+}
+
+/* The event's data object. NULL on ENOMEM. */
+static cJSON *hk_data(const struct query_env *env, const char *confirmation, long deliveries)
+{
+    const struct store_job *j = env->job;
+    cJSON *d = cJSON_CreateObject(), *fields;
+    int ok = d != NULL;
+
+    ok = ok && cJSON_AddNumberToObject(d, "event_id", (double)j->event_id);
+    ok = ok && hk_str(d, "provider", j->provider) && hk_str(d, "kind", j->ev_kind) &&
+         hk_str(d, "app", j->app) && hk_str(d, "order_id", j->order_id) &&
+         hk_str(d, "merchant_order_id", j->merchant_order_id);
+    ok = ok && (j->has_amount ? cJSON_AddNumberToObject(d, "amount_fen", (double)j->amount_fen)
+                              : cJSON_AddNullToObject(d, "amount_fen"));
+    ok = ok && (j->has_refund ? cJSON_AddNumberToObject(d, "refund_fen", (double)j->refund_fen)
+                              : cJSON_AddNullToObject(d, "refund_fen"));
+    ok = ok && hk_str(d, "status", j->status) &&
+         cJSON_AddBoolToObject(d, "verified", j->verified != 0) &&
+         cJSON_AddStringToObject(d, "source", "callback") &&
+         cJSON_AddStringToObject(d, "confirmation", confirmation) &&
+         hk_str(d, "received_at", j->received_at) &&
+         cJSON_AddNumberToObject(d, "deliveries", (double)deliveries);
+    fields = env->fields ? cJSON_Duplicate(env->fields, 1) : cJSON_CreateObject();
+    ok = ok && fields && cJSON_AddItemToObject(d, "fields", fields);
+    if (ok && !cJSON_GetObjectItemCaseSensitive(d, "fields"))
+        cJSON_Delete(fields);
+    if (ok && j->body && hk_utf8(j->body, j->body_len)) {
+        char *t = util_strndup(j->body, j->body_len);
+        ok = t && cJSON_AddStringToObject(d, "body", t);
+        free(t);
+    } else if (ok && j->body) {
+        char *b = crypto_b64_encode(j->body, j->body_len);
+        ok = b && cJSON_AddStringToObject(d, "body_base64", b);
+        free(b);
+    }
+    if (!ok) {
+        cJSON_Delete(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* The envelope text: {"type","timestamp","data"}; malloc'd or NULL. */
+static char *hk_envelope(const struct query_env *env)
+{
+    const struct store_job *j = env->job;
+    char confirmation[32] = "none", type[160];
+    long deliveries = 1;
+    cJSON *e = cJSON_CreateObject(), *d;
+    char *text = NULL;
+
+    if (j->context)
+        sscanf(j->context, "%31s %ld", confirmation, &deliveries);
+    snprintf(type, sizeof(type), "%s.%s", j->provider ? j->provider : "?",
+             j->ev_kind ? j->ev_kind : "?");
+    d = e ? hk_data(env, confirmation, deliveries) : NULL;
+    if (d && cJSON_AddStringToObject(e, "type", type) &&
+        hk_str(e, "timestamp", j->received_at) && cJSON_AddItemToObject(e, "data", d))
+        text = cJSON_PrintUnformatted(e);
+    else
+        cJSON_Delete(d);
+    cJSON_Delete(e);
+    return text;
+}
+
+/* "webhook-signature: v1,<b64> v1,<b64>..." over "id.timestamp.body". */
+static char *hk_signature(const struct config_hook *h, const char *id, long ts,
+                          const char *body)
+{
+    struct buf msg = {0}, out = {0};
+    uint8_t mac[32];
+    size_t i;
+    int bad = buf_printf(&msg, "%s.%ld.%s", id, ts, body) < 0 ||
+              buf_puts(&out, "webhook-signature:") < 0;
+
+    for (i = 0; !bad && i < h->n_keys; i++) {
+        char *b64;
+        if (crypto_hmac_sha256(h->keys[i], h->key_lens[i], msg.data, msg.len, mac) < 0 ||
+            !(b64 = crypto_b64_encode(mac, sizeof(mac)))) {
+            bad = 1;
+            break;
+        }
+        bad = buf_printf(&out, " v1,%s", b64) < 0;
+        free(b64);
+    }
+    explicit_bzero(mac, sizeof(mac));
+    buf_free(&msg);
+    if (bad) {
+        buf_free(&out);
+        return NULL;
+    }
+    return buf_steal(&out);
+}
+
+void forward_deliver(const struct query_env *env, struct query_answer *a)
+{
+    const struct config_hook *h = env->hook;
+    char id[40], idh[64], tsh[48], *body, *sig = NULL;
+    long ts = (long)time(NULL);
+
+    if (!h)
+        return query_set(a, QUERY_ERROR, "the hook is no longer configured");
+    if (!(body = hk_envelope(env)))
+        return query_set(a, QUERY_ERROR, "out of memory building the envelope");
+    snprintf(id, sizeof(id), "msg_%lld", (long long)env->job->id);
+    snprintf(idh, sizeof(idh), "webhook-id: %s", id);
+    snprintf(tsh, sizeof(tsh), "webhook-timestamp: %ld", ts);
+    if (!(sig = hk_signature(h, id, ts, body))) {
+        free(body);
+        return query_set(a, QUERY_ERROR, "out of memory signing the delivery");
+    }
+    {
+        const char *headers[] = {idh, tsh, sig, "Content-Type: application/json", NULL};
+        a->call.headers = headers;
+        if (query_call(env, a, h->url, body, strlen(body)) == 0)
+            query_set(a, QUERY_CONFIRMED, "HTTP %d", a->call.http_status);
+        else if (a->call.http_status == 410)
+            query_set(a, QUERY_GONE, "HTTP 410 Gone: the hook is disabled");
+        a->call.headers = NULL;
+    }
+    free(sig);
+    free(body);
+}
