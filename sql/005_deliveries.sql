@@ -23,11 +23,11 @@ SELECT j.id, j.event_id, substr(j.kind, 6) AS hook,
        CASE WHEN j.state = 'done' THEN j.finished_at END AS delivered_at
 FROM jobs j WHERE j.kind LIKE 'hook.%';
 
--- One row per attempt: the HTTP status (NULL: no answer), why it failed,
+-- One row per attempt (id in the order they were made): the HTTP status (NULL: no answer), why it failed,
 -- how long it took, the start of the answer.
 CREATE VIEW delivery_attempts AS
-SELECT r.job_id AS delivery_id, r.event_id, substr(j.kind, 6) AS hook, r.at,
-       r.http_status AS status, CASE WHEN r.outcome = 'confirmed' THEN NULL ELSE r.detail END
+SELECT r.id, r.job_id AS delivery_id, r.event_id, substr(j.kind, 6) AS hook, r.at,
+       r.http_status AS status, CASE WHEN r.outcome = 'delivered' THEN NULL ELSE r.detail END
            AS error,
        r.duration_ms, r.body AS response
 FROM query_results r JOIN jobs j ON j.id = r.job_id WHERE j.kind LIKE 'hook.%';

@@ -30,7 +30,6 @@
 #define JOBS_CLAIM_MAX   256   /* jobs claimed in one transaction */
 #define JOBS_BODY_KEEP   16384 /* bytes of an answer kept in query_results */
 #define JOBS_IDLE_MS     1000  /* longest sleep: new due times, gauges */
-#define JOBS_GONE_S      60    /* a disabled hook's deliveries are looked at again */
 #define JOBS_HOOKS_MAX   16    /* when = confirmed hooks one confirmation feeds */
 
 /* A platform's caps: calls in flight, and a token bucket for the rate. */
@@ -42,9 +41,11 @@ struct lane {
     uint64_t refill_ns;
 };
 
-/* The settings in force (from [openapi], replaced on reload). */
+/* The settings in force (from [openapi] and the hooks, replaced on reload).
+ * The pool is `queries` threads for the follow-up queries plus each hook's
+ * concurrency, so a hung hook never holds a worker a query needs. */
 struct jobs_set {
-    unsigned workers, timeout, connect_timeout, max_attempts, retry_base, retry_max, rate,
+    unsigned workers, queries, timeout, connect_timeout, max_attempts, retry_base, retry_max, rate,
         concurrency;
 };
 
@@ -140,9 +141,16 @@ static int64_t backoff_ms(const struct jobs_set *set, unsigned attempts)
 
 /* ---- settings --------------------------------------------------------------- */
 
-static void jobs_read_set(struct jobs_set *set, const struct config_openapi *o)
+static void jobs_read_set(struct jobs_set *set, const struct config *c)
 {
-    set->workers = o->workers < JOBS_MAX_WORKERS ? o->workers : JOBS_MAX_WORKERS;
+    const struct config_openapi *o = &c->openapi;
+    unsigned total = o->workers;
+    size_t i;
+
+    for (i = 0; i < c->n_hooks; i++)
+        total += c->hooks[i]->concurrency;
+    set->queries = o->workers < JOBS_MAX_WORKERS ? o->workers : JOBS_MAX_WORKERS;
+    set->workers = total < JOBS_MAX_WORKERS ? total : JOBS_MAX_WORKERS;
     set->timeout = o->timeout;
     set->connect_timeout = o->connect_timeout;
     set->max_attempts = o->max_attempts;
@@ -214,9 +222,10 @@ static void job_decide_hook(struct job_item *it)
     }
     r->error = a->detail;
     if (a->result == QUERY_GONE) {
-        /* not the delivery's fault: it waits for the hook to come back */
+        /* not the delivery's fault: it stays due, held by the disabled
+         * lane, and goes out as soon as a reload re-enables the hook */
         r->state = "queued";
-        delay = JOBS_GONE_S * 1000;
+        delay = 0;
     } else if (last) {
         r->state = "failed";
         log_warning("delivery %lld of event %lld to hook %s is dead after %u attempts: %s",
@@ -494,12 +503,20 @@ static unsigned lane_allowance(struct jobs *j, struct lane *l, unsigned hook_cap
 {
     unsigned active = j->started < j->set.workers ? j->started : j->set.workers;
     unsigned used = j->busy + j->queued, idle = active > used ? active - used : 0;
-    unsigned cap = hook_cap ? hook_cap : j->set.concurrency ? j->set.concurrency : j->set.workers;
+    unsigned cap = hook_cap ? hook_cap : j->set.concurrency ? j->set.concurrency : j->set.queries;
     unsigned allow = cap > l->inflight ? cap - l->inflight : 0;
     uint64_t now = util_now_ns();
 
     if (l->disabled)
         return 0;
+    if (!hook_cap) {
+        /* the queries together stay within their share of the pool */
+        unsigned q = 0;
+        for (size_t i = 0; i < j->n_lanes; i++)
+            q += strncmp(j->lanes[i].name, "hook.", 5) ? j->lanes[i].inflight : 0;
+        q = j->set.queries > q ? j->set.queries - q : 0;
+        allow = allow < q ? allow : q;
+    }
     allow = allow < idle ? allow : idle;
     if (j->set.rate && !hook_cap) {
         /* a small burst (1/20 s of the rate) keeps any one-second window
@@ -696,7 +713,7 @@ int jobs_start(struct store *s, struct runtime_cell *rtc, struct jobs **out, cha
     if (!j)
         return -ENOMEM;
     rt = runtime_acquire(rtc);
-    jobs_read_set(&j->set, &rt->cfg->openapi);
+    jobs_read_set(&j->set, rt->cfg);
     snprintf(after, sizeof(after), "%u", rt->cfg->openapi.unconfirmed_after);
     runtime_release(rt);
     if ((r = store_jobs_recover(s)) < 0 || (r = store_set_meta(s, "unconfirmed_after", after)) < 0) {
@@ -732,7 +749,7 @@ void jobs_reconfigure(struct jobs *j)
     if (!j)
         return;
     rt = runtime_acquire(j->rt);
-    jobs_read_set(&set, &rt->cfg->openapi);
+    jobs_read_set(&set, rt->cfg);
     runtime_release(rt);
     pthread_mutex_lock(&j->lock);
     j->set = set;

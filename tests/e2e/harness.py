@@ -288,6 +288,17 @@ class Daemon:
         raise AssertionError("%s gave %r, expected %r" % (sql, got, n))
 
 
+def median_seconds(fn, n=20):
+    """Call fn n times; the median wall time of one call, and all of them."""
+    took = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        fn()
+        took.append(time.monotonic() - t0)
+    took.sort()
+    return took[len(took) // 2], took
+
+
 class DaemonTest(unittest.TestCase):
     """A test case with a daemon started per test (stopped and checked after)."""
 

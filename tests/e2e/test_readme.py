@@ -27,6 +27,8 @@ class Readme(unittest.TestCase):
         self.d = harness.Daemon()
         conf = demo.replace("listen = 127.0.0.1:8080", "listen = 127.0.0.1:%d" % self.d.port)
         conf = conf.replace("path = ./var/payhookd.db", "path = %s" % self.d.db_path)
+        self.hook_port = harness.free_port()   # the demo hook's receiver
+        conf = conf.replace("127.0.0.1:8099", "127.0.0.1:%d" % self.hook_port)
         self.assertNotEqual(conf, demo)
         with open(self.d.conf, "w") as f:
             f.write(conf)
@@ -44,6 +46,7 @@ class Readme(unittest.TestCase):
     def substitute(self, block):
         block = block.replace("build/release/payhookctl", harness.PAYHOOKCTL)
         block = block.replace("127.0.0.1:8080", "127.0.0.1:%d" % self.d.port)
+        block = block.replace("--port 8099", "--port %d" % self.hook_port)
         block = block.replace("var/payhookd.db", self.d.db_path)
         return block.replace("etc/demo.conf", self.d.conf)
 
@@ -63,6 +66,11 @@ class Readme(unittest.TestCase):
         self.assertEqual(kinds, {"baidu.tp", "baidu", "alipay", "gateway.demo"})
         self.assertEqual(self.d.query("SELECT count(*) FROM tp_ticket"), [(1,)])
         self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'bad_signature'", 1)
+        # The demo hook's receiver checked a signature and the store says delivered.
+        with open("/tmp/payhookd-hook.out") as f:
+            self.assertRegex(f.read(), r"^verified delivery msg_\d+ ")
+        self.assertGreaterEqual(self.d.query("SELECT count(*) FROM deliveries WHERE hook = 'demo' "
+                                             "AND state = 'delivered'")[0][0], 1)
 
 
 if __name__ == "__main__":
