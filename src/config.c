@@ -641,7 +641,7 @@ static const char *const hook_when_choices[] = {"received", "confirmed", NULL};
 #define HK(f) offsetof(struct config_hook, f)
 static const struct conf_key hook_keys[] = {
     {"url", conf_url, HK(url), 0, 0, NULL, 0, NULL, OWN_STR},
-    {"command", conf_str, HK(command), 0, 0, NULL, 0, NULL, OWN_STR},
+    {"command", conf_words, HK(command), 0, 0, NULL, 0, NULL, OWN_STRV},
     {"events", conf_words, HK(events), 0, 0, NULL, 1, NULL, OWN_STRV},
     {"when", conf_enum, HK(when), 0, 0, "received", 0, hook_when_choices, OWN_NONE},
     {"unverified", conf_bool, HK(unverified), 0, 0, "no", 0, NULL, OWN_NONE},
@@ -804,7 +804,25 @@ static int conf_hook_key(struct config_hook *h, const char *w, char *msg, size_t
     return 0;
 }
 
-/* A hook has one destination, its globs, and secrets to sign with. */
+/* A command hook: an executable named by its absolute path (no shell, no
+ * PATH search), and nothing to sign with (it runs on this machine). */
+static int conf_command_hook(struct config_hook *h, char *msg, size_t len)
+{
+    const char *prog = h->command[0];
+
+    if (!prog || prog[0] != '/' || access(prog, X_OK) < 0) {
+        snprintf(msg, len, "command: '%.200s' is not an executable file given by its absolute "
+                 "path (the command runs without a shell)", prog ? prog : "");
+        return -EINVAL;
+    }
+    if (h->secrets || h->secret_file) {
+        snprintf(msg, len, "secret: only a url hook is signed; a command hook takes none");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* A hook has one destination, its globs, and (for url) secrets to sign with. */
 static int conf_finish_hook(struct config *c, void *obj, const char *name, char *msg,
                             size_t len)
 {
@@ -814,14 +832,16 @@ static int conf_finish_hook(struct config *c, void *obj, const char *name, char 
     int r = 0;
 
     (void)c;
-    if (h->command) {
-        snprintf(msg, len, "command: command hooks are not supported yet; use url");
+    if (!h->url == !h->command) {
+        snprintf(msg, len, "give one of url and command");
         return -EINVAL;
     }
-    if (!h->url) {
-        snprintf(msg, len, "url is required");
-        return -EINVAL;
+    if (asprintf(&h->kind, "hook.%s", name) < 0) {
+        h->kind = NULL;
+        return -ENOMEM;
     }
+    if (h->command)
+        return conf_command_hook(h, msg, len);
     if ((h->secrets && h->secret_file) || (!h->secrets && !h->secret_file)) {
         snprintf(msg, len, "give one of secret and secret_file (an HTTP hook is signed)");
         return -EINVAL;
@@ -833,10 +853,8 @@ static int conf_finish_hook(struct config *c, void *obj, const char *name, char 
     n += from_file ? 8 : 0; /* a file's line may hold several words */
     h->keys = calloc(n + 1, sizeof(*h->keys));
     h->key_lens = calloc(n + 1, sizeof(*h->key_lens));
-    if (!h->keys || !h->key_lens || asprintf(&h->kind, "hook.%s", name) < 0) {
-        h->kind = NULL;
+    if (!h->keys || !h->key_lens)
         r = -ENOMEM;
-    }
     for (i = 0; r == 0 && h->secrets && h->secrets[i]; i++)
         r = conf_hook_key(h, h->secrets[i], msg, len);
     for (tok = from_file ? strtok_r(from_file, " \t", &save) : NULL; r == 0 && tok;

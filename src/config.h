@@ -138,7 +138,7 @@ struct config_hook {
     char *name;
     unsigned line;
     char *url;       /* https, or http to a loopback host */
-    char *command;   /* not supported yet: refused with a message */
+    char **command;  /* or argv of a command hook (argv[0] an absolute path; no shell) */
     char **events;   /* globs over provider.kind */
     int when;        /* enum config_hook_when */
     int unverified;  /* also unverified events */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "forward/command.h"
 #include "wire/crypto.h"
 #include "wire/json.h"
 
@@ -177,6 +178,47 @@ static char *hk_signature(const struct config_hook *h, const char *id, long ts,
     return buf_steal(&out);
 }
 
+/* A command hook: the envelope on stdin, exit 0 = delivered. The exit code
+ * is the attempt's status; the output its response. */
+static void hk_command(const struct query_env *env, const char *id, const char *body,
+                       struct query_answer *a)
+{
+    const struct config_hook *h = env->hook;
+    const struct store_job *j = env->job;
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    char eid[48], hook[160], type[192], wid[64], cred[4200];
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", eid, hook, type, wid,
+                    creds ? cred : NULL, NULL};
+    struct command_run run = {.argv = h->command, .envp = envp, .input = body,
+                              .input_len = strlen(body), .timeout_ms = h->timeout * 1000};
+
+    snprintf(eid, sizeof(eid), "PAYHOOKD_EVENT_ID=%lld", (long long)j->event_id);
+    snprintf(hook, sizeof(hook), "PAYHOOKD_HOOK=%s", h->name);
+    snprintf(type, sizeof(type), "PAYHOOKD_TYPE=%s.%s", j->provider ? j->provider : "?",
+             j->ev_kind ? j->ev_kind : "?");
+    snprintf(wid, sizeof(wid), "PAYHOOKD_WEBHOOK_ID=%s", id);
+    if (creds)
+        snprintf(cred, sizeof(cred), "CREDENTIALS_DIRECTORY=%s", creds);
+    snprintf(a->endpoint, sizeof(a->endpoint), "command %s", h->command[0]);
+    a->exit_status = 1;
+    if (command_run(&run) < 0) {
+        buf_free(&run.output);
+        return query_set(a, QUERY_ERROR, "%s", run.error);
+    }
+    a->call.body = run.output;
+    a->call.duration_ms = run.duration_ms;
+    a->call.http_status = run.exit_code;
+    if (run.timed_out)
+        query_set(a, QUERY_ERROR, "timed out after %u s: its process group was killed",
+                  h->timeout);
+    else if (run.signal)
+        query_set(a, QUERY_ERROR, "killed by signal %d (%s)", run.signal, strsignal(run.signal));
+    else if (run.exit_code != 0)
+        query_set(a, QUERY_ERROR, "exit status %d", run.exit_code);
+    else
+        query_set(a, QUERY_CONFIRMED, "exit 0");
+}
+
 void forward_deliver(const struct query_env *env, struct query_answer *a)
 {
     const struct config_hook *h = env->hook;
@@ -188,6 +230,11 @@ void forward_deliver(const struct query_env *env, struct query_answer *a)
     if (!(body = hk_envelope(env)))
         return query_set(a, QUERY_ERROR, "out of memory building the envelope");
     snprintf(id, sizeof(id), "msg_%lld", (long long)env->job->id);
+    if (h->command) {
+        hk_command(env, id, body, a);
+        free(body);
+        return;
+    }
     snprintf(idh, sizeof(idh), "webhook-id: %s", id);
     snprintf(tsh, sizeof(tsh), "webhook-timestamp: %ld", ts);
     if (!(sig = hk_signature(h, id, ts, body))) {

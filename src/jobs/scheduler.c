@@ -323,6 +323,7 @@ static void job_record(struct jobs *j, struct job_item *it)
     r->at = it->at;
     r->endpoint = a->endpoint[0] ? a->endpoint : "(no call)";
     r->http_status = a->call.http_status;
+    r->exit_status = a->exit_status;
     r->platform_code = a->code[0] ? a->code : NULL;
     r->result = job_outcome_name(it);
     r->detail = a->detail;

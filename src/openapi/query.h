@@ -43,6 +43,7 @@ struct query_answer {
     char endpoint[192];
     char code[64];    /* the platform's errno / code / sub_code */
     char detail[256]; /* why, in words */
+    int exit_status;  /* call.http_status is a command's exit code (0 is one, not "none") */
     /* a mismatch: which field, ours, theirs */
     char field[32], ours[64], theirs[64];
 };

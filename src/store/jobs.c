@@ -287,9 +287,9 @@ int store_jobs_claim(struct store *s, struct store_job *jobs, size_t n,
 }
 
 /* Bind a possibly empty int as NULL when 0. */
-static void jb_bind_status(sqlite3_stmt *st, int i, int v)
+static void jb_bind_status(sqlite3_stmt *st, int i, int v, int exit_status)
 {
-    if (v)
+    if (exit_status ? v >= 0 : v != 0)
         sqlite3_bind_int(st, i, v);
     else
         sqlite3_bind_null(st, i);
@@ -306,7 +306,7 @@ static int jb_finish_write(struct store_tx *tx, void *data)
     sqlite3_bind_int64(st, 2, r->event_id);
     sqlite3_bind_text(st, 3, r->at ? r->at : tx->received_at, -1, SQLITE_STATIC);
     store_bind_text(st, 4, r->endpoint ? r->endpoint : "");
-    jb_bind_status(st, 5, r->http_status);
+    jb_bind_status(st, 5, r->http_status, r->exit_status);
     store_bind_text(st, 6, r->platform_code);
     store_bind_text(st, 7, r->result ? r->result : "error");
     store_bind_text(st, 8, r->detail);

@@ -255,7 +255,8 @@ struct store_job_result {
     const char *error;   /* the last error, or NULL */
     /* the query_results row */
     const char *at, *endpoint, *platform_code, *result, *detail;
-    int http_status; /* 0: none */
+    int http_status; /* 0: none, unless exit_status */
+    int exit_status; /* http_status is a command hook's exit code, or -1: none */
     int64_t duration_ms;
     const void *body;
     size_t body_len;

@@ -11,6 +11,11 @@ OpenAPI started here): each stored one has exactly one job, no job lacks
 its event, and after the last restart every job ends done and confirmed
 (a job cut off by a kill runs again).
 
+Every event is also forwarded to a hook (a receiver started here): each
+stored event has exactly one delivery, created with it, and after the last
+restart every delivery ends delivered, the receiver having had each one
+under its webhook-id, with one body per id however often it was retried.
+
 Environment:
   PAYHOOK_CRASH_ROUNDS   kill -9 rounds (default 20)
   PAYHOOK_CRASH_SEED     the random seed (printed with the results), to replay a run
@@ -27,6 +32,7 @@ import unittest
 
 import harness
 from harness import RsaKey, baidu_signed, form_body, tp_envelope
+from hook_receiver import HookReceiver, new_secret
 from mock_openapi import MockOpenAPI
 
 ROUNDS = int(os.environ.get("PAYHOOK_CRASH_ROUNDS") or 20)
@@ -55,7 +61,16 @@ workers = 2
 retry_base = 0
 retry_max = 1
 max_attempts = 20
+
+[hook crash]
+url = %s
+events = *
+secret = %s
+retry_base = 0
+retry_max = 1
+max_attempts = 1000
 """
+HOOK_SECRET, HOOK_KEY = new_secret()
 
 # Outcomes of one send.
 ACKED, CUT, REFUSED, OTHER = "acked", "cut", "refused", "other"
@@ -123,7 +138,9 @@ class CrashConsistency(unittest.TestCase):
         self.rng = random.Random(SEED)
         self.mock = MockOpenAPI().start()
         self.addCleanup(self.mock.stop)
-        self.d = harness.Daemon(CONFIG % (DEAL, KEY.spki_b64(), self.mock.base))
+        self.recv = HookReceiver().start()
+        self.addCleanup(self.recv.stop)
+        self.d = harness.Daemon(CONFIG % (DEAL, KEY.spki_b64(), self.mock.base, self.recv.url, HOOK_SECRET))
         self.addCleanup(self.d.kill)
         self.ledger = collections.OrderedDict()  # key -> Callback
         self.next_n = 0
@@ -225,13 +242,18 @@ class CrashConsistency(unittest.TestCase):
     def verify_jobs(self, round_no):
         """Exactly one follow-up job per stored pay notification, none without one."""
         bad = self.d.query("SELECT e.id, count(j.id) FROM events e LEFT JOIN jobs j ON j.event_id = e.id"
-                           " WHERE e.provider = 'baidu' GROUP BY e.id HAVING count(j.id) != 1")
+                           " AND j.kind NOT LIKE 'hook.%' WHERE e.provider = 'baidu' GROUP BY e.id"
+                           " HAVING count(j.id) != 1")
         if bad:
             self.fail_with("pay notifications without exactly one job: %r" % bad[:5], round_no)
         orphans = self.d.query("SELECT j.id FROM jobs j LEFT JOIN events e ON e.id = j.event_id"
-                               " WHERE e.id IS NULL OR e.provider != 'baidu'")
+                               " WHERE e.id IS NULL OR (e.provider != 'baidu' AND j.kind NOT LIKE 'hook.%')")
         if orphans:
-            self.fail_with("jobs without their pay notification: %r" % orphans[:5], round_no)
+            self.fail_with("jobs without their event: %r" % orphans[:5], round_no)
+        bad = self.d.query("SELECT e.id, count(d.id) FROM events e LEFT JOIN deliveries d ON d.event_id = e.id"
+                           " GROUP BY e.id HAVING count(d.id) != 1")
+        if bad:
+            self.fail_with("events without exactly one delivery: %r" % bad[:5], round_no)
 
     def wait_jobs_end(self):
         """After the last restart every job ends, confirmed."""
@@ -241,10 +263,26 @@ class CrashConsistency(unittest.TestCase):
             if not left:
                 break
             time.sleep(0.2)
-        ends = dict(self.d.query("SELECT coalesce(outcome, state), count(*) FROM jobs GROUP BY 1"))
+        ends = dict(self.d.query("SELECT coalesce(outcome, state), count(*) FROM jobs"
+                                 " WHERE kind NOT LIKE 'hook.%' GROUP BY 1"))
         self.assertEqual(set(ends), {"confirmed"}, "jobs did not all end confirmed: %r\n%s"
                          % (ends, self.d.logtext()[-3000:]))
         return ends["confirmed"]
+
+    def verify_deliveries(self):
+        """Every delivery ended delivered, and the receiver had each one under
+        its id, signed, with the same body on every try."""
+        states = dict(self.d.query("SELECT state, count(*) FROM deliveries GROUP BY 1"))
+        self.assertEqual(set(states), {"delivered"}, states)
+        ids = {"msg_%d" % r[0] for r in self.d.query("SELECT id FROM deliveries")}
+        bodies = collections.defaultdict(set)
+        for g in list(self.recv.deliveries):
+            bodies[g.id].add(g.body)
+            self.assertTrue(g.verifies_with(HOOK_KEY), g.id)
+        self.assertEqual(ids - set(bodies), set(), "deliveries the receiver never had")
+        self.assertEqual(set(bodies) - ids, set(), "deliveries the store does not know")
+        self.assertEqual([i for i, b in bodies.items() if len(b) != 1], [], "ids sent with two bodies")
+        return len(ids), len(self.recv.deliveries)
 
     def resend(self, round_no, deliveries):
         """Resend the callbacks cut off by the last kill, and a few acknowledged ones,
@@ -322,17 +360,20 @@ class CrashConsistency(unittest.TestCase):
                       "WAL %d bytes at the kill; %d resent after the previous restart"
                       % (r, delay, got[ACKED], got[CUT], got[REFUSED], got[OTHER], wal, resent))
         confirmed = self.wait_jobs_end()
+        hooked, sent = self.verify_deliveries()
         self.assertEqual(self.d.stop(), 0, self.d.logtext()[-3000:])
         stored = self.d.query("SELECT count(*), sum(deliveries) FROM events")[0]
         cut_stored = self.stats["cut_resent_redelivery"]
         summary = ("seed %d, %d rounds in %.1f s: %d callbacks, %d stored (%d deliveries); %d sends acked "
                    "(per round min %d, median %d, max %d); %d cut off by the kill (%d of them had been "
                    "committed: resent = redelivery, %d not: resent = new); %d refused; %d other answers; "
-                   "%d acknowledged ones resent as redeliveries; %d follow-up jobs, all confirmed"
+                   "%d acknowledged ones resent as redeliveries; %d follow-up jobs, all confirmed; "
+                   "%d hook deliveries, all delivered (%d requests)"
                    % (SEED, ROUNDS, time.time() - t_start, len(self.ledger), stored[0], stored[1] or 0,
                       self.stats[ACKED], min(per_round or [0]), sorted(per_round or [0])[len(per_round) // 2],
                       max(per_round or [0]), self.stats[CUT], cut_stored, self.stats["cut_resent_new"],
-                      self.stats[REFUSED], self.stats[OTHER], self.stats["resent_redelivery"], confirmed))
+                      self.stats[REFUSED], self.stats[OTHER], self.stats["resent_redelivery"], confirmed,
+                      hooked, sent))
         sys.stderr.write("\n  crash: " + summary + " ... ")
         sys.stderr.flush()
         # Only 503 (store or queue unavailable) may answer a valid callback.

@@ -405,6 +405,127 @@ class HungHook(Confirmed):
         self.recv.stopping.set()
 
 
+COMMAND_SCRIPT = r"""
+import json, os, subprocess, sys, time
+out = sys.argv[1]
+body = sys.stdin.buffer.read()
+mode = open(out + ".mode").read().strip() if os.path.exists(out + ".mode") else "ok"
+n = len([f for f in os.listdir(os.path.dirname(out)) if f.startswith(os.path.basename(out) + ".run")])
+with open("%s.run%d" % (out, n), "w") as f:
+    json.dump({"argv": sys.argv[1:], "env": dict(os.environ), "body": body.decode(), "pgid": os.getpgrp(),
+               "pid": os.getpid()}, f)
+print("output of run", n, flush=True)
+sys.stderr.write("err line\n")
+if mode == "fail" and n < 2:
+    sys.exit(3)
+if mode == "hang":
+    child = subprocess.Popen(["/bin/sleep", "300"])
+    with open(out + ".child", "w") as f:
+        f.write(str(child.pid))
+    time.sleep(300)
+"""
+
+
+def proc_state(pid):
+    """A process's state letter, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+class Command(unittest.TestCase):
+    """Command hooks: no shell, a clean environment, the envelope on stdin."""
+
+    def start(self, mode="ok", extra=""):
+        self.tmp = tempfile.mkdtemp(prefix="payhookd-cmd-")
+        script = os.path.join(self.tmp, "hook.py")
+        with open(script, "w") as f:
+            f.write(COMMAND_SCRIPT)
+        self.out = os.path.join(self.tmp, "out")
+        with open(self.out + ".mode", "w") as f:
+            f.write(mode)
+        self.d = Daemon(APP + "\n[hook local]\ncommand = /usr/bin/python3 %s %s $HOME;echo\nevents = baidu.*\n"
+                        "retry_base = 0\nretry_max = 1\n%s\n" % (script, self.out, extra))
+        self.addCleanup(self.d.kill)
+        self.d.start()
+
+    def tearDown(self):
+        if self.d and self.d.proc and self.d.proc.poll() is None:
+            self.assertEqual(self.d.stop(), 0, self.d.logtext())
+
+    def pay(self):
+        order = new_order_id()
+        st, _ = self.d.post(PAY, form_body(baidu_signed(pay_fields(order, tp_order="T-1"), KEY)), FORM)
+        self.assertEqual(st, 200)
+        return self.d.query("SELECT id FROM events WHERE order_id = ?", order)[0][0]
+
+    def runs(self):
+        names = sorted(f for f in os.listdir(self.tmp) if f.startswith("out.run"))
+        out = []
+        for n in names:
+            with open(os.path.join(self.tmp, n)) as f:
+                out.append(json.load(f))
+        return out
+
+    def state(self, eid):
+        rows = self.d.query("SELECT id, state, attempts, last_status FROM deliveries WHERE event_id = ?", eid)
+        return rows[0] if rows else None
+
+    def test_success_gets_the_envelope_a_clean_environment_and_literal_arguments(self):
+        self.start()
+        eid = self.pay()
+        did, state, attempts, status = wait_until(
+            lambda: (self.state(eid) or (0, ""))[1] == "delivered" and self.state(eid), "delivered")
+        self.assertEqual((attempts, status), (1, 0))
+        run = self.runs()[0]
+        self.assertEqual(run["argv"], [self.out, "$HOME;echo"])   # no shell: no expansion, no ;
+        env = dict(run["env"])
+        env.pop("LC_CTYPE", None)   # python may set it for itself
+        self.assertEqual(env, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PAYHOOKD_EVENT_ID": str(eid),
+                               "PAYHOOKD_HOOK": "local", "PAYHOOKD_TYPE": "baidu.pay_notify",
+                               "PAYHOOKD_WEBHOOK_ID": "msg_%d" % did})
+        envelope = json.loads(run["body"])
+        self.assertEqual((envelope["type"], envelope["data"]["event_id"]), ("baidu.pay_notify", eid))
+        self.assertEqual(run["pgid"], run["pid"])   # its own process group
+        self.assertEqual(self.d.query("SELECT status, error, response FROM delivery_attempts WHERE delivery_id = ?",
+                                      did), [(0, None, b"output of run 0\nerr line\n")])
+
+    def test_failure_is_retried_with_the_exit_code_recorded(self):
+        self.start("fail")
+        eid = self.pay()
+        did = wait_until(lambda: (self.state(eid) or (0, ""))[1] == "delivered" and self.state(eid),
+                         "delivered after two failures")[0]
+        self.assertEqual(self.d.query("SELECT status, error FROM delivery_attempts WHERE delivery_id = ? "
+                                      "ORDER BY id", did),
+                         [(3, "exit status 3"), (3, "exit status 3"), (0, None)])
+        self.assertEqual(len({json.dumps(json.loads(r["body"])) for r in self.runs()}), 1)   # one body
+
+    def test_timeout_kills_the_process_group(self):
+        self.start("hang", "timeout = 1\nmax_attempts = 1")
+        eid = self.pay()
+        wait_until(lambda: (self.state(eid) or (0, ""))[1] == "dead", "dead after the timeout")
+        error = self.d.query("SELECT error FROM delivery_attempts")[0][0]
+        self.assertIn("timed out after 1 s: its process group was killed", error)
+        with open(self.out + ".child") as f:
+            child = int(f.read())
+        # the grandchild (sleep 300) went with the group
+        wait_until(lambda: proc_state(child) in (None, "Z"), "the grandchild gone")
+
+    def test_bad_command_hooks_are_refused(self):
+        self.d = None
+        cases = [("command = python3 x.py\n", "absolute path"),
+                 ("command = /nonexistent/prog\n", "not an executable"),
+                 ("command = /bin/true\nurl = http://127.0.0.1:9/x\n", "one of url and command"),
+                 ("command = /bin/true\nsecret = %s\n" % SECRET_A, "only a url hook is signed")]
+        for text, word in cases:
+            d = Daemon(APP + "[hook c]\nevents = *\n" + text)
+            r = subprocess.run([harness.PAYHOOKD, "-c", d.conf, "--check"], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, text)
+            self.assertIn(word, r.stdout + r.stderr, text)
+
+
 class Config(unittest.TestCase):
     def check(self, section):
         d = Daemon(APP + section)
