@@ -39,3 +39,12 @@ SELECT * FROM deliveries WHERE state = 'dead' OR (state = 'queued' AND attempts 
 -- Deliveries not delivered yet.
 CREATE VIEW pending_deliveries AS
 SELECT * FROM deliveries WHERE state IN ('queued', 'running');
+
+-- Hooks that answered 410 Gone: nothing is sent to them (their deliveries
+-- wait, queued) until an operator runs payhookctl hooks enable NAME. Kept
+-- here so the state survives restarts and payhookctl can show it.
+CREATE TABLE hook_state (
+    hook TEXT PRIMARY KEY,      -- the NAME of [hook NAME]
+    disabled_at TEXT NOT NULL,  -- ISO-8601 UTC
+    reason TEXT NOT NULL        -- e.g. "HTTP 410 Gone"
+);

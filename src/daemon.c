@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "intake/control.h"
 #include "intake/http.h"
 #include "jobs/jobs.h"
 #include "runtime.h"
@@ -26,6 +27,7 @@ struct daemon {
     int rt_ready;
     struct store *store;
     struct jobs *jobs;
+    struct control *control;
     struct http *http;
     uint64_t started_ns;
     unsigned reloads;
@@ -98,6 +100,9 @@ int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *e
     if (r < 0)
         goto fail;
     r = jobs_start(d->store, &d->rt, &d->jobs, err, errlen);
+    if (r < 0)
+        goto fail;
+    r = control_start(&d->rt, d->store, d->jobs, rt->cfg->store.path, &d->control, err, errlen);
     if (r < 0)
         goto fail;
     r = http_start(&d->rt, d->store, listen_fd, &d->http, err, errlen);
@@ -195,6 +200,7 @@ int daemon_stop(struct daemon *d)
     }
     /* Running queries finish (within their timeout) and record; claimed
      * jobs not started go back to the queue. */
+    d->control = control_stop(d->control); /* no operator request after this */
     jobs_stop(d->jobs);
     /* Commits what is queued and resumes every waiting connection. */
     store_stop(d->store);

@@ -13,6 +13,7 @@
 
 #include "autoconf.h"
 #include "config.h"
+#include "ctl/actions.h"
 #include "ctl/sample.h"
 
 #define CTL_EXIT_OK    0
@@ -36,9 +37,18 @@ struct ctl_command {
 static int ctl_sample(int argc, char **argv, const char *config);
 static void ctl_sample_help(FILE *f);
 
+static int ctl_hooks(int argc, char **argv, const char *config);
+static void ctl_replay_help(FILE *f);
+static void ctl_retry_help(FILE *f);
+static void ctl_hooks_help(FILE *f);
+
 static const struct ctl_command ctl_commands[] = {
     {"sample", "build correctly signed sample callbacks; print or POST them", ctl_sample,
      ctl_sample_help},
+    {"replay", "send an event to a hook again (the same webhook-id)", ctl_replay,
+     ctl_replay_help},
+    {"retry", "queue dead deliveries again", ctl_retry, ctl_retry_help},
+    {"hooks", "enable a hook that answered 410 Gone", ctl_hooks, ctl_hooks_help},
 };
 
 /* Report a usage error ("payhookctl: WHAT") and return the usage exit status. */
@@ -294,6 +304,50 @@ static int ctl_sample(int argc, char **argv, const char *config)
     if (a.list)
         return ctl_sample_list();
     return ctl_sample_run(&a);
+}
+
+/* ---- deliveries: replay, retry, hooks (actions.c) ------------------------ */
+
+static void ctl_replay_help(FILE *f)
+{
+    fputs("usage: payhookctl -c CONFIG replay EVENT_ID [--hook NAME]\n"
+          "\n"
+          "Queues the event's delivery to hook NAME again: the same delivery, so the\n"
+          "same webhook-id and body, its attempts counted from zero (a pending one is\n"
+          "left as it is). Created when NAME never had one, even when its globs do not\n"
+          "match. Without --hook: to every hook the event has a delivery to. The\n"
+          "running daemon does it (its control socket, <store>.ctl); with no daemon,\n"
+          "payhookctl opens the store itself.\n",
+          f);
+}
+
+static void ctl_retry_help(FILE *f)
+{
+    fputs("usage: payhookctl -c CONFIG retry --dead [--hook NAME]\n"
+          "\n"
+          "Queues every dead delivery (of hook NAME) again, attempts from zero.\n",
+          f);
+}
+
+static void ctl_hooks_help(FILE *f)
+{
+    fputs("usage: payhookctl -c CONFIG hooks enable NAME\n"
+          "\n"
+          "A hook that answered 410 Gone is disabled, across restarts, until this:\n"
+          "its waiting deliveries then go out.\n",
+          f);
+}
+
+static int ctl_hooks(int argc, char **argv, const char *config)
+{
+    if (argc >= 2 && strcmp(argv[1], "enable") == 0)
+        return ctl_hooks_enable(argc - 1, argv + 1, config);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        ctl_hooks_help(stdout);
+        return CTL_EXIT_OK;
+    }
+    return ctl_usage_error("hooks: unknown subcommand '%s' (hooks enable NAME)",
+                           argc >= 2 ? argv[1] : "");
 }
 
 /* ---- the top level ----------------------------------------------------- */

@@ -41,6 +41,13 @@ void jobs_reconfigure(struct jobs *j);
 void jobs_stop(struct jobs *j);
 void jobs_free(struct jobs *j);
 
+/* Look for due jobs now (an operator queued some). NULL-safe. */
+void jobs_poke(struct jobs *j);
+
+/* Enable hook NAME again after a 410 Gone (recorded in the store, waits for
+ * the commit): 1 when it was disabled, 0 when it was not, -errno. */
+int jobs_hook_enable(struct jobs *j, const char *hook);
+
 /* The query for a job kind, and the lane it runs in; NULL when unknown. */
 query_fn jobs_query_for(const char *kind);
 

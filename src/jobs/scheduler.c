@@ -407,6 +407,17 @@ static int job_run(struct jobs *j, struct openapi_client *client, struct job_ite
 
 /* ---- workers ---------------------------------------------------------------- */
 
+/* A hook answered 410 Gone: recorded in the store, so it stays disabled
+ * across restarts until an operator enables it (payhookctl hooks enable). */
+static void jobs_note_disabled(struct jobs *j, const char *hook)
+{
+    int r = store_hook_set_disabled(j->s, hook, "HTTP 410 Gone");
+
+    log_warning("hook %s answered 410 Gone: disabled; its deliveries wait until "
+                "payhookctl hooks enable %s%s",
+                hook, hook, r < 0 ? " (not recorded in the store: a restart enables it)" : "");
+}
+
 static void *worker_main(void *p)
 {
     struct worker_arg *w = p;
@@ -447,16 +458,15 @@ static void *worker_main(void *p)
 
         pthread_mutex_lock(&j->lock);
         j->busy--;
-        if (gone && !lane->disabled) {
+        gone = gone && !lane->disabled;
+        if (gone)
             lane->disabled = 1;
-            log_warning("hook %s answered 410 Gone: disabled; its deliveries wait (a reload "
-                        "re-enables it)",
-                        lane->name + 5);
-        }
         lane->inflight--;
         j->woken = 1;
         pthread_cond_signal(&j->disp_cond);
         pthread_mutex_unlock(&j->lock);
+        if (gone)
+            jobs_note_disabled(j, lane->name + 5);
     }
     openapi_client_free(client);
     return NULL;
@@ -686,6 +696,50 @@ static void jobs_wake(void *data)
     pthread_mutex_unlock(&j->lock);
 }
 
+void jobs_poke(struct jobs *j)
+{
+    if (j)
+        jobs_wake(j);
+}
+
+int jobs_hook_enable(struct jobs *j, const char *hook)
+{
+    char lane[80];
+    int was = 0, r = store_hook_set_disabled(j->s, hook, NULL);
+
+    if (r < 0)
+        return r;
+    snprintf(lane, sizeof(lane), "hook.%s", hook);
+    pthread_mutex_lock(&j->lock);
+    for (size_t i = 0; i < j->n_lanes; i++)
+        if (strcmp(j->lanes[i].name, lane) == 0 && j->lanes[i].disabled) {
+            j->lanes[i].disabled = 0;
+            was = 1;
+        }
+    j->woken = 1;
+    pthread_cond_signal(&j->disp_cond);
+    pthread_mutex_unlock(&j->lock);
+    if (was)
+        log_notice("hook %s enabled by an operator: its deliveries go out", hook);
+    return was;
+}
+
+/* At start: a hook disabled before stays disabled. */
+static void jobs_mark_disabled(void *data, const char *hook)
+{
+    struct jobs *j = data;
+    char name[80];
+    struct lane *l;
+
+    snprintf(name, sizeof(name), "hook.%s", hook);
+    if ((l = lane_get(j, name)) != NULL) {
+        l->disabled = 1;
+        log_warning("hook %s is disabled (it answered 410 Gone): payhookctl hooks enable %s "
+                    "sends its deliveries",
+                    hook, hook);
+    }
+}
+
 /* ---- life cycle -------------------------------------------------------------- */
 
 static struct jobs *jobs_new(struct store *s, struct runtime_cell *rt)
@@ -717,7 +771,8 @@ int jobs_start(struct store *s, struct runtime_cell *rtc, struct jobs **out, cha
     jobs_read_set(&j->set, rt->cfg);
     snprintf(after, sizeof(after), "%u", rt->cfg->openapi.unconfirmed_after);
     runtime_release(rt);
-    if ((r = store_jobs_recover(s)) < 0 || (r = store_set_meta(s, "unconfirmed_after", after)) < 0) {
+    if ((r = store_jobs_recover(s)) < 0 || (r = store_set_meta(s, "unconfirmed_after", after)) < 0 ||
+        (r = store_hooks_disabled(s, jobs_mark_disabled, j)) < 0) {
         snprintf(err, errlen, "cannot prepare the follow-up jobs in the store: %s",
                  strerror(-r));
         jobs_free(j);
@@ -754,11 +809,6 @@ void jobs_reconfigure(struct jobs *j)
     runtime_release(rt);
     pthread_mutex_lock(&j->lock);
     j->set = set;
-    for (size_t i = 0; i < j->n_lanes; i++)
-        if (j->lanes[i].disabled) {
-            j->lanes[i].disabled = 0;
-            log_notice("hook %s re-enabled by the reload", j->lanes[i].name + 5);
-        }
     if (jobs_spawn(j) < 0)
         log_err("cannot start more follow-up workers: %u run", j->started);
     j->woken = 1;

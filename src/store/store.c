@@ -24,6 +24,7 @@ static const struct store_table *const store_tables[TBL__COUNT] = {
     [TBL_BAIDU] = &store_baidu_table,
     [TBL_TOKENS] = &store_tokens_table,
     [TBL_JOBS] = &store_jobs_table,
+    [TBL_DELIVERIES] = &store_deliveries_table,
 };
 
 /* ---- statement helpers --------------------------------------------------- */
@@ -240,6 +241,11 @@ static struct store *store_new(const struct store_options *o)
     s->o = *o;
     if (!s->o.rejection_queue_max)
         s->o.rejection_queue_max = 256;
+    /* 0 would make the writer take empty batches forever: the config's defaults */
+    if (!s->o.batch_max)
+        s->o.batch_max = 512;
+    if (!s->o.queue_max)
+        s->o.queue_max = 16384;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->read_lock, NULL);

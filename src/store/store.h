@@ -290,6 +290,31 @@ int store_jobs_counts(struct store *s, long counts[4]);
  * callbacks arrive. */
 void store_on_jobs(struct store *s, void (*fn)(void *), void *data);
 
+/* ---- operators' actions on deliveries (deliveries.c); each waits for its commit ---- */
+
+/* What a replay did. */
+struct store_replay {
+    int64_t delivery_id;
+    const char *what; /* "queued again", "already pending" or "created" */
+};
+
+/* Queue event_id's delivery to the hook of job kind "hook.NAME" again (the
+ * same delivery, so the same webhook-id and body), or create it when the
+ * hook never had one. 0, -ENOENT (no such event), -EIO. */
+int store_delivery_replay(struct store *s, int64_t event_id, const char *kind,
+                          struct store_replay *out);
+
+/* Queue the dead deliveries (of one hook kind, or all when kind is NULL)
+ * again, their attempts from zero; *changed says how many. */
+int store_deliveries_retry_dead(struct store *s, const char *kind, long *changed);
+
+/* Record a hook as disabled (reason) or, with reason NULL, enabled. */
+int store_hook_set_disabled(struct store *s, const char *hook, const char *reason);
+
+/* Call each(data, NAME) for every disabled hook (a reader connection). */
+int store_hooks_disabled(struct store *s, void (*each)(void *data, const char *hook),
+                         void *data);
+
 /* Set a meta value the views read (e.g. unconfirmed_after). Waits. */
 int store_set_meta(struct store *s, const char *key, const char *value);
 

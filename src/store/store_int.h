@@ -33,10 +33,12 @@ enum store_table_id {
     TBL_BAIDU,      /* baidu.c: refund audit decisions, Baidu lookups */
     TBL_TOKENS,     /* tokens.c: the TP ticket */
     TBL_JOBS,       /* jobs.c: follow-up jobs and their results */
+    TBL_DELIVERIES, /* deliveries.c: operators' replays and retries, hook state */
     TBL__COUNT
 };
 extern const struct store_table store_tx_table, store_events_table,
-    store_rejections_table, store_baidu_table, store_tokens_table, store_jobs_table;
+    store_rejections_table, store_baidu_table, store_tokens_table, store_jobs_table,
+    store_deliveries_table;
 
 /* Statement i of table t on the writer's connection. */
 #define STORE_ST(s, t, i) ((s)->st[t][i])

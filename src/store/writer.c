@@ -134,6 +134,7 @@ struct store_waiter {
     pthread_cond_t cond;
     int done;
     int r;
+    int wrote; /* what write() said last (a batch may be replayed) */
 };
 
 /* The waiting caller's writes. */
@@ -141,7 +142,7 @@ static int store_waiter_write(struct store_tx *tx, void *data)
 {
     struct store_waiter *w = data;
 
-    return w->write(tx, w->data);
+    return w->wrote = w->write(tx, w->data);
 }
 
 /* Completion of store_op_wait: wake the caller. */
@@ -150,7 +151,8 @@ static void store_waiter_done(void *data, const struct store_result *res)
     struct store_waiter *w = data;
 
     pthread_mutex_lock(&w->lock);
-    w->r = res->outcome == STORE_FAILED ? -EIO : 0;
+    /* the operation's own reason (e.g. -ENOENT) when it refused itself */
+    w->r = res->outcome != STORE_FAILED ? 0 : w->wrote < 0 ? w->wrote : -EIO;
     w->done = 1;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
@@ -159,7 +161,7 @@ static void store_waiter_done(void *data, const struct store_result *res)
 int store_op_wait(struct store *s, store_write_fn write, void *data)
 {
     struct store_waiter w = {
-        write, data, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+        write, data, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
     int r = store_submit_op(s, store_waiter_write, store_waiter_done, &w);
 
     if (r < 0)

@@ -228,8 +228,15 @@ class Dead(unittest.TestCase):
         self.assertEqual(d.stop(), 0, d.logtext())
 
 
+def ctl(d, *args):
+    """Run payhookctl against the daemon's config: (exit status, stdout, stderr)."""
+    r = subprocess.run([harness.PAYHOOKCTL, "-c", d.conf] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=60)
+    return r.returncode, r.stdout, r.stderr
+
+
 class Gone(Hooks):
-    def test_410_disables_the_hook_until_a_reload(self):
+    def test_410_disables_the_hook_across_restarts_until_an_operator_enables_it(self):
         self.recv.answer(410)
         eid, _ = self.pay()
         self.recv.wait_for(1, 10 * SLOW)
@@ -239,11 +246,94 @@ class Gone(Hooks):
         self.assertEqual(self.recv.count(), 1)   # nothing more goes to a disabled hook
         self.assertEqual(self.delivery(eid)[1], "queued")
         self.assertEqual(self.delivery(eid2)[1:3], ("queued", 0))
+        self.assertEqual([r[0] for r in self.d.query("SELECT hook FROM hook_state")], ["ledger"])
+        # a reload or a restart does not send to it
         self.d.send_signal(signal.SIGHUP)
+        self.assertEqual(self.d.stop(), 0, self.d.logtext())
+        self.d.start()
+        time.sleep(1.5)
+        self.assertEqual(self.recv.count(), 1)
+        self.assertIn("hook ledger is disabled (it answered 410 Gone)", self.d.logtext())
+        self.assertEqual(ctl(self.d, "hooks", "enable", "ledger")[:2], (0, "hook ledger enabled\n"))
         self.wait_state(eid, "delivered")
         self.wait_state(eid2, "delivered")
         self.assertEqual(self.recv.count(), 3)
-        self.assertIn("re-enabled by the reload", self.d.logtext())
+        self.assertEqual(self.d.query("SELECT count(*) FROM hook_state")[0][0], 0)
+        self.assertIn("hook ledger enabled by an operator", self.d.logtext())
+
+
+class Steer(Hooks):
+    """payhookctl replay, retry --dead, hooks enable through the control socket."""
+    hook_extra = "max_attempts = 2"
+
+    def more_config(self):
+        return hook("refunds", self.recv.url, events="baidu.refund_*")
+
+    def test_replay_sends_the_same_delivery_again(self):
+        eid, _ = self.pay()
+        did = self.wait_state(eid, "delivered")[0]
+        rc, out, err = ctl(self.d, "replay", eid, "--hook", "ledger")
+        self.assertEqual((rc, out), (0, "delivery %d queued again\n" % did), err)
+        wait_until(lambda: self.recv.count() == 2, "the replay")
+        self.wait_state(eid, "delivered")
+        a, b = self.recv.deliveries
+        self.assertEqual((a.id, a.body), (b.id, b.body))
+        self.assertTrue(b.verifies_with(RAW_A))
+        self.assertEqual(self.delivery(eid)[2], 1)   # attempts start again
+        self.assertEqual(len(self.attempts(did)), 2)  # the history stays
+        self.assertIn("operator: event %d replayed to hook ledger" % eid, self.d.logtext())
+        # without --hook: every hook it has a delivery to
+        self.assertEqual(ctl(self.d, "replay", eid)[0], 0)
+        wait_until(lambda: self.recv.count() == 3, "the second replay")
+
+    def test_replay_to_a_hook_that_never_had_it_creates_the_delivery(self):
+        eid, _ = self.pay()
+        self.wait_state(eid, "delivered")
+        rc, out, err = ctl(self.d, "replay", eid, "--hook", "refunds")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^delivery \d+ created\n$")
+        self.wait_state(eid, "delivered", hook="refunds")
+
+    def test_bad_replays_are_refused_and_change_nothing(self):
+        eid, _ = self.pay()
+        self.wait_state(eid, "delivered")
+        self.assertEqual(ctl(self.d, "replay", 99999, "--hook", "ledger")[::2], (1, "payhookctl: no event 99999\n"))
+        rc, _, err = ctl(self.d, "replay", eid, "--hook", "nope")
+        self.assertEqual(rc, 1)
+        self.assertIn("no hook nope in the configuration", err)
+        self.assertEqual(ctl(self.d, "replay", "x1")[0], 2)
+        self.assertEqual(ctl(self.d, "replay", eid, "--bogus")[0], 2)
+        self.assertEqual(ctl(self.d, "retry")[0], 2)
+        self.assertEqual(ctl(self.d, "hooks", "enable")[0], 2)
+        self.assertEqual(ctl(self.d, "hooks", "enable", "nope")[0], 1)
+        time.sleep(0.3)
+        self.assertEqual(self.recv.count(), 1)
+        self.assertEqual(self.d.query("SELECT count(*) FROM deliveries")[0][0], 1)
+
+    def test_retry_dead_queues_them_again(self):
+        self.recv.answer(500, times=2)
+        eid, _ = self.pay()
+        self.wait_state(eid, "dead")
+        rc, out, err = ctl(self.d, "retry", "--dead", "--hook", "ledger")
+        self.assertEqual((rc, out), (0, "1 queued again\n"), err)
+        self.wait_state(eid, "delivered")
+        self.assertEqual(ctl(self.d, "retry", "--dead")[1], "0 queued again\n")
+
+    def test_with_no_daemon_payhookctl_writes_the_store_itself(self):
+        eid, _ = self.pay()
+        self.wait_state(eid, "delivered")
+        self.assertEqual(self.d.stop(), 0, self.d.logtext())
+        self.assertFalse(os.path.exists(self.d.db_path + ".ctl"))
+        rc, out, err = ctl(self.d, "replay", eid, "--hook", "ledger")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.delivery(eid)[1], "queued")
+        self.d.start()
+        self.wait_state(eid, "delivered")
+        self.assertEqual(self.recv.count(), 2)
+
+    def test_the_control_socket_is_the_owners_only(self):
+        mode = os.stat(self.d.db_path + ".ctl").st_mode & 0o777
+        self.assertEqual(mode, 0o600)
 
 
 class RetryAfter(Hooks):

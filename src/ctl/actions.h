@@ -1,0 +1,19 @@
+/*
+ * actions.h: payhookctl's writing commands. Each is one request line of the
+ * daemon's control socket (intake/control.h), so the daemon's one writer
+ * makes the change; when no daemon holds the store, payhookctl opens it
+ * itself (taking the same lock) and does the same work.
+ * Each returns an exit status: 0 done, 1 failed (message on stderr),
+ * 2 usage (message naming the argument).
+ */
+#ifndef PAYHOOKD_CTL_ACTIONS_H
+#define PAYHOOKD_CTL_ACTIONS_H
+
+/* payhookctl replay EVENT_ID [--hook NAME] */
+int ctl_replay(int argc, char **argv, const char *config);
+/* payhookctl retry --dead [--hook NAME] */
+int ctl_retry(int argc, char **argv, const char *config);
+/* payhookctl hooks enable NAME (argv[0] is "enable") */
+int ctl_hooks_enable(int argc, char **argv, const char *config);
+
+#endif
