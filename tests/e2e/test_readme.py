@@ -28,6 +28,7 @@ class Readme(unittest.TestCase):
         conf = demo.replace("listen = 127.0.0.1:8080", "listen = 127.0.0.1:%d" % self.d.port)
         conf = conf.replace("path = ./var/payhookd.db", "path = %s" % self.d.db_path)
         self.hook_port = harness.free_port()   # the demo hook's receiver
+        self.hook_out = os.path.join(self.d.dir, "hook.out")
         conf = conf.replace("127.0.0.1:8099", "127.0.0.1:%d" % self.hook_port)
         self.assertNotEqual(conf, demo)
         with open(self.d.conf, "w") as f:
@@ -47,6 +48,7 @@ class Readme(unittest.TestCase):
         block = block.replace("build/release/payhookctl", harness.PAYHOOKCTL)
         block = block.replace("127.0.0.1:8080", "127.0.0.1:%d" % self.d.port)
         block = block.replace("--port 8099", "--port %d" % self.hook_port)
+        block = block.replace("/tmp/payhookd-hook.out", self.hook_out)
         block = block.replace("var/payhookd.db", self.d.db_path)
         return block.replace("etc/demo.conf", self.d.conf)
 
@@ -66,8 +68,17 @@ class Readme(unittest.TestCase):
         self.assertEqual(kinds, {"baidu.tp", "baidu", "alipay", "gateway.demo"})
         self.assertEqual(self.d.query("SELECT count(*) FROM tp_ticket"), [(1,)])
         self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'bad_signature'", 1)
+        # daily_summary adds up what events holds, per day, app, kind and status.
+        self.assertEqual(
+            self.d.query("SELECT app, kind, status, events, amount_fen, amount_yuan FROM daily_summary "
+                         "WHERE provider = 'baidu' AND kind = 'pay_notify' ORDER BY status"),
+            [(a, k, st, n, f, "%d.%02d" % (f // 100, f % 100)) for a, k, st, n, f in self.d.query(
+                "SELECT app, kind, status, count(*), sum(amount_fen) FROM events WHERE verified = 1 "
+                "AND provider = 'baidu' AND kind = 'pay_notify' GROUP BY status ORDER BY status")])
+        self.assertGreater(self.d.query("SELECT sum(events) FROM daily_summary WHERE provider = 'baidu' "
+                                        "AND kind = 'pay_notify'")[0][0], 1)
         # The demo hook's receiver checked a signature and the store says delivered.
-        with open("/tmp/payhookd-hook.out") as f:
+        with open(self.hook_out) as f:
             self.assertRegex(f.read(), r"^verified delivery msg_\d+ ")
         self.assertGreaterEqual(self.d.query("SELECT count(*) FROM deliveries WHERE hook = 'demo' "
                                              "AND state = 'delivered'")[0][0], 1)
