@@ -48,8 +48,16 @@ const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
 #define JB_ST(s, i) STORE_ST(s, TBL_JOBS, i)
 
 /* Read-only, on reader connections. */
-static const char jb_lanes_sql[] = "SELECT lane, min(due_at) FROM jobs"
-                                   " WHERE state = 'queued' GROUP BY lane LIMIT ?1";
+/* A skip-scan of the partial index jobs_due: a seek per lane, not a pass
+ * over the backlog (the plain GROUP BY read every queued job, each time the
+ * dispatcher looked: with a 70k-delivery backlog, deliveries/s fell 3x). */
+static const char jb_lanes_sql[] =
+    "WITH RECURSIVE l(lane) AS ("
+    " SELECT min(lane) FROM jobs INDEXED BY jobs_due WHERE state = 'queued'"
+    " UNION ALL SELECT (SELECT min(lane) FROM jobs INDEXED BY jobs_due"
+    " WHERE state = 'queued' AND lane > l.lane) FROM l WHERE l.lane IS NOT NULL)"
+    " SELECT lane, (SELECT min(due_at) FROM jobs INDEXED BY jobs_due"
+    " WHERE state = 'queued' AND lane = l.lane) FROM l WHERE lane IS NOT NULL LIMIT ?1";
 #define JB_DUE_COLUMNS                                                                   \
     "SELECT j.id, j.event_id, j.kind, j.lane, j.app, j.attempts, e.provider, e.kind,"      \
     " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"  \
