@@ -68,7 +68,10 @@ struct jobs {
     struct store *s;
     struct runtime_cell *rt;
     pthread_mutex_t lock;
-    pthread_cond_t work_cond, disp_cond, idle_cond;
+    /* work_cond: workers within the configured count wait for a job (one
+     * signal per job: no herd); spare_cond: those above it (after a reload
+     * lowered it) wait for a reload, so a job's signal never lands on them */
+    pthread_cond_t work_cond, spare_cond, disp_cond, idle_cond;
     struct job_item *head, *tail; /* claimed, waiting for a worker */
     unsigned queued, busy, pending;
     unsigned started; /* worker threads created */
@@ -433,7 +436,7 @@ static void *worker_main(void *p)
         pthread_mutex_lock(&j->lock);
         /* a worker above the configured count idles (a reload may lower it) */
         while (!j->stopping && (idx >= j->set.workers || !j->head))
-            pthread_cond_wait(&j->work_cond, &j->lock);
+            pthread_cond_wait(idx >= j->set.workers ? &j->spare_cond : &j->work_cond, &j->lock);
         if (j->stopping) {
             pthread_mutex_unlock(&j->lock);
             break;
@@ -573,9 +576,7 @@ static void jobs_hand_over(struct jobs *j, struct lane *l, struct store_job *job
             j->head = it;
         j->tail = it;
         j->queued++;
-        /* broadcast: a signal could wake only a worker above the configured
-         * count, which goes back to sleep with the job still waiting */
-        pthread_cond_broadcast(&j->work_cond);
+        pthread_cond_signal(&j->work_cond);
     }
 }
 
@@ -752,6 +753,7 @@ static struct jobs *jobs_new(struct store *s, struct runtime_cell *rt)
     j->rt = rt;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->work_cond, NULL);
+    pthread_cond_init(&j->spare_cond, NULL);
     pthread_cond_init(&j->disp_cond, NULL);
     pthread_cond_init(&j->idle_cond, NULL);
     return j;
@@ -812,7 +814,9 @@ void jobs_reconfigure(struct jobs *j)
     if (jobs_spawn(j) < 0)
         log_err("cannot start more follow-up workers: %u run", j->started);
     j->woken = 1;
+    /* every worker looks again at which cond it belongs to */
     pthread_cond_broadcast(&j->work_cond);
+    pthread_cond_broadcast(&j->spare_cond);
     pthread_cond_signal(&j->disp_cond);
     pthread_mutex_unlock(&j->lock);
 }
@@ -849,6 +853,7 @@ void jobs_stop(struct jobs *j)
     pthread_mutex_lock(&j->lock);
     j->stopping = 1;
     pthread_cond_broadcast(&j->work_cond);
+    pthread_cond_broadcast(&j->spare_cond);
     pthread_cond_broadcast(&j->disp_cond);
     pthread_mutex_unlock(&j->lock);
     if (j->dispatcher_started)
@@ -869,6 +874,7 @@ void jobs_free(struct jobs *j)
         return;
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->work_cond);
+    pthread_cond_destroy(&j->spare_cond);
     pthread_cond_destroy(&j->disp_cond);
     pthread_cond_destroy(&j->idle_cond);
     free(j);
