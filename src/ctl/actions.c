@@ -14,35 +14,14 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl/common.h"
+#include "ctl/table.h"
 #include "intake/control.h"
 #include "store/store.h"
 
-#define ACT_OK    0
-#define ACT_FAIL  1
-#define ACT_USAGE 2
+#define ACT_OK    CTL_EXIT_OK
+#define ACT_FAIL  CTL_EXIT_FAIL
 #define ACT_HOOKS_MAX 64 /* hooks one replay without --hook goes to */
-
-static int act_usage(const char *what)
-{
-    fprintf(stderr, "payhookctl: %s\n(payhookctl --help shows the usage)\n", what);
-    return ACT_USAGE;
-}
-
-static struct config *act_config(const char *path)
-{
-    struct config *cfg = NULL;
-    char err[1024] = "";
-
-    if (!path) {
-        fprintf(stderr, "payhookctl: -c CONFIG is required (it names the store)\n");
-        return NULL;
-    }
-    if (config_load(path, &cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "payhookctl: %s\n", err);
-        return NULL;
-    }
-    return cfg;
-}
 
 /* Ask the running daemon: 1 answered (into answer), 0 no daemon listens, -1 failed. */
 static int act_ask_daemon(const char *db, const char *line, char *answer, size_t len)
@@ -98,33 +77,61 @@ static int act_do_here(const struct config *cfg, const char *line, char *answer,
     return 0;
 }
 
-/* Send one request; print its answer; the exit status. */
-static int act_request(const struct config *cfg, const char *line)
+/* Send one request. 0 with what the daemon did in done (the answer after
+ * "ok "), or the exit status after printing why it failed. */
+static int act_request(const struct config *cfg, const char *line, char *done, size_t len)
 {
     char answer[CONTROL_LINE_MAX];
     int r = act_ask_daemon(cfg->store.path, line, answer, sizeof(answer));
 
-    if (r < 0) {
-        fprintf(stderr, "payhookctl: cannot talk to payhookd on %s.ctl: %s\n", cfg->store.path,
-                strerror(errno));
-        return ACT_FAIL;
-    }
+    if (r < 0)
+        return ctl_fail("cannot talk to payhookd on %s.ctl: %s", cfg->store.path,
+                        strerror(errno));
     if (r == 0)
         act_do_here(cfg, line, answer, sizeof(answer));
     if (strncmp(answer, "ok ", 3) == 0) {
-        printf("%s\n", answer + 3);
+        snprintf(done, len, "%s", answer + 3);
         return ACT_OK;
     }
-    fprintf(stderr, "payhookctl: %s\n", strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
-    return ACT_FAIL;
+    return ctl_fail("%s", strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
 }
 
-/* Parse "[--hook NAME]" plus what the command allows; NULL hook when absent. */
-static int act_options(int argc, char **argv, const char **hook, int *dead)
+/* What was done, for people (a line) or programs (o added to out[key]). */
+static int act_report(cJSON *out, const char *key, cJSON *o, const char *text)
+{
+    cJSON *a;
+
+    if (!out) {
+        cJSON_Delete(o);
+        printf("%s\n", text);
+        return 0;
+    }
+    if (!(a = cJSON_GetObjectItem(out, key)) && !(a = cJSON_AddArrayToObject(out, key))) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    return o && cJSON_AddItemToArray(a, o) ? 0 : (cJSON_Delete(o), -1);
+}
+
+/* Print the --json document; the exit status r, or a failure when it cannot. */
+static int act_json_done(cJSON *out, int r)
+{
+    if (out && ctl_json_print(out, stdout) < 0)
+        r = ctl_fail("out of memory");
+    cJSON_Delete(out);
+    if (fflush(stdout) != 0)
+        r = ctl_fail("writing the output failed");
+    return r;
+}
+
+/* Parse "[--hook NAME] [--json]" as the command allows; NULL hook when absent.
+ * 0, or the usage exit status after a message naming the bad option. */
+static int act_options(int argc, char **argv, const char **hook, int *dead, int *json)
 {
     static const struct option lo[] = {
         {"hook", required_argument, NULL, 'k'},
         {"dead", no_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -133,26 +140,31 @@ static int act_options(int argc, char **argv, const char **hook, int *dead)
     opterr = 0;
     /* permuting (no "+"): options may follow the EVENT_ID */
     while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
-        if (c == 'k')
+        if (c == 'k' && hook)
             *hook = optarg;
+        else if (c == 'j')
+            *json = 1;
         else if (c == 'd' && dead)
             *dead = 1;
+        else if (c == 'k' || c == 'd') /* known, but not to this command */
+            return ctl_usage("%s %s: does not apply to %s", argv[0],
+                             c == 'k' ? "--hook" : "--dead", argv[0]);
         else
-            return -1;
+            return ctl_usage("%s %s: %s", argv[0], argv[optind - 1],
+                             c == ':' ? "requires a value" : "unknown option");
     }
     return 0;
 }
 
 /* The hooks an event already has deliveries to (read-only). */
-static int act_event_hooks(const char *db, long long id, char names[][128], size_t max,
-                           size_t *n)
+static int act_event_hooks(const struct config *cfg, long long id, char names[][128],
+                           size_t max, size_t *n)
 {
-    sqlite3 *h = NULL;
+    sqlite3 *h = ctl_store_read(cfg);
     sqlite3_stmt *st = NULL;
-    int rc;
+    int rc = h ? SQLITE_OK : SQLITE_ERROR;
 
     *n = 0;
-    rc = sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(h, "SELECT hook FROM deliveries WHERE event_id = ?1 ORDER BY 1",
                                 -1, &st, NULL);
@@ -166,69 +178,118 @@ static int act_event_hooks(const char *db, long long id, char names[][128], size
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* The replay answer "delivery ID WHAT" of hook as JSON. */
+static cJSON *act_replay_json(const char *hook, const char *done)
+{
+    cJSON *o = cJSON_CreateObject();
+    long long id = 0;
+    int at = 0;
+
+    if (sscanf(done, "delivery %lld %n", &id, &at) < 1 || !at) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    if (o && (!cJSON_AddStringToObject(o, "hook", hook) ||
+              !cJSON_AddItemToObject(o, "delivery_id", cJSON_CreateNumber((double)id)) ||
+              !cJSON_AddStringToObject(o, "result", done + at))) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 int ctl_replay(int argc, char **argv, const char *config)
 {
     static char names[ACT_HOOKS_MAX][128];
     const char *hook = NULL;
-    char line[CONTROL_LINE_MAX], *end = NULL;
+    char line[CONTROL_LINE_MAX], done[CONTROL_LINE_MAX];
     struct config *cfg;
+    cJSON *out = NULL;
     long long id;
     size_t n = 0, i;
-    int r = ACT_OK;
+    int r, json = 0;
 
-    if (act_options(argc, argv, &hook, NULL) < 0)
-        return act_usage("replay: unknown option (replay EVENT_ID [--hook NAME])");
-    if (optind != argc - 1 || (id = strtoll(argv[optind], &end, 10)) <= 0 || *end)
-        return act_usage("replay: give one EVENT_ID, a positive integer");
-    if (!(cfg = act_config(config)))
+    if ((r = act_options(argc, argv, &hook, NULL, &json)) != 0)
+        return r;
+    if (optind != argc - 1 || ctl_parse_id(argv[optind], &id) < 0)
+        return ctl_usage("replay %s: give one EVENT_ID, a positive integer",
+                         optind < argc ? argv[optind] : "");
+    if (!(cfg = ctl_config(config)))
         return ACT_FAIL;
+    if (json && !(out = cJSON_CreateObject()))
+        r = ctl_fail("out of memory");
     if (hook) {
         snprintf(names[0], sizeof(names[0]), "%s", hook);
         n = 1;
-    } else if (act_event_hooks(cfg->store.path, id, names, ACT_HOOKS_MAX, &n) < 0 || !n) {
-        fprintf(stderr, "payhookctl: event %lld has no deliveries to replay: name a hook with "
-                "--hook NAME\n", id);
-        r = ACT_FAIL;
+    } else if (act_event_hooks(cfg, id, names, ACT_HOOKS_MAX, &n) < 0 || !n) {
+        r = ctl_fail("event %lld has no deliveries to replay: name a hook with --hook NAME", id);
     }
-    for (i = 0; i < n; i++) {
+    /* One hook's refusal (say, gone from the config) does not stop the others. */
+    for (i = 0; i < n && (out || !json); i++) {
         snprintf(line, sizeof(line), "replay %lld %s", id, names[i]);
-        r = act_request(cfg, line) ? ACT_FAIL : r;
+        if (act_request(cfg, line, done, sizeof(done)) != ACT_OK)
+            r = ACT_FAIL;
+        else if (act_report(out, "replayed", out ? act_replay_json(names[i], done) : NULL,
+                            done) < 0)
+            r = ctl_fail("out of memory");
     }
     config_free(cfg);
-    return r;
+    return act_json_done(out, r);
 }
 
 int ctl_retry(int argc, char **argv, const char *config)
 {
     const char *hook = NULL;
-    char line[CONTROL_LINE_MAX];
+    char line[CONTROL_LINE_MAX], done[CONTROL_LINE_MAX];
     struct config *cfg;
-    int dead = 0, r;
+    cJSON *out = NULL;
+    long queued = 0;
+    int dead = 0, json = 0, r;
 
-    if (act_options(argc, argv, &hook, &dead) < 0 || optind != argc)
-        return act_usage("retry: unknown argument (retry --dead [--hook NAME])");
+    if ((r = act_options(argc, argv, &hook, &dead, &json)) != 0)
+        return r;
+    if (optind != argc)
+        return ctl_usage("retry %s: unexpected argument (retry --dead [--hook NAME])",
+                         argv[optind]);
     if (!dead)
-        return act_usage("retry: --dead is required (only dead deliveries are retried)");
-    if (!(cfg = act_config(config)))
+        return ctl_usage("retry: --dead is required (only dead deliveries are retried)");
+    if (!(cfg = ctl_config(config)))
         return ACT_FAIL;
     snprintf(line, sizeof(line), "retry-dead%s%.200s", hook ? " " : "", hook ? hook : "");
-    r = act_request(cfg, line);
+    if ((r = act_request(cfg, line, done, sizeof(done))) == ACT_OK) {
+        if (!json)
+            printf("%s\n", done);
+        else if (sscanf(done, "%ld", &queued) != 1 || !(out = cJSON_CreateObject()) ||
+                 !cJSON_AddNumberToObject(out, "queued", (double)queued) ||
+                 (hook && !cJSON_AddStringToObject(out, "hook", hook)))
+            r = ctl_fail("unexpected answer: %s", done);
+    }
     config_free(cfg);
-    return r;
+    return act_json_done(out, r);
 }
 
 int ctl_hooks_enable(int argc, char **argv, const char *config)
 {
-    char line[CONTROL_LINE_MAX];
+    char line[CONTROL_LINE_MAX], done[CONTROL_LINE_MAX];
     struct config *cfg;
-    int r;
+    cJSON *out = NULL;
+    int json = 0, r;
 
-    if (argc != 2 || strchr(argv[1], ' '))
-        return act_usage("hooks enable: give one hook NAME");
-    if (!(cfg = act_config(config)))
+    if ((r = act_options(argc, argv, NULL, NULL, &json)) != 0)
+        return r;
+    if (optind != argc - 1 || strchr(argv[optind], ' '))
+        return ctl_usage("hooks enable: give one hook NAME");
+    if (!(cfg = ctl_config(config)))
         return ACT_FAIL;
-    snprintf(line, sizeof(line), "enable %.200s", argv[1]);
-    r = act_request(cfg, line);
+    snprintf(line, sizeof(line), "enable %.200s", argv[optind]);
+    if ((r = act_request(cfg, line, done, sizeof(done))) == ACT_OK) {
+        if (!json)
+            printf("%s\n", done);
+        else if (!(out = cJSON_CreateObject()) ||
+                 !cJSON_AddStringToObject(out, "hook", argv[optind]) ||
+                 !cJSON_AddBoolToObject(out, "enabled", 1))
+            r = ctl_fail("out of memory");
+    }
     config_free(cfg);
-    return r;
+    return act_json_done(out, r);
 }

@@ -14,11 +14,10 @@
 #include "autoconf.h"
 #include "config.h"
 #include "ctl/actions.h"
+#include "ctl/common.h"
+#include "ctl/inspect.h"
 #include "ctl/sample.h"
 
-#define CTL_EXIT_OK    0
-#define CTL_EXIT_FAIL  1
-#define CTL_EXIT_USAGE 2
 #define CTL_ERR_MAX    1024
 #define CTL_OPT_POST   256 /* getopt values of long-only options */
 #define CTL_OPT_LIST   257
@@ -40,29 +39,24 @@ static void ctl_sample_help(FILE *f);
 static int ctl_hooks(int argc, char **argv, const char *config);
 static void ctl_replay_help(FILE *f);
 static void ctl_retry_help(FILE *f);
-static void ctl_hooks_help(FILE *f);
 
 static const struct ctl_command ctl_commands[] = {
     {"sample", "build correctly signed sample callbacks; print or POST them", ctl_sample,
      ctl_sample_help},
+    {"events", "list events, newest first, with their confirmation", ctl_events,
+     ctl_events_help},
+    {"show", "one event: body, jobs, query results, deliveries, attempts", ctl_show,
+     ctl_show_help},
+    {"jobs", "list follow-up query jobs", ctl_jobs, ctl_jobs_help},
+    {"deliveries", "list hook deliveries", ctl_deliveries, ctl_deliveries_help},
+    {"hooks", "each hook's state and backlog; enable one that answered 410", ctl_hooks,
+     ctl_hooks_help},
+    {"stats", "a day's counts and amounts per app and kind; the backlog", ctl_stats,
+     ctl_stats_help},
     {"replay", "send an event to a hook again (the same webhook-id)", ctl_replay,
      ctl_replay_help},
     {"retry", "queue dead deliveries again", ctl_retry, ctl_retry_help},
-    {"hooks", "enable a hook that answered 410 Gone", ctl_hooks, ctl_hooks_help},
 };
-
-/* Report a usage error ("payhookctl: WHAT") and return the usage exit status. */
-static int __attribute__((format(printf, 1, 2))) ctl_usage_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("payhookctl: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n(payhookctl --help shows the usage)\n", stderr);
-    return CTL_EXIT_USAGE;
-}
 
 /* The usage error for what getopt refused (opterr is off: we name it). */
 static int ctl_getopt_error(int c, char **argv, const char *where)
@@ -70,10 +64,10 @@ static int ctl_getopt_error(int c, char **argv, const char *where)
     const char *arg = optind > 0 ? argv[optind - 1] : "";
 
     if (c == ':')
-        return ctl_usage_error("%s%s: requires a value", where, arg);
+        return ctl_usage("%s%s: requires a value", where, arg);
     if (optopt > 0 && optopt < 256)
-        return ctl_usage_error("%s-%c: unknown option", where, optopt);
-    return ctl_usage_error("%s%s: unknown option", where, arg);
+        return ctl_usage("%s-%c: unknown option", where, optopt);
+    return ctl_usage("%s%s: unknown option", where, arg);
 }
 
 /* ---- sample ------------------------------------------------------------ */
@@ -227,7 +221,7 @@ static int ctl_sample_parse(int argc, char **argv, struct ctl_sample_args *a)
         if (c >= CTL_OPT_SAMPLE) {
             if (sample_set(&a->o, (size_t)(c - CTL_OPT_SAMPLE), optarg, err,
                            sizeof(err)) < 0)
-                return ctl_usage_error("sample: %s", err);
+                return ctl_usage("sample: %s", err);
         } else if (c == 'c') {
             a->config = optarg;
         } else if (c == CTL_OPT_POST) {
@@ -247,11 +241,11 @@ static int ctl_sample_parse(int argc, char **argv, struct ctl_sample_args *a)
     if (optind < argc)
         a->o.kind = argv[optind++];
     if (optind < argc)
-        return ctl_usage_error("sample: unexpected argument '%s'", argv[optind]);
+        return ctl_usage("sample: unexpected argument '%s'", argv[optind]);
     if (!a->o.provider)
-        return ctl_usage_error("sample: PROVIDER is required (payhookctl sample --list)");
+        return ctl_usage("sample: PROVIDER is required (payhookctl sample --list)");
     if (a->post && strncmp(a->post, "http://", 7) && strncmp(a->post, "https://", 8))
-        return ctl_usage_error("sample: --post: '%s' is not an http:// or https:// URL",
+        return ctl_usage("sample: --post: '%s' is not an http:// or https:// URL",
                                a->post);
     return -1;
 }
@@ -271,7 +265,7 @@ static int ctl_sample_run(struct ctl_sample_args *a)
     r = sample_new(&a->o, cfg, &s, err, sizeof(err));
     cfg = config_free(cfg);
     if (r == -EINVAL)
-        return ctl_usage_error("sample: %s", err);
+        return ctl_usage("sample: %s", err);
     if (r < 0) {
         fprintf(stderr, "payhookctl: sample: %s\n", err);
         return CTL_EXIT_FAIL;
@@ -310,31 +304,25 @@ static int ctl_sample(int argc, char **argv, const char *config)
 
 static void ctl_replay_help(FILE *f)
 {
-    fputs("usage: payhookctl -c CONFIG replay EVENT_ID [--hook NAME]\n"
+    fputs("usage: payhookctl -c CONFIG replay EVENT_ID [--hook NAME] [--json]\n"
           "\n"
           "Queues the event's delivery to hook NAME again: the same delivery, so the\n"
           "same webhook-id and body, its attempts counted from zero (a pending one is\n"
           "left as it is). Created when NAME never had one, even when its globs do not\n"
           "match. Without --hook: to every hook the event has a delivery to. The\n"
           "running daemon does it (its control socket, <store>.ctl); with no daemon,\n"
-          "payhookctl opens the store itself.\n",
+          "payhookctl opens the store itself. --json: {\"replayed\": [{\"hook\",\n"
+          "\"delivery_id\", \"result\"}]}, result being queued again, already pending or\n"
+          "created.\n",
           f);
 }
 
 static void ctl_retry_help(FILE *f)
 {
-    fputs("usage: payhookctl -c CONFIG retry --dead [--hook NAME]\n"
+    fputs("usage: payhookctl -c CONFIG retry --dead [--hook NAME] [--json]\n"
           "\n"
-          "Queues every dead delivery (of hook NAME) again, attempts from zero.\n",
-          f);
-}
-
-static void ctl_hooks_help(FILE *f)
-{
-    fputs("usage: payhookctl -c CONFIG hooks enable NAME\n"
-          "\n"
-          "A hook that answered 410 Gone is disabled, across restarts, until this:\n"
-          "its waiting deliveries then go out.\n",
+          "Queues every dead delivery (of hook NAME) again, attempts from zero.\n"
+          "--json: {\"queued\": N[, \"hook\": NAME]}.\n",
           f);
 }
 
@@ -342,12 +330,10 @@ static int ctl_hooks(int argc, char **argv, const char *config)
 {
     if (argc >= 2 && strcmp(argv[1], "enable") == 0)
         return ctl_hooks_enable(argc - 1, argv + 1, config);
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        ctl_hooks_help(stdout);
-        return CTL_EXIT_OK;
-    }
-    return ctl_usage_error("hooks: unknown subcommand '%s' (hooks enable NAME)",
-                           argc >= 2 ? argv[1] : "");
+    if (argc >= 2 && argv[1][0] != '-')
+        return ctl_usage("hooks %s: unknown subcommand (hooks [--json] | hooks enable NAME)",
+                         argv[1]);
+    return ctl_hooks_list(argc, argv, config);
 }
 
 /* ---- the top level ----------------------------------------------------- */
@@ -416,9 +402,15 @@ int main(int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return ctl_usage_error("a COMMAND is required");
+        return ctl_usage("a COMMAND is required");
     cmd = ctl_command_find(argv[optind]);
     if (!cmd)
-        return ctl_usage_error("unknown command '%s'", argv[optind]);
+        return ctl_usage("unknown command '%s'", argv[optind]);
+    /* `COMMAND --help` is that command's help, whatever its own options. */
+    if (optind + 1 < argc &&
+        (strcmp(argv[optind + 1], "--help") == 0 || strcmp(argv[optind + 1], "-h") == 0)) {
+        cmd->help(stdout);
+        return CTL_EXIT_OK;
+    }
     return cmd->run(argc - optind, argv + optind, config);
 }

@@ -68,17 +68,6 @@ size_t forward_confirmed(const struct config *c, const char *provider, const cha
     return n;
 }
 
-/* Is the raw body valid UTF-8 (then it travels as text)? */
-static int hk_utf8(const unsigned char *p, size_t n)
-{
-    size_t k;
-
-    for (; n; p += k, n -= k)
-        if (*p == 0 || !(k = json_utf8_len(p, n)))
-            return 0;
-    return 1;
-}
-
 /* A string member, or null. */
 static cJSON *hk_str(cJSON *o, const char *k, const char *v)
 {
@@ -110,7 +99,7 @@ static cJSON *hk_data(const struct query_env *env, const char *confirmation, lon
     ok = ok && fields && cJSON_AddItemToObject(d, "fields", fields);
     if (ok && !cJSON_GetObjectItemCaseSensitive(d, "fields"))
         cJSON_Delete(fields);
-    if (ok && j->body && hk_utf8(j->body, j->body_len)) {
+    if (ok && j->body && json_utf8_text(j->body, j->body_len)) {
         char *t = util_strndup(j->body, j->body_len);
         ok = t && cJSON_AddStringToObject(d, "body", t);
         free(t);

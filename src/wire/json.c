@@ -62,6 +62,17 @@ size_t json_utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
+int json_utf8_text(const void *p, size_t n)
+{
+    const unsigned char *u = p;
+    size_t k;
+
+    for (; n; u += k, n -= k)
+        if (*u == 0 || !(k = json_utf8_len(u, n)))
+            return 0;
+    return 1;
+}
+
 /* A string: escapes as the RFC lists them, no raw control bytes, valid UTF-8. */
 static int json_chk_string(struct json_chk *c)
 {

@@ -35,6 +35,10 @@ const char *json_string(const cJSON *obj, const char *key);
  * ASCII, 0 when invalid (overlong, surrogate, beyond U+10FFFF, truncated). */
 size_t json_utf8_len(const unsigned char *p, size_t n);
 
+/* 1 when p[0..n) is valid UTF-8 without a NUL byte (so it can be a JSON
+ * string and a C string), else 0. */
+int json_utf8_text(const void *p, size_t n);
+
 /* cJSON_Delete with a void * argument, for arena_own. */
 void json_free(void *tree);
 
