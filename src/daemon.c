@@ -134,6 +134,26 @@ static void daemon_restart_only(const struct config *a, const struct config *b, 
         snprintf(msg, len, "[store] settings take effect only after a restart");
 }
 
+/* The [store] settings a reload applies: rejections_keep. A failure is
+ * reported in err (unless err already holds a message), the rest applies. */
+static void daemon_reload_store(struct daemon *d, const struct config *a,
+                                const struct config *b, char *err, size_t errlen)
+{
+    unsigned keep = b->store.rejections_keep;
+    int r;
+
+    if (a->store.rejections_keep == keep)
+        return;
+    if ((r = store_set_rejections_keep(d->store, keep)) < 0) {
+        if (!err[0])
+            snprintf(err, errlen, "[store] rejections_keep stays %u: %s",
+                     a->store.rejections_keep, strerror(-r));
+        return;
+    }
+    log_notice("[store] rejections_keep is now %u (the oldest beyond it go with the next "
+               "rejection)", keep);
+}
+
 /* Reload the config: validate fully, then swap. */
 int daemon_reload(struct daemon *d, const char *path, char *err, size_t errlen)
 {
@@ -151,6 +171,7 @@ int daemon_reload(struct daemon *d, const char *path, char *err, size_t errlen)
     d->reloads++;
     jobs_reconfigure(d->jobs); /* [openapi] workers, caps and back-off */
     daemon_restart_only(old->cfg, rt->cfg, err, errlen);
+    daemon_reload_store(d, old->cfg, rt->cfg, err, errlen);
     log_set_level(rt->cfg->server.log_level);
     runtime_release(old);
     return err[0] ? 1 : 0;

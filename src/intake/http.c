@@ -154,14 +154,11 @@ static struct http_ip **http_ip_find(struct http *h, const uint8_t key[16])
     return p;
 }
 
-/* Add delta to an address's count; entries vanish at zero. */
-static void http_ip_add(struct http *h, const uint8_t key[16], int delta)
+/* Add delta to an address's count; entries vanish at zero (lock held). */
+static void http_ip_add_locked(struct http *h, const uint8_t key[16], int delta)
 {
-    struct http_ip **p, *e;
+    struct http_ip **p = http_ip_find(h, key), *e = *p;
 
-    pthread_mutex_lock(&h->ip_lock);
-    p = http_ip_find(h, key);
-    e = *p;
     if (!e && delta > 0 && (e = calloc(1, sizeof(*e))) != NULL) {
         memcpy(e->key, key, 16);
         *p = e;
@@ -173,7 +170,31 @@ static void http_ip_add(struct http *h, const uint8_t key[16], int delta)
             free(e);
         }
     }
+}
+
+static void http_ip_add(struct http *h, const uint8_t key[16], int delta)
+{
+    pthread_mutex_lock(&h->ip_lock);
+    http_ip_add_locked(h, key, delta);
     pthread_mutex_unlock(&h->ip_lock);
+}
+
+/* Count one more connection of an address unless it has limit already:
+ * the check and the increment under one lock, so connections accepted at
+ * once by several HTTP threads cannot all pass. 0, or -1 over the limit. */
+static int http_ip_reserve(struct http *h, const uint8_t key[16], unsigned limit)
+{
+    struct http_ip *e;
+    int r = 0;
+
+    pthread_mutex_lock(&h->ip_lock);
+    e = *http_ip_find(h, key);
+    if (e && e->count >= limit)
+        r = -1;
+    else
+        http_ip_add_locked(h, key, 1);
+    pthread_mutex_unlock(&h->ip_lock);
+    return r;
 }
 
 /* Current open connections of an address. */
@@ -252,6 +273,8 @@ static struct http_conn *http_conn_new(struct http *h, struct MHD_Connection *c)
     struct http_conn *hc = calloc(1, sizeof(*hc));
     const union MHD_ConnectionInfo *ci, *fi;
     struct runtime *rt;
+    unsigned limit = 0;
+    int over = 0;
 
     if (!hc)
         return NULL;
@@ -259,14 +282,24 @@ static struct http_conn *http_conn_new(struct http *h, struct MHD_Connection *c)
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci) {
         rt = runtime_acquire(h->cell);
+        limit = rt->cfg->server.max_connections_per_ip;
         hc->counted = !config_is_trusted(rt->cfg, ci->client_addr) &&
                       http_addr_key(ci->client_addr, hc->key) == 0;
         runtime_release(rt);
     }
-    if (hc->counted)
-        http_ip_add(h, hc->key, 1);
+    /* http_accept only looked; here the count is taken, atomically. */
+    if (hc->counted && http_ip_reserve(h, hc->key, limit) < 0) {
+        hc->counted = 0;
+        over = 1;
+    }
     fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     hc->fd = fi ? fi->connect_fd : -1;
+    if (over) { /* MHD reads end of file and closes it; nothing was read */
+        if (hc->fd >= 0)
+            shutdown(hc->fd, SHUT_RDWR);
+        metrics_rejection(metrics_reason("per_ip_limit"));
+        http_log_refusal(h, ci->client_addr, limit);
+    }
     hc->phase_start = util_now_ns();
     http_conn_track(h, hc, 1);
     return hc;
@@ -435,7 +468,7 @@ static enum MHD_Result http_send(struct http_req *rq, int status, const char *ty
     return ret;
 }
 
-static const char *const http_builtin_paths[] = {NULL, "/healthz", "/readyz", "/metrics"};
+#define http_builtin_paths route_builtin_paths /* indexed by enum http_builtin */
 
 /* The route a request is recorded under: its path, or "unmatched". */
 static const char *http_route_name(const struct http_req *rq)
@@ -609,7 +642,7 @@ static enum MHD_Result http_begin(struct http_req *rq, const char *url,
     unsigned long long n;
     int i;
 
-    for (i = 1; i < 4; i++)
+    for (i = 1; i < ROUTE_BUILTINS; i++)
         if (strcmp(url, http_builtin_paths[i]) == 0)
             rq->builtin = (enum http_builtin)i;
     if (rq->builtin) {
@@ -744,7 +777,7 @@ int http_start(struct runtime_cell *cell, struct store *store, int listen_fd, st
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     struct MHD_OptionItem opts[16];
-    int n = 0;
+    int n = 0, r = 0;
 
     if (!h)
         return -ENOMEM;
@@ -792,14 +825,21 @@ int http_start(struct runtime_cell *cell, struct store *store, int listen_fd, st
         snprintf(err, errlen, "cannot listen on %s (address in use, or not permitted?)",
                  listen_fd >= 0 ? "the inherited socket" : s->listen);
     runtime_release(rt);
+    /* Without the reaper a trickling client holds its connection for ever:
+     * not starting it fails the start, it does not run unprotected. */
+    if (h->mhd && (r = pthread_create(&h->reaper, NULL, http_reaper, h)) != 0) {
+        snprintf(err, errlen, "cannot start the connection reaper thread: %s", strerror(r));
+        MHD_stop_daemon(h->mhd);
+        h->mhd = NULL;
+    }
     if (!h->mhd) {
         pthread_mutex_destroy(&h->ip_lock);
         pthread_mutex_destroy(&h->conn_lock);
         pthread_cond_destroy(&h->reaper_cond);
         free(h);
-        return -EADDRINUSE;
+        return r ? -r : -EADDRINUSE;
     }
-    h->reaper_started = pthread_create(&h->reaper, NULL, http_reaper, h) == 0;
+    h->reaper_started = 1;
     *out = h;
     return 0;
 }

@@ -33,12 +33,23 @@ struct routes {
     void *states[ROUTES_MAX]; /* one per provider, index as in providers[] */
 };
 
+const char *const route_builtin_paths[ROUTE_BUILTINS] = {NULL, "/healthz", "/readyz",
+                                                         "/metrics"};
+
 /* Add a route. */
 int routes_add(struct routes *rt, const char *path, const struct route_ops *ops,
                const void *state, char *err, size_t errlen)
 {
     const struct route *old = routes_find(rt, path);
 
+    /* The daemon answers these itself before any route: a callback
+     * configured there would never reach its provider. */
+    for (size_t i = 1; i < ROUTE_BUILTINS; i++)
+        if (strcmp(path, route_builtin_paths[i]) == 0) {
+            snprintf(err, errlen, "path %s is payhookd's own (/healthz, /readyz, /metrics); "
+                     "choose another for %s", path, ops->kind);
+            return -EINVAL;
+        }
     if (old) {
         snprintf(err, errlen, "path %s is used twice (%s and %s)", path, old->ops->kind,
                  ops->kind);

@@ -87,6 +87,11 @@ const struct route *routes_find(const struct routes *rt, const char *path);
  */
 int routes_build(const struct config *c, struct routes **out, char *err, size_t errlen);
 
+/* The paths the daemon answers itself (index 0 unused: "no built-in");
+ * routes_add refuses them. */
+#define ROUTE_BUILTINS 4
+extern const char *const route_builtin_paths[ROUTE_BUILTINS];
+
 /* Free the table and the providers' states; NULL-safe; returns NULL. */
 struct routes *routes_free(struct routes *rt);
 

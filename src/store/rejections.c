@@ -100,3 +100,14 @@ int store_write_rejection(struct store *s, struct store_req *q)
     rc = store_run(RJ_ST(s, RJ_TRIM));
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
+
+static int rj_keep_write(struct store_tx *tx, void *data)
+{
+    tx->s->o.rejections_keep = *(const unsigned *)data;
+    return 0;
+}
+
+int store_set_rejections_keep(struct store *s, unsigned keep)
+{
+    return store_op_wait(s, rj_keep_write, &keep);
+}

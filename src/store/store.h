@@ -144,6 +144,10 @@ int store_submit_op(struct store *s, store_write_fn write, store_done_fn done,
  * dropped (and counted) when that queue is full. */
 void store_reject(struct store *s, const struct store_rejection *r);
 
+/* A new rejections_keep (a reload), set on the writer, which alone trims:
+ * the next rejection trims to it. 0, or -errno. */
+int store_set_rejections_keep(struct store *s, unsigned keep);
+
 /* 1 when the writer is alive and the last transaction (or probe) committed. */
 int store_ready(struct store *s);
 

@@ -102,6 +102,15 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(d.proc.wait(30), 1)
         self.assertIn("cannot open store /nonexistent/dir/x.db", d.logtext())
 
+    def test_a_callback_path_on_a_builtin_path_is_a_config_error(self):
+        from test_hooks import APP
+        for path, conf in (("/readyz", harness.tp_config(path="/readyz")),
+                           ("/metrics", "[baidu]\npay_notify_path = /metrics\n" + APP)):
+            d = Daemon(conf)
+            d.start(expect_fail=True)
+            self.assertEqual(d.proc.wait(30), 1, d.logtext())
+            self.assertIn("path %s is payhookd's own" % path, d.logtext())
+
 
 class Reload(DaemonTest):
     extra_config = harness.tp_config()
@@ -131,6 +140,29 @@ class Reload(DaemonTest):
         self.assertIn("reload refused", self.d.logtext())
         e3 = dict(EVENT, appId=3)
         self.assertEqual(self.d.post(PATH, tp_envelope(e3, token="rotated-token")), (200, b"success"))
+
+
+class ReloadRejectionsKeep(DaemonTest):
+    extra_config = harness.tp_config()
+
+    def test_a_smaller_rejections_keep_applies_on_reload(self):
+        for i in range(15):
+            self.assertEqual(self.d.post(PATH, b"{not json")[0], 400)
+        self.d.wait_rows("SELECT count(*) FROM rejections", 15)
+        with open(self.d.conf) as f:
+            conf = f.read()
+        self.assertNotIn("rejections_keep", conf)
+        with open(self.d.conf, "w") as f:
+            f.write(conf.replace("[store]\n", "[store]\nrejections_keep = 10\n", 1))
+        self.d.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while time.time() < deadline and "configuration reloaded" not in self.d.logtext():
+            time.sleep(0.05)
+        self.assertIn("rejections_keep is now 10", self.d.logtext())
+        self.assertEqual(self.d.post(PATH, b"{not json")[0], 400)
+        # the next rejection trims to the new cap: the newest 10 stay
+        self.d.wait_rows("SELECT count(*) FROM rejections", 10)
+        self.assertEqual(self.d.query("SELECT count(*), max(id) - min(id) FROM rejections"), [(10, 9)])
 
 
 class Systemd(unittest.TestCase):

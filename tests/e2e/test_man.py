@@ -75,3 +75,16 @@ class Man(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NginxExample(unittest.TestCase):
+    def test_upstream_keepalive_ends_before_payhookd_closes_idle_connections(self):
+        """nginx reusing a connection payhookd is closing answers the platform 502."""
+        with open(os.path.join(TOP, "etc", "nginx", "payhookd.conf")) as f:
+            nginx = f.read()
+        upstream = re.search(r"upstream payhookd \{(.*?)\}", nginx, re.S).group(1)
+        nginx_idle = int(re.search(r"^\s*keepalive_timeout\s+(\d+)s;", upstream, re.M).group(1))
+        with open(os.path.join(TOP, "etc", "payhookd.conf")) as f:
+            conf = f.read()
+        payhookd_idle = int(re.search(r"^connection_timeout = (\d+)$", conf, re.M).group(1))
+        self.assertLess(nginx_idle, payhookd_idle)
