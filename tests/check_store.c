@@ -370,6 +370,48 @@ START_TEST(migration_3_refunds_and_app_ids)
 }
 END_TEST
 
+/* A store of version 6 held Alipay refunds with refund_fen = refund_fee,
+ * the trade's total refunded: migration 7 keeps that as refund_total_fen
+ * and makes refund_fen each refund's own amount, whatever the order the
+ * rows were stored in; a total told twice adds nothing the second time. */
+START_TEST(migration_7_alipay_refund_totals)
+{
+    struct store_options o = opts();
+    struct store *s;
+    int i;
+
+    for (i = 0; i < 6; i++)
+        exec_sql(store_migrations[i].sql);
+    exec_sql("PRAGMA user_version = 6;"
+             "INSERT INTO events (received_at, last_received_at, provider, kind, app,"
+             " dedupe_key, verified, order_id, amount_fen, refund_fen, status, answer,"
+             " fields, body) VALUES"
+             " ('t', 't', 'alipay', 'refund_notify', 'A', 'k1', 1, 'T1', 10000, 3000, 'S', '',"
+             "  '{}', ''),"
+             " ('t', 't', 'alipay', 'refund_notify', 'A', 'k2', 1, 'T1', 10000, 1000, 'S', '',"
+             "  '{}', ''),"
+             " ('t', 't', 'alipay', 'refund_notify', 'A', 'k3', 1, 'T1', 10000, 3000, 'S', '',"
+             "  '{}', ''),"
+             " ('t', 't', 'alipay', 'refund_notify', 'A', 'k4', 1, 'T2', 10000, 700, 'S', '',"
+             "  '{}', ''),"
+             " ('t', 't', 'baidu', 'refund_notify', '1', 'k5', 1, 'T1', NULL, 900, '1', '',"
+             "  '{}', '')");
+    s = open_ok(&o);
+    ck_assert_int_eq(peek_int("SELECT refund_fen FROM events WHERE dedupe_key = 'k1'"), 2000);
+    ck_assert_int_eq(peek_int("SELECT refund_fen FROM events WHERE dedupe_key = 'k2'"), 1000);
+    ck_assert_int_eq(peek_int("SELECT refund_fen FROM events WHERE dedupe_key = 'k3'"), 0);
+    ck_assert_int_eq(peek_int("SELECT refund_fen FROM events WHERE dedupe_key = 'k4'"), 700);
+    ck_assert_int_eq(peek_int("SELECT refund_total_fen FROM events WHERE dedupe_key = 'k1'"),
+                     3000);
+    /* other providers' refunds are left as they were */
+    ck_assert_int_eq(peek_int("SELECT refund_fen FROM events WHERE dedupe_key = 'k5'"), 900);
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM events WHERE dedupe_key = 'k5'"
+                              " AND refund_total_fen IS NULL"),
+                     1);
+    store_close(s);
+}
+END_TEST
+
 /* A fresh file gets every migration, the tables, WAL, and the latest user_version. */
 START_TEST(open_fresh_migrates)
 {
@@ -1612,6 +1654,7 @@ static Suite *store_suite(void)
 
     tcase_add_test(open, open_fresh_migrates);
     tcase_add_test(open, migration_3_refunds_and_app_ids);
+    tcase_add_test(open, migration_7_alipay_refund_totals);
     tcase_add_test(open, lookup_never_truncates);
     tcase_add_test(open, reopen_does_not_reapply);
     tcase_add_test(open, newer_schema_refused);

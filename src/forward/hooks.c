@@ -89,6 +89,9 @@ static cJSON *hk_data(const struct query_env *env, const char *confirmation, lon
                               : cJSON_AddNullToObject(d, "amount_fen"));
     ok = ok && (j->has_refund ? cJSON_AddNumberToObject(d, "refund_fen", (double)j->refund_fen)
                               : cJSON_AddNullToObject(d, "refund_fen"));
+    ok = ok && (j->has_refund_total
+                    ? cJSON_AddNumberToObject(d, "refund_total_fen", (double)j->refund_total_fen)
+                    : cJSON_AddNullToObject(d, "refund_total_fen"));
     ok = ok && hk_str(d, "status", j->status) &&
          cJSON_AddBoolToObject(d, "verified", j->verified != 0) &&
          cJSON_AddStringToObject(d, "source", "callback") &&

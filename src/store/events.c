@@ -19,8 +19,8 @@ static const char *const ev_sql[EV__COUNT] = {
         "INSERT INTO events (received_at, last_received_at, provider, kind, app, "
         "dedupe_key,"
         " verified, order_id, merchant_order_id, amount_fen, status, remote_addr, answer,"
-        " fields, body, refund_fen) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-        " ?11, ?12, ?13, ?14, ?15) ON CONFLICT (dedupe_key) DO NOTHING",
+        " fields, body, refund_fen, refund_total_fen) VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6,"
+        " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (dedupe_key) DO NOTHING",
 };
 
 const struct store_table store_events_table = {"events", ev_sql, EV__COUNT};
@@ -110,6 +110,10 @@ static int store_insert(struct store *s, struct store_req *q)
         sqlite3_bind_int64(st, 15, e->refund_fen);
     else
         sqlite3_bind_null(st, 15);
+    if (e->has_refund_total)
+        sqlite3_bind_int64(st, 16, e->refund_total_fen);
+    else
+        sqlite3_bind_null(st, 16);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);

@@ -61,7 +61,8 @@ static const char jb_lanes_sql[] =
 #define JB_DUE_COLUMNS                                                                   \
     "SELECT j.id, j.event_id, j.kind, j.lane, j.app, j.attempts, e.provider, e.kind,"      \
     " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"  \
-    " e.received_at, e.verified, j.context, CASE WHEN j.context IS NOT NULL THEN e.body END" \
+    " e.received_at, e.verified, j.context, CASE WHEN j.context IS NOT NULL THEN e.body END," \
+    " e.refund_total_fen"                                                                  \
     " FROM jobs j LEFT JOIN events e ON e.id = j.event_id"                                 \
     " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
 static const char jb_due_sql[] = JB_DUE_COLUMNS " ORDER BY j.due_at LIMIT ?3";
@@ -165,6 +166,8 @@ static int jb_row(sqlite3_stmt *st, struct store_job *j)
         else if (j->body_len)
             memcpy(j->body, b, j->body_len);
     }
+    j->has_refund_total = sqlite3_column_type(st, 18) != SQLITE_NULL;
+    j->refund_total_fen = sqlite3_column_int64(st, 18);
     return bad ? -ENOMEM : 0;
 }
 

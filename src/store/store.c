@@ -25,6 +25,7 @@ static const struct store_table *const store_tables[TBL__COUNT] = {
     [TBL_TOKENS] = &store_tokens_table,
     [TBL_JOBS] = &store_jobs_table,
     [TBL_DELIVERIES] = &store_deliveries_table,
+    [TBL_ALIPAY] = &store_alipay_table,
 };
 
 /* ---- statement helpers --------------------------------------------------- */

@@ -57,6 +57,8 @@ struct store_event {
     int64_t amount_fen; /* the order amount */
     int has_refund;
     int64_t refund_fen; /* a refund's amount */
+    int has_refund_total;
+    int64_t refund_total_fen; /* the trade's total refunded after it (Alipay) */
     const char *status;
     const char *remote_addr;
     const char *fields; /* JSON text */
@@ -190,6 +192,13 @@ int store_tx_baidu_decide(struct store_tx *tx, const char *batch, const char *or
 /* The refundPayMoney approved for a refund batch: 1 found, 0 none, -EIO. */
 int store_tx_baidu_decided(struct store_tx *tx, const char *batch, int64_t *refund_fen);
 
+/* An Alipay refund of trade order_id that brings the refunded total to
+ * total: its own amount into *fen (total minus the highest total stored
+ * below it; 0 when this total was told already). When it was told late,
+ * the next refund above it is corrected and note says so: 1. 0, or -EIO. */
+int store_tx_alipay_refund(struct store_tx *tx, const char *app, const char *order_id,
+                           int64_t total, int64_t *fen, char *note, size_t len);
+
 /* Record the outcome (1 success, 2 failure) a refund notification reports. */
 int store_tx_baidu_refund_outcome(struct store_tx *tx, const char *batch,
                                   int refund_status);
@@ -224,8 +233,8 @@ struct store_job {
     /* the event (strings malloc'd; NULL when the column is NULL) */
     char *app, *provider, *ev_kind, *order_id, *merchant_order_id, *status, *fields,
         *received_at;
-    int has_amount, has_refund;
-    int64_t amount_fen, refund_fen;
+    int has_amount, has_refund, has_refund_total;
+    int64_t amount_fen, refund_fen, refund_total_fen;
     int verified;
     char *context; /* a hook delivery's "<confirmation> <deliveries>" */
     void *body;    /* hook deliveries only: the raw callback */

@@ -43,8 +43,8 @@ static const char *const tx_sql[TX__COUNT] = {
     [TX_SAVEPOINT] = "SAVEPOINT item",
     [TX_RELEASE] = "RELEASE item",
     [TX_ROLLBACK_TO] = "ROLLBACK TO item",
-    [TX_PROBE] = "INSERT INTO meta (key, value) VALUES ('last_probe', ?1)"
-                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [TX_PROBE] = ("INSERT INTO meta (key, value) VALUES ('last_probe', ?1)"
+                  " ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
 };
 
 const struct store_table store_tx_table = {"transactions", tx_sql, TX__COUNT};

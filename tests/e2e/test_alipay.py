@@ -240,6 +240,43 @@ class Alipay(DaemonTest):
         self.assertEqual(self.d.query("SELECT kind, status, refund_fen FROM events ORDER BY id"),
                          [("notify", "TRADE_SUCCESS", None), ("refund_notify", "TRADE_CLOSED", 2000)])
 
+    def refund_rows(self):
+        return self.d.query("SELECT refund_total_fen, refund_fen FROM events WHERE kind = 'refund_notify' "
+                            "ORDER BY id")
+
+    def test_refund_fee_is_the_total_refunded_so_two_partial_refunds_add_up(self):
+        # Alipay's refund_fee is the trade's total refunded so far: refunds of
+        # 10.00 then 20.00 notify 10.00 then 30.00. Summed as refund amounts
+        # they said 40.00 were refunded.
+        pay = notify_fields(total="100.00")
+        self.assertEqual(self.send(pay), (200, OK))
+        self.assertEqual(self.send(self.refund_fields(pay, "10.00")), (200, OK))
+        self.assertEqual(self.send(self.refund_fields(pay, "30.00")), (200, OK))
+        self.assertEqual(self.refund_rows(), [(1000, 1000), (3000, 2000)])
+        self.assertEqual(self.d.query("SELECT sum(refund_fen), sum(refund_yuan) FROM daily_summary "
+                                      "WHERE kind = 'refund_notify'"), [(3000, 30)])
+        # another trade's refunds are its own
+        other = notify_fields(total="50.00")
+        self.assertEqual(self.send(other), (200, OK))
+        self.assertEqual(self.send(self.refund_fields(other, "5.00")), (200, OK))
+        self.assertEqual(self.refund_rows()[-1], (500, 500))
+
+    def test_a_refund_told_late_corrects_the_next_one(self):
+        pay = notify_fields(total="100.00")
+        self.assertEqual(self.send(pay), (200, OK))
+        first, second = self.refund_fields(pay, "10.00"), self.refund_fields(pay, "30.00")
+        self.assertEqual(self.send(second), (200, OK))   # the first one's notification is late
+        self.assertEqual(self.refund_rows(), [(3000, 3000)])
+        self.assertEqual(self.send(first), (200, OK))
+        self.assertEqual(self.refund_rows(), [(3000, 2000), (1000, 1000)])
+        self.assertIn("refund_fen corrected from 3000 to 2000", self.d.logtext())
+        # a redelivery changes nothing; the same total told again adds nothing
+        self.assertEqual(self.send(first), (200, OK))
+        again = [(k, "2024050100333" + digits(21) if k == "notify_id" else v) for k, v in second]
+        self.assertEqual(self.send(again), (200, OK))
+        self.assertEqual(self.refund_rows(), [(3000, 2000), (1000, 1000), (3000, 0)])
+        self.assertEqual(self.d.query("SELECT sum(refund_fen) FROM events"), [(3000,)])
+
     def test_closed_unpaid_trade_is_not_a_refund(self):
         self.assertEqual(self.send(notify_fields(status="TRADE_CLOSED")), (200, OK))
         self.assertEqual(self.d.query("SELECT kind, refund_fen FROM events"), [("notify", None)])

@@ -127,7 +127,7 @@ class Delivery(Hooks):
         self.assertEqual(env["timestamp"], received[0])
         data = env["data"]
         for k in ("event_id", "provider", "kind", "app", "order_id", "merchant_order_id", "amount_fen",
-                  "refund_fen", "status", "verified", "source", "confirmation", "received_at",
+                  "refund_fen", "refund_total_fen", "status", "verified", "source", "confirmation", "received_at",
                   "deliveries", "fields", "body"):
             self.assertIn(k, data)
         self.assertEqual((data["event_id"], data["provider"], data["kind"], data["app"], data["order_id"]),

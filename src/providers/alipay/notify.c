@@ -266,8 +266,11 @@ static const char *const ap_key[] = {"app_id", "notify_id", "trade_status", NULL
  * request id): it has the original total_amount and often the same
  * trade_status as the payment (TRADE_SUCCESS after a partial refund,
  * TRADE_CLOSED after a full one), so it must never be stored as one.
- * refund_fee becomes refund_fen. 1 a refund, 0 a payment notification,
- * -1 after a 400 rejection (refund_fee not an amount).
+ * refund_fee is the trade's TOTAL refunded so far (Alipay: "退款通知中，返回
+ * 总退款金额"), so it becomes refund_total_fen; this refund's own amount,
+ * refund_fen, is worked out in the transaction (ap_refund_in_tx). 1 a
+ * refund, 0 a payment notification, -1 after a 400 rejection (refund_fee
+ * not an amount).
  */
 static int ap_refund(const struct form *f, struct store_event *ev,
                      struct provider_reply *out)
@@ -279,16 +282,33 @@ static int ap_refund(const struct form *f, struct store_event *ev,
     if (!(fee && len) && !ap_opt(f, "out_biz_no"))
         return 0;
     if (fee && len) {
-        if (amount_yuan_to_fen(fee, len, &ev->refund_fen) < 0) {
+        if (amount_yuan_to_fen(fee, len, &ev->refund_total_fen) < 0) {
             provider_reject(
                 out, 400, "bad_amount", AP_FAIL,
                 "field refund_fee '%s' is not a yuan amount with at most two decimals",
                 ap_quote(fee, len, q));
             return -1;
         }
-        ev->has_refund = 1;
+        ev->has_refund_total = 1;
     }
     return 1;
+}
+
+#define AP_NOTE_MAX 192
+
+/* In the transaction: the refund's own amount from the stored totals. */
+static int ap_refund_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    char *note = data;
+    int r = store_tx_alipay_refund(tx, ev->app, ev->order_id, ev->refund_total_fen,
+                                   &ev->refund_fen, note, AP_NOTE_MAX);
+
+    if (r < 0)
+        return r;
+    ev->has_refund = 1;
+    if (r == 1)
+        ev->note = note;
+    return 0;
 }
 
 /* Fill the event of a verified notification. */
@@ -349,6 +369,11 @@ static enum provider_verdict ap_notify(const void *state,
         return PROVIDER_ANSWER;
     case 1:
         out->ev.kind = "refund_notify";
+        if (out->ev.has_refund_total && ap_opt(f, "trade_no")) {
+            out->ev.in_tx = ap_refund_in_tx;
+            if (!(out->ev.in_tx_data = arena_alloc(out->arena, AP_NOTE_MAX)))
+                return provider_reject(out, 503, "no_memory", AP_FAIL, "out of memory");
+        }
         break;
     default:
         out->ev.kind = "notify";
