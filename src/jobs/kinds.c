@@ -15,6 +15,7 @@ static const struct {
     {"baidu.find_order", baidu_query_find_order},
     {"baidu.find_refund", baidu_query_find_refund},
     {"alipay.trade_query", alipay_query_trade},
+    {"alipay.refund_query", alipay_query_refund},
     {"gateway.trade_query", gateway_query_trade},
 };
 

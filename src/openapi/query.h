@@ -54,6 +54,7 @@ typedef void (*query_fn)(const struct query_env *env, struct query_answer *a);
 void baidu_query_find_order(const struct query_env *env, struct query_answer *a);
 void baidu_query_find_refund(const struct query_env *env, struct query_answer *a);
 void alipay_query_trade(const struct query_env *env, struct query_answer *a);
+void alipay_query_refund(const struct query_env *env, struct query_answer *a);
 void gateway_query_trade(const struct query_env *env, struct query_answer *a);
 
 /* ---- shared by the platform queries (openapi/query.c) ---- */

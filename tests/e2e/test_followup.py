@@ -3,6 +3,7 @@ callbacks, then asks a mock OpenAPI (tests/e2e/mock_openapi.py, started here
 on 127.0.0.1) what the platform knows, and records confirmed, mismatch or
 unconfirmed. The Alipay answers are signed by the mock's own platform key,
 or are the real Alipay-signed vectors of ../shared/vectors byte for byte."""
+import json
 import os
 import signal
 import tempfile
@@ -342,6 +343,55 @@ class AlipayFollowUp(FollowUp):
         self.assertEqual(self.job(eid)[0][:2], ("done", 3))
         self.assertEqual(self.d.query("SELECT platform_code FROM query_results WHERE event_id = ? LIMIT 1",
                                       eid)[0][0], "ACQ.TRADE_NOT_EXIST")
+
+    def refund(self, pay, refund_fee, out_biz_no):
+        """A refund notification of payment `pay` (a dict of its fields)."""
+        fields = test_alipay.notify_fields(app_id=ALIPAY_APP, seller="2088000000000009",
+                                           total=pay["total_amount"], extra=[
+                                               ("refund_fee", refund_fee), ("out_biz_no", out_biz_no),
+                                               ("gmt_refund", "2024-05-02 09:30:00.123")])
+        fields = [(k, pay[k] if k in ("out_trade_no", "trade_no") else v) for k, v in fields]
+        st, data = self.d.post("/alipay/notify", form_body(test_alipay.signed(fields, NOTIFY_KEY)), FORM)
+        self.assertEqual(st, 200, data)
+        return self.d.query("SELECT id FROM events WHERE kind = 'refund_notify' AND json_extract(fields, '$.out_biz_no') = ?",
+                            out_biz_no)[0][0]
+
+    def test_refunds_are_confirmed_by_the_refund_query_with_their_own_amount(self):
+        self.restart_with_next_key(self.mock_pem)
+        self.mock.alipay_app_keys = {ALIPAY_APP: public_pem(APP_KEY)}
+        eid, pay = self.notify(total="100.00")
+        self.mock.alipay_trades[pay["out_trade_no"]] = dict(trade_status="TRADE_SUCCESS", total_amount="100.00",
+                                                            trade_no=pay["trade_no"])
+        self.wait_confirmation(eid, "confirmed")
+        # two partial refunds: refund_fee is the total so far, refund_amount each one's own
+        self.mock.alipay_refunds["R-1"] = dict(refund_status="REFUND_SUCCESS", refund_amount="10.00",
+                                               out_request_no="R-1")
+        self.mock.alipay_refunds["R-2"] = dict(refund_status="REFUND_SUCCESS", refund_amount="20.00",
+                                               out_request_no="R-2")
+        r1 = self.refund(pay, "10.00", "R-1")
+        r2 = self.refund(pay, "30.00", "R-2")
+        self.wait_confirmation(r1, "confirmed")
+        self.wait_confirmation(r2, "confirmed")
+        req = self.mock.last("alipay")
+        self.assertTrue(verify_alipay_request(req, public_pem(APP_KEY)))
+        self.assertEqual(req.params["method"], "alipay.trade.fastpay.refund.query")
+        self.assertEqual(json.loads(req.params["biz_content"]),
+                         {"out_trade_no": pay["out_trade_no"], "out_request_no": "R-2"})
+        self.assertEqual(self.d.query("SELECT kind FROM jobs WHERE event_id = ?", r2), [("alipay.refund_query",)])
+
+    def test_a_refund_alipay_does_not_report_done_or_of_another_amount_is_not_confirmed(self):
+        self.restart_with_next_key(self.mock_pem)
+        eid, pay = self.notify(total="100.00")
+        # unknown to the refund query (no refund_status): retried, then mismatch
+        r1 = self.refund(pay, "10.00", "R-9")
+        self.wait_confirmation(r1, "mismatch")
+        self.assertEqual(self.job(r1)[0][:2], ("done", 3))
+        self.assertIn("refund_status absent", self.job(r1)[0][3])
+        # another amount than the refund's own
+        self.mock.alipay_refunds["R-10"] = dict(refund_status="REFUND_SUCCESS", refund_amount="5.00")
+        r2 = self.refund(pay, "30.00", "R-10")
+        self.wait_confirmation(r2, "mismatch")
+        self.assertIn("refund_amount (fen): ours 2000, theirs 500", self.job(r2)[0][3])
 
     def test_amount_and_status_mismatch(self):
         self.restart_with_next_key(self.mock_pem)

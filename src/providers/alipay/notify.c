@@ -294,6 +294,18 @@ static int ap_refund(const struct form *f, struct store_event *ev,
     return 1;
 }
 
+/* The follow-up that confirms the event, when the app can sign queries. */
+static void ap_followup(const void *state, const struct config_alipay_app *app,
+                        const char *kind, struct store_event *ev)
+{
+    if (app->query && app->private_key)
+        ev->followup = (struct store_followup){
+            .kind = kind,
+            .lane = "alipay",
+            .confirms = 1,
+            .delay_s = ((const struct ap_state *)state)->c->openapi.first_delay};
+}
+
 #define AP_NOTE_MAX 192
 
 /* In the transaction: the refund's own amount from the stored totals. */
@@ -374,16 +386,13 @@ static enum provider_verdict ap_notify(const void *state,
             if (!(out->ev.in_tx_data = arena_alloc(out->arena, AP_NOTE_MAX)))
                 return provider_reject(out, 503, "no_memory", AP_FAIL, "out of memory");
         }
+        /* a refund is confirmed by its refund query, which names it by out_biz_no */
+        if (ap_opt(f, "out_biz_no"))
+            ap_followup(state, app, "alipay.refund_query", &out->ev);
         break;
     default:
         out->ev.kind = "notify";
-        /* payments are confirmed by alipay.trade.query when the app can sign it */
-        if (app->query && app->private_key)
-            out->ev.followup = (struct store_followup){
-                .kind = "alipay.trade_query",
-                .lane = "alipay",
-                .confirms = 1,
-                .delay_s = ((const struct ap_state *)state)->c->openapi.first_delay};
+        ap_followup(state, app, "alipay.trade_query", &out->ev);
     }
     return ap_event(rq, f, app, notify_id, out);
 }
