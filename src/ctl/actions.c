@@ -293,3 +293,51 @@ int ctl_hooks_enable(int argc, char **argv, const char *config)
     config_free(cfg);
     return act_json_done(out, r);
 }
+
+int ctl_prune(int argc, char **argv, const char *config)
+{
+    static const struct option lo[] = {
+        {"older-than", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
+    };
+    char line[CONTROL_LINE_MAX], done[CONTROL_LINE_MAX], before[32] = "";
+    const char *days = NULL;
+    struct config *cfg;
+    cJSON *out = NULL;
+    long long n;
+    long events = 0, results = 0;
+    int c, json = 0, r;
+
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+        if (c == 'o')
+            days = optarg;
+        else if (c == 'j')
+            json = 1;
+        else
+            return ctl_usage("prune %s: %s", argv[optind - 1],
+                             c == ':' ? "requires a value" : "unknown option");
+    }
+    if (optind != argc)
+        return ctl_usage("prune %s: unexpected argument", argv[optind]);
+    if (!days || ctl_parse_id(days, &n) < 0 || n > 36500)
+        return ctl_usage("prune --older-than %s: give DAYS, 1 to 36500", days ? days : "");
+    if (!(cfg = ctl_config(config)))
+        return ACT_FAIL;
+    snprintf(line, sizeof(line), "prune %lld", n);
+    if ((r = act_request(cfg, line, done, sizeof(done))) == ACT_OK) {
+        if (!json)
+            printf("%s\n", done);
+        else if (sscanf(done, "%ld events pruned, %ld attempt answers deleted (received before %31[^)])",
+                        &events, &results, before) != 3 ||
+                 !(out = cJSON_CreateObject()) ||
+                 !cJSON_AddNumberToObject(out, "events", (double)events) ||
+                 !cJSON_AddNumberToObject(out, "attempt_answers", (double)results) ||
+                 !cJSON_AddStringToObject(out, "before", before))
+            r = ctl_fail("unexpected answer: %s", done);
+    }
+    config_free(cfg);
+    return act_json_done(out, r);
+}

@@ -16,4 +16,7 @@ int ctl_retry(int argc, char **argv, const char *config);
 /* payhookctl hooks enable NAME (argv[0] is "enable") */
 int ctl_hooks_enable(int argc, char **argv, const char *config);
 
+/* prune --older-than DAYS [--json]: compact old events (store_prune). */
+int ctl_prune(int argc, char **argv, const char *config);
+
 #endif

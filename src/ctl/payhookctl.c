@@ -39,6 +39,7 @@ static void ctl_sample_help(FILE *f);
 static int ctl_hooks(int argc, char **argv, const char *config);
 static void ctl_replay_help(FILE *f);
 static void ctl_retry_help(FILE *f);
+static void ctl_prune_help(FILE *f);
 
 static const struct ctl_command ctl_commands[] = {
     {"sample", "build correctly signed sample callbacks; print or POST them", ctl_sample,
@@ -56,6 +57,8 @@ static const struct ctl_command ctl_commands[] = {
     {"replay", "send an event to a hook again (the same webhook-id)", ctl_replay,
      ctl_replay_help},
     {"retry", "queue dead deliveries again", ctl_retry, ctl_retry_help},
+    {"prune", "compact events older than DAYS that have nothing left to do", ctl_prune,
+     ctl_prune_help},
 };
 
 /* The usage error for what getopt refused (opterr is off: we name it). */
@@ -323,6 +326,21 @@ static void ctl_retry_help(FILE *f)
           "\n"
           "Queues every dead delivery (of hook NAME) again, attempts from zero.\n"
           "--json: {\"queued\": N[, \"hook\": NAME]}.\n",
+          f);
+}
+
+static void ctl_prune_help(FILE *f)
+{
+    fputs("usage: payhookctl -c CONFIG prune --older-than DAYS [--json]\n"
+          "\n"
+          "Compacts the events received more than DAYS ago that have nothing left to\n"
+          "do (no job or delivery queued or running, no dead delivery): their raw body\n"
+          "and the answers of their query and delivery attempts are deleted. The event\n"
+          "row stays -- dedupe key, amounts, status, fields, jobs, deliveries -- so a\n"
+          "redelivered or replayed old callback is still a duplicate, never a new\n"
+          "payment. In batches of 500 events, each one transaction on the daemon's\n"
+          "writer. A pruned event cannot be replayed. --json: {\"events\",\n"
+          "\"attempt_answers\", \"before\"}.\n",
           f);
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/util.h"
 
 #define CONTROL_IO_MS 5000 /* a client has this long to send its line */
 
@@ -61,6 +62,11 @@ static void ctl_replay(const struct config *cfg, struct store *s, struct jobs *j
     }
     if ((r = store_delivery_replay(s, id, h->kind, &rep)) == -ENOENT) {
         snprintf(out, len, "error no event %lld", id);
+        return;
+    }
+    if (r == -ESTALE) {
+        snprintf(out, len, "error event %lld was pruned: its body is gone, it cannot be sent "
+                 "again", id);
         return;
     }
     if (r < 0) {
@@ -111,6 +117,29 @@ static void ctl_enable(const struct config *cfg, struct store *s, struct jobs *j
         snprintf(out, len, "ok hook %s enabled", h->name);
 }
 
+/* prune DAYS: compact the events older than DAYS with nothing left to do. */
+static void ctl_prune(struct store *s, const char *args, char *out, size_t len)
+{
+    struct store_pruned p;
+    char *end = NULL, before[32];
+    long days = args ? strtol(args, &end, 10) : 0;
+    int r;
+
+    if (!args || !end || *end || days < 1 || days > 36500) {
+        snprintf(out, len, "error usage: prune DAYS (1 to 36500)");
+        return;
+    }
+    util_iso8601_in(-(int64_t)days * 86400 * 1000, before);
+    if ((r = store_prune(s, before, &p)) < 0) {
+        snprintf(out, len, "error the store refused the prune: %s", strerror(-r));
+        return;
+    }
+    log_notice("operator: pruned %ld events received before %s (%ld attempt answers deleted)",
+               p.events, before, p.results);
+    snprintf(out, len, "ok %ld events pruned, %ld attempt answers deleted (received before %s)",
+             p.events, p.results, before);
+}
+
 void control_do(const struct config *cfg, struct store *s, struct jobs *j, const char *line,
                 char *out, size_t len)
 {
@@ -126,6 +155,8 @@ void control_do(const struct config *cfg, struct store *s, struct jobs *j, const
         ctl_retry(cfg, s, j, args, out, len);
     else if (strcmp(buf, "enable") == 0)
         ctl_enable(cfg, s, j, args, out, len);
+    else if (strcmp(buf, "prune") == 0)
+        ctl_prune(s, args, out, len);
     else
         snprintf(out, len, "error unknown request %.32s", buf);
 }

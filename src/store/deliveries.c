@@ -19,7 +19,7 @@ enum { DL_EVENT, DL_REQUEUE, DL_FIND, DL_CREATE, DL_RETRY, DL_DISABLE, DL_ENABLE
 #define DL_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 static const char *const dl_sql[DL__COUNT] = {
-    [DL_EVENT] = "SELECT app FROM events WHERE id = ?1",
+    [DL_EVENT] = "SELECT pruned_at IS NOT NULL FROM events WHERE id = ?1",
     /* a delivered or dead delivery goes out again; a pending one is left */
     [DL_REQUEUE] = "UPDATE jobs SET state = 'queued', attempts = 0, due_at = " DL_NOW ","
                    " last_error = NULL, finished_at = NULL, outcome = NULL"
@@ -76,7 +76,10 @@ static int dl_replay_write(struct store_tx *tx, void *data)
         sqlite3_reset(st);
         return found == SQLITE_DONE ? -ENOENT : -EIO;
     }
+    found = sqlite3_column_int(st, 0);
     sqlite3_reset(st);
+    if (found)
+        return -ESTALE; /* pruned: its body is gone, no envelope can be built */
     for (int i = DL_REQUEUE; i <= DL_CREATE; i++) {
         st = DL_ST(tx->s, i);
         sqlite3_bind_int64(st, 1, r->event_id);

@@ -26,6 +26,7 @@ static const struct store_table *const store_tables[TBL__COUNT] = {
     [TBL_JOBS] = &store_jobs_table,
     [TBL_DELIVERIES] = &store_deliveries_table,
     [TBL_ALIPAY] = &store_alipay_table,
+    [TBL_PRUNE] = &store_prune_table,
 };
 
 /* ---- statement helpers --------------------------------------------------- */

@@ -146,6 +146,17 @@ int store_submit_op(struct store *s, store_write_fn write, store_done_fn done,
  * dropped (and counted) when that queue is full. */
 void store_reject(struct store *s, const struct store_rejection *r);
 
+/* What store_prune did. */
+struct store_pruned {
+    long events;  /* events compacted: body dropped, pruned_at set */
+    long results; /* query_results rows (query and delivery attempts) deleted */
+};
+
+/* Compact the events received before `before` (ISO-8601 UTC) that have
+ * nothing left to happen (no job or delivery queued or running, no dead
+ * delivery), in batches on the writer. 0, or -errno (batches done stay). */
+int store_prune(struct store *s, const char *before, struct store_pruned *out);
+
 /* A new rejections_keep (a reload), set on the writer, which alone trims:
  * the next rejection trims to it. 0, or -errno. */
 int store_set_rejections_keep(struct store *s, unsigned keep);
@@ -313,7 +324,8 @@ struct store_replay {
 
 /* Queue event_id's delivery to the hook of job kind "hook.NAME" again (the
  * same delivery, so the same webhook-id and body), or create it when the
- * hook never had one. 0, -ENOENT (no such event), -EIO. */
+ * hook never had one. 0, -ENOENT (no such event), -ESTALE (it was pruned:
+ * no body to send), -EIO. */
 int store_delivery_replay(struct store *s, int64_t event_id, const char *kind,
                           struct store_replay *out);
 

@@ -226,6 +226,44 @@ class Actions(Read):
         self.assertIn("--dead", self.usage("replay", eid, "--dead"))
 
 
+class Prune(Read):
+    def test_prune_compacts_what_is_done_and_keeps_every_callback_a_duplicate(self):
+        e1, order = self.pay()                   # its archive delivery ends dead: kept
+        f = [("orderId", order), ("userId", "2389718"), ("tpOrderId", "T-" + order[-8:]),
+             ("refundBatchId", "B7"), ("refundStatus", "1")]
+        body = form_body(baidu_signed(f, KEY))
+        self.assertEqual(self.d.post(REFUND, body, FORM)[0], 200)
+        r1 = self.d.query("SELECT id FROM events WHERE kind = 'refund_notify'")[0][0]   # delivered: prunable
+        self.settled(2, 1)
+        self.assertEqual(self.d.stop(), 0, self.d.logtext())
+        con = sqlite3.connect(self.d.db_path)
+        con.execute("UPDATE events SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')")
+        con.commit()
+        con.close()
+        self.d.start()
+        e3, _ = self.pay()                       # recent: kept
+        self.settled(3, 2)
+        before = self.d.query("SELECT id, confirmation FROM event_status ORDER BY id")
+        self.assertIn("--older-than 0", self.usage("prune", "--older-than", "0"))
+        self.assertIn("--older-than", self.usage("prune"))
+        got = self.js("prune", "--older-than", "30")
+        self.assertEqual((got["events"], got["attempt_answers"]), (1, 1))
+        rows = self.d.query("SELECT id, length(body), pruned_at IS NOT NULL FROM events ORDER BY id")
+        self.assertEqual([(r[0], r[1] > 0, r[2]) for r in rows], [(e1, True, 0), (r1, False, 1), (e3, True, 0)])
+        self.assertEqual(self.d.query("SELECT count(*) FROM query_results WHERE event_id = ?", r1), [(0,)])
+        self.assertEqual(self.d.query("SELECT state FROM deliveries WHERE event_id = ?", r1), [("delivered",)])
+        self.assertEqual(self.d.query("SELECT id, confirmation FROM event_status ORDER BY id"), before)
+        # the old callback told again is a duplicate: no new event, no new delivery
+        self.assertEqual(self.d.post(REFUND, body, FORM)[0], 200)
+        time.sleep(0.3)
+        self.assertEqual(self.d.query("SELECT count(*) FROM events"), [(3,)])
+        self.assertEqual(self.d.query("SELECT deliveries FROM events WHERE id = ?", r1), [(2,)])
+        self.assertEqual(self.d.query("SELECT count(*) FROM deliveries WHERE event_id = ?", r1), [(1,)])
+        self.assertIn("was pruned", self.fails("replay", r1, "--hook", "ledger"))
+        self.assertIn("0 events pruned", self.ok("prune", "--older-than", "30"))   # done once
+        self.assertIn("operator: pruned 1 events", self.d.logtext())
+
+
 class Stats(Read):
     def test_a_days_sums_and_the_backlog(self):
         self.pay(total=1000)

@@ -1,0 +1,78 @@
+/*
+ * prune.c: payhookctl prune (sql/008_prune.sql says why events are
+ * compacted, not deleted). Work is done in batches, each one transaction
+ * on the writer, so intake waits for one batch at most. An event is pruned
+ * only when nothing about it is still to happen: no job or delivery
+ * queued or running, and no dead delivery (kept until an operator acts).
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+#define PR_BATCH     500 /* events per transaction */
+#define PR_STR(x)    #x
+#define PR_XSTR(x)   PR_STR(x)
+
+enum { PR_RESULTS, PR_EVENTS, PR__COUNT };
+
+/* The next batch of events that may be pruned, oldest first. The two
+ * statements select the same ids: nothing between them changes what
+ * they test. */
+#define PR_BATCH_IDS                                                                     \
+    "SELECT e.id FROM events e WHERE e.received_at < ?1 AND e.pruned_at IS NULL"         \
+    " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = e.id"                      \
+    " AND (j.state IN ('queued', 'running') OR (j.state = 'failed' AND j.kind LIKE 'hook.%')))" \
+    " ORDER BY e.id LIMIT " PR_XSTR(PR_BATCH)
+
+static const char *const pr_sql[PR__COUNT] = {
+    [PR_RESULTS] = "DELETE FROM query_results WHERE job_id IN (SELECT j.id FROM jobs j"
+                   " WHERE j.event_id IN (" PR_BATCH_IDS "))",
+    [PR_EVENTS] = "UPDATE events SET body = X'', pruned_at = ?2 WHERE id IN (" PR_BATCH_IDS ")",
+};
+
+const struct store_table store_prune_table = {"prune", pr_sql, PR__COUNT};
+
+#define PR_ST(s, i) STORE_ST(s, TBL_PRUNE, i)
+
+struct pr_batch {
+    const char *before, *now;
+    long events, results;
+};
+
+static int pr_write(struct store_tx *tx, void *data)
+{
+    struct pr_batch *b = data;
+    sqlite3_stmt *st = PR_ST(tx->s, PR_RESULTS);
+
+    sqlite3_bind_text(st, 1, b->before, -1, SQLITE_STATIC);
+    if (store_step_done(st) < 0)
+        return -EIO;
+    b->results = sqlite3_changes(sqlite3_db_handle(st));
+    st = PR_ST(tx->s, PR_EVENTS);
+    sqlite3_bind_text(st, 1, b->before, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, b->now, -1, SQLITE_STATIC);
+    if (store_step_done(st) < 0)
+        return -EIO;
+    b->events = sqlite3_changes(sqlite3_db_handle(st));
+    return 0;
+}
+
+int store_prune(struct store *s, const char *before, struct store_pruned *out)
+{
+    char now[32];
+    struct pr_batch b = {before, now, 0, 0};
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    util_iso8601_now(now);
+    do {
+        if ((r = store_op_wait(s, pr_write, &b)) < 0)
+            return r;
+        out->events += b.events;
+        out->results += b.results;
+    } while (b.events == PR_BATCH);
+    return 0;
+}
