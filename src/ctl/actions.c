@@ -226,7 +226,7 @@ int ctl_replay(int argc, char **argv, const char *config)
     }
     /* One hook's refusal (say, gone from the config) does not stop the others. */
     for (i = 0; i < n && (out || !json); i++) {
-        snprintf(line, sizeof(line), "replay %lld %s", id, names[i]);
+        snprintf(line, sizeof(line), "replay %lld %.127s", id, names[i]);
         if (act_request(cfg, line, done, sizeof(done)) != ACT_OK)
             r = ACT_FAIL;
         else if (act_report(out, "replayed", out ? act_replay_json(names[i], done) : NULL,
