@@ -16,21 +16,19 @@
 #define PR_STR(x)    #x
 #define PR_XSTR(x)   PR_STR(x)
 
-enum { PR_RESULTS, PR_EVENTS, PR__COUNT };
-
-/* The next batch of events that may be pruned, oldest first. The two
- * statements select the same ids: nothing between them changes what
- * they test. */
-#define PR_BATCH_IDS                                                                     \
-    "SELECT e.id FROM events e WHERE e.received_at < ?1 AND e.pruned_at IS NULL"         \
-    " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = e.id"                      \
-    " AND (j.state IN ('queued', 'running') OR (j.state = 'failed' AND j.kind LIKE 'hook.%')))" \
-    " ORDER BY e.id LIMIT " PR_XSTR(PR_BATCH)
+enum { PR_EVENTS, PR_RESULTS, PR__COUNT };
 
 static const char *const pr_sql[PR__COUNT] = {
-    [PR_RESULTS] = "DELETE FROM query_results WHERE job_id IN (SELECT j.id FROM jobs j"
-                   " WHERE j.event_id IN (" PR_BATCH_IDS "))",
-    [PR_EVENTS] = "UPDATE events SET body = X'', pruned_at = ?2 WHERE id IN (" PR_BATCH_IDS ")",
+    /* the next batch, oldest first, marked pruned and its body dropped:
+     * which events may go is decided once, here */
+    [PR_EVENTS] = "UPDATE events SET body = X'', pruned_at = ?2 WHERE id IN ("
+                  "SELECT e.id FROM events e WHERE e.received_at < ?1 AND e.pruned_at IS NULL"
+                  " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = e.id"
+                  " AND (j.state IN ('queued', 'running')"
+                  " OR (j.state = 'failed' AND j.kind LIKE 'hook.%')))"
+                  " ORDER BY e.id LIMIT " PR_XSTR(PR_BATCH) ") RETURNING id",
+    [PR_RESULTS] = "DELETE FROM query_results WHERE job_id IN"
+                   " (SELECT id FROM jobs WHERE event_id = ?1)",
 };
 
 const struct store_table store_prune_table = {"prune", pr_sql, PR__COUNT};
@@ -45,18 +43,27 @@ struct pr_batch {
 static int pr_write(struct store_tx *tx, void *data)
 {
     struct pr_batch *b = data;
-    sqlite3_stmt *st = PR_ST(tx->s, PR_RESULTS);
+    sqlite3_stmt *st = PR_ST(tx->s, PR_EVENTS);
+    int64_t ids[PR_BATCH];
+    long i;
+    int rc;
 
-    sqlite3_bind_text(st, 1, b->before, -1, SQLITE_STATIC);
-    if (store_step_done(st) < 0)
-        return -EIO;
-    b->results = sqlite3_changes(sqlite3_db_handle(st));
-    st = PR_ST(tx->s, PR_EVENTS);
+    b->events = b->results = 0;
     sqlite3_bind_text(st, 1, b->before, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, b->now, -1, SQLITE_STATIC);
-    if (store_step_done(st) < 0)
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && b->events < PR_BATCH)
+        ids[b->events++] = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE)
         return -EIO;
-    b->events = sqlite3_changes(sqlite3_db_handle(st));
+    st = PR_ST(tx->s, PR_RESULTS);
+    for (i = 0; i < b->events; i++) {
+        sqlite3_bind_int64(st, 1, ids[i]);
+        if (store_step_done(st) < 0)
+            return -EIO;
+        b->results += sqlite3_changes(sqlite3_db_handle(st));
+    }
     return 0;
 }
 
