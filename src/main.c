@@ -17,6 +17,8 @@
 #include "autoconf.h"
 #include "config.h"
 #include "daemon.h"
+#include "wire/crypto.h"
+#include "wire/json.h"
 #include "openapi/client.h"
 #include "providers/provider.h"
 #include "lib/log.h"
@@ -172,6 +174,9 @@ int main(int argc, char **argv)
     sigset_t set;
     int check = 0, fd, r, left, failed;
 
+    /* Before anything allocates through OpenSSL or cJSON (see crypto_init). */
+    crypto_init();
+    json_init();
     r = main_args(argc, argv, &conf, &check);
     if (r < 0)
         return r == -1 ? 0 : 1;

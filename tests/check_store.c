@@ -1433,8 +1433,14 @@ START_TEST(rejection_recorded)
     struct store *s = open_ok(&o);
     char route[] = "/baidu/tp/events", addr[] = "192.0.2.9", reason[] = "bad_signature",
          detail[] = "MsgSignature does not match", prefix[] = "ab\0cd";
-    struct store_rejection r = {route, addr, 401, reason, detail, prefix, 5};
-    struct store_rejection empty = {NULL, NULL, 400, NULL, NULL, NULL, 0};
+    struct store_rejection r = {.route = route,
+                                .remote_addr = addr,
+                                .status = 401,
+                                .reason = reason,
+                                .detail = detail,
+                                .body_prefix = prefix,
+                                .body_prefix_len = 5};
+    struct store_rejection empty = {.status = 400};
     sqlite3 *db;
     sqlite3_stmt *st;
 
@@ -1485,7 +1491,12 @@ START_TEST(rejections_trimmed)
     enum { KEEP = 10, N = 300 };
     struct store_options o = opts();
     struct store *s;
-    struct store_rejection r = {"/r", "192.0.2.1", 400, "bad_json", NULL, "{", 1};
+    struct store_rejection r = {.route = "/r",
+                                .remote_addr = "192.0.2.1",
+                                .status = 400,
+                                .reason = "bad_json",
+                                .body_prefix = "{",
+                                .body_prefix_len = 1};
     int i;
 
     o.rejections_keep = KEEP;
@@ -1523,7 +1534,7 @@ START_TEST(stop_drains_queue)
     struct store *s = open_ok(&o);
     struct store_event *ev = calloc(N, sizeof(*ev)), late;
     char(*keys)[24] = calloc(N, sizeof(*keys));
-    struct store_rejection r = {"/r", NULL, 404, "unknown_path", NULL, NULL, 0};
+    struct store_rejection r = {.route = "/r", .status = 404, .reason = "unknown_path"};
     int i;
 
     ck_assert_ptr_nonnull(ev);
@@ -1566,7 +1577,7 @@ START_TEST(queue_full)
     struct waiter wg = WAITER_INIT, w = WAITER_INIT, wx = WAITER_INIT;
     struct store_event g, ev[QMAX], extra;
     struct gate gate = GATE_INIT;
-    struct store_rejection r = {"/r", NULL, 400, "bad_json", NULL, NULL, 0};
+    struct store_rejection r = {.route = "/r", .status = 400, .reason = "bad_json"};
     char keys[QMAX][24];
     unsigned long long lost0 = metric("payhookd_rejections_unrecorded_total");
     int i;
@@ -1606,7 +1617,7 @@ START_TEST(rejection_queue_full)
     struct waiter wg = WAITER_INIT, w = WAITER_INIT;
     struct store_event g, ev;
     struct gate gate = GATE_INIT;
-    struct store_rejection r = {"/r", NULL, 401, "bad_signature", NULL, NULL, 0};
+    struct store_rejection r = {.route = "/r", .status = 401, .reason = "bad_signature"};
     unsigned long long lost0 = metric("payhookd_rejections_unrecorded_total");
     int i;
 

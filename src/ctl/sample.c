@@ -1600,9 +1600,10 @@ static int sample_http_post(struct sample_http *c, const struct buf *body, long 
 /* Print "STATUS BODY" for one answer, the body made printable and bounded. */
 static int sample_print_answer(FILE *out, long status, const struct buf *answer)
 {
-    char shown[SAMPLE_ANSWER_SHOWN + 1];
+    char shown[UTIL_ESC_SIZE(SAMPLE_ANSWER_SHOWN)];
 
-    util_printable(answer->data ? answer->data : "", answer->len, shown, sizeof(shown));
+    util_escape(answer->data ? answer->data : "", answer->len, UTIL_ESC_KEEP_HIGH, shown,
+                sizeof(shown));
     return fprintf(out, "%ld %s\n", status, shown) < 0 ? -EIO : 0;
 }
 

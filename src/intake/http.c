@@ -486,15 +486,15 @@ static enum MHD_Result http_reject(struct http_req *rq, int status, const char *
     const char *route = http_route_name(rq);
     char st[8];
     struct store_rejection rej = {
-        route,
-        rq->remote,
-        status,
-        reason,
-        detail,
-        rq->body.data,
-        rq->body.len < rq->rt->cfg->store.rejection_body_max
-            ? rq->body.len
-            : rq->rt->cfg->store.rejection_body_max,
+        .route = route,
+        .remote_addr = rq->remote,
+        .status = status,
+        .reason = reason,
+        .detail = detail,
+        .body_prefix = rq->body.data,
+        .body_prefix_len = rq->body.len < rq->rt->cfg->store.rejection_body_max
+                               ? rq->body.len
+                               : rq->rt->cfg->store.rejection_body_max,
     };
 
     snprintf(st, sizeof(st), "%d", status);
@@ -558,6 +558,7 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
     struct provider_reply *p = &rq->reply;
     struct provider_request prq;
     enum provider_verdict v;
+    int r;
 
     http_conn_phase(rq->h, rq->conn, 1);
     if (rq->overflow)
@@ -596,11 +597,14 @@ static enum MHD_Result http_dispatch(struct http_req *rq)
     /* Suspend first: the writer may finish before store_submit returns. */
     rq->state = REQ_WAITING;
     MHD_suspend_connection(rq->conn);
-    if (store_submit(rq->h->store, &p->ev, http_stored, rq) < 0) {
-        log_msg(LOG_ERR,
-                (const char *[]){"ROUTE", rt->path, "REASON", "queue_full", NULL},
-                "write queue full or store stopping: answered %d", p->fail_status);
-        metrics_rejection(metrics_reason("queue_full"));
+    if ((r = store_submit(rq->h->store, &p->ev, http_stored, rq)) < 0) {
+        const char *reason = r == -ENOMEM ? "no_memory" : "queue_full";
+        log_msg(LOG_ERR, (const char *[]){"ROUTE", rt->path, "REASON", reason, NULL},
+                "%s: answered %d",
+                r == -ENOMEM ? "out of memory queueing the write"
+                             : "write queue full or store stopping",
+                p->fail_status);
+        metrics_rejection(metrics_reason(reason));
         rq->status = p->fail_status;
         rq->answer = p->fail_body;
         rq->answer_type = p->answer_type;

@@ -73,6 +73,7 @@ struct jobs {
      * lowered it) wait for a reload, so a job's signal never lands on them */
     pthread_cond_t work_cond, spare_cond, disp_cond, idle_cond;
     struct job_item *head, *tail; /* claimed, waiting for a worker */
+    struct job_item *unrecorded;  /* ran, but the store could not record the result */
     unsigned queued, busy, pending;
     unsigned started; /* worker threads created */
     pthread_t workers[JOBS_MAX_WORKERS];
@@ -171,20 +172,30 @@ static void job_recorded(void *data, const struct store_result *res)
     struct job_item *it =
         (struct job_item *)((char *)data - offsetof(struct job_item, res));
     struct jobs *j = it->j;
+    int64_t id = it->job.id;
 
     if (res->outcome == STORE_FAILED)
-        log_err("job %lld (%s): its result was not recorded (%s); it runs again after "
-                "a restart",
+        log_err("job %lld (%s): its result was not recorded (%s); it goes back to the "
+                "queue and runs again",
                 (long long)it->job.id, it->job.kind, res->error ? res->error : "?");
     openapi_call_free(&it->ans.call);
     store_job_clear(&it->job);
+    it->job.id = id; /* what a requeue needs */
     while (it->n_also)
         free(it->also_kinds[--it->n_also]);
-    free(it);
     pthread_mutex_lock(&j->lock);
+    if (res->outcome == STORE_FAILED) {
+        /* still running in the store: the dispatcher queues it again */
+        it->next = j->unrecorded;
+        j->unrecorded = it;
+        it = NULL;
+        j->woken = 1;
+        pthread_cond_signal(&j->disp_cond);
+    }
     j->pending--;
     pthread_cond_broadcast(&j->idle_cond);
     pthread_mutex_unlock(&j->lock);
+    free(it);
 }
 
 /* Log what an ended job means for its event. */
@@ -549,20 +560,18 @@ static unsigned lane_allowance(struct jobs *j, struct lane *l, unsigned hook_cap
     return allow < JOBS_CLAIM_MAX ? allow : JOBS_CLAIM_MAX;
 }
 
-/* Hand claimed jobs to the workers (under j->lock). */
-static void jobs_hand_over(struct jobs *j, struct lane *l, struct store_job *jobs, size_t n)
+/* Hand claimed jobs to the workers (under j->lock), each in its item
+ * (allocated before the claim: a claimed job must never lack one). */
+static void jobs_hand_over(struct jobs *j, struct lane *l, struct store_job *jobs,
+                           struct job_item **items, size_t n)
 {
     size_t i;
 
     for (i = 0; i < n; i++) {
-        struct job_item *it;
+        struct job_item *it = items[i];
         if (!jobs[i].claimed)
             continue;
-        if (!(it = calloc(1, sizeof(*it)))) {
-            /* the job stays running; it is recovered at the next start */
-            log_err("job %lld: out of memory handing it to a worker", (long long)jobs[i].id);
-            continue;
-        }
+        items[i] = NULL;
         it->j = j;
         it->job = jobs[i];
         memset(&jobs[i], 0, sizeof(jobs[i])); /* its strings now belong to it */
@@ -587,9 +596,10 @@ static int jobs_dispatch_lane(struct jobs *j, const struct config *c, const char
     const struct config_hook *h = strncmp(name, "hook.", 5) == 0 ? config_hook_by_kind(c, name)
                                                                  : NULL;
     struct store_job *jobs = NULL;
+    struct job_item *items[JOBS_CLAIM_MAX];
     struct lane *l;
     unsigned allow;
-    size_t n = 0;
+    size_t n = 0, k;
     char lease[32];
     int r;
 
@@ -604,12 +614,17 @@ static int jobs_dispatch_lane(struct jobs *j, const struct config *c, const char
             store_jobs_free(jobs, n);
         return 0;
     }
+    /* no memory for an item: that job and those after it stay queued */
+    for (k = 0; k < n && (items[k] = calloc(1, sizeof(*items[k]))) != NULL; k++)
+        ;
     util_iso8601_in(((int64_t)(h ? h->timeout : j->set.timeout) + 30) * 1000, lease);
-    if (store_jobs_claim(j->s, jobs, n, lease) == 0) {
+    if (k && store_jobs_claim(j->s, jobs, k, lease) == 0) {
         pthread_mutex_lock(&j->lock);
-        jobs_hand_over(j, l, jobs, n);
+        jobs_hand_over(j, l, jobs, items, k);
         pthread_mutex_unlock(&j->lock);
     }
+    while (k)
+        free(items[--k]); /* those not handed over are NULL */
     store_jobs_free(jobs, n);
     return n == allow;
 }
@@ -627,6 +642,39 @@ static void jobs_gauges(struct jobs *j, int64_t oldest_due_ms)
         metrics_set_jobs(counts, oldest_due_ms > 0 ? (double)oldest_due_ms / 1000.0 : 0);
 }
 
+/* Jobs whose result the store could not record are still running there:
+ * back to the queue, so they run again now rather than after a restart.
+ * What cannot be released stays on the list for the next pass. */
+static void jobs_requeue_unrecorded(struct jobs *j)
+{
+    int64_t ids[64];
+    struct job_item *take, *it, *rest;
+    size_t n = 0;
+
+    pthread_mutex_lock(&j->lock);
+    take = j->unrecorded;
+    j->unrecorded = NULL;
+    pthread_mutex_unlock(&j->lock);
+    for (it = take; it && n < ARRAY_SIZE(ids); it = it->next)
+        ids[n++] = it->job.id;
+    rest = it;
+    if (n && store_jobs_release(j->s, ids, n) == 0) {
+        while (take != rest) {
+            it = take;
+            take = take->next;
+            free(it);
+        }
+    }
+    if (!take)
+        return;
+    for (it = take; it->next; it = it->next)
+        ;
+    pthread_mutex_lock(&j->lock);
+    it->next = j->unrecorded;
+    j->unrecorded = take;
+    pthread_mutex_unlock(&j->lock);
+}
+
 /* One pass over the lanes with queued jobs; returns how long to sleep. */
 static long jobs_dispatch(struct jobs *j)
 {
@@ -638,6 +686,7 @@ static long jobs_dispatch(struct jobs *j)
 
     struct runtime *rt;
 
+    jobs_requeue_unrecorded(j);
     if (store_jobs_lanes(j->s, lanes, JOBS_MAX_LANES, &n) < 0)
         return JOBS_IDLE_MS;
     rt = runtime_acquire(j->rt);
@@ -866,6 +915,13 @@ void jobs_stop(struct jobs *j)
     while (j->pending)
         pthread_cond_wait(&j->idle_cond, &j->lock);
     pthread_mutex_unlock(&j->lock);
+    jobs_requeue_unrecorded(j);
+    /* what is left stays running in the store: recovered at the next start */
+    while (j->unrecorded) {
+        struct job_item *it = j->unrecorded;
+        j->unrecorded = it->next;
+        free(it);
+    }
 }
 
 void jobs_free(struct jobs *j)

@@ -2,6 +2,7 @@
  * log.c: journald or stderr logging with structured fields.
  */
 #include "lib/log.h"
+#include "lib/util.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -68,13 +69,15 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-/* Control characters (a newline in a client's value, escape sequences) become
- * '?': nothing a client sends can forge a log line or drive a terminal. */
-static void log_clean(char *s)
+/* A whole line made safe (util_escape): a newline in a client's value, an
+ * escape sequence, cannot forge a log line or drive a terminal. */
+static void log_clean(char *s, size_t size)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
+    char clean[LOG_LINE_MAX * 2];
+
+    util_escape(s, strlen(s), UTIL_ESC_KEEP_HIGH, clean,
+                size < sizeof(clean) ? size : sizeof(clean));
+    memcpy(s, clean, strlen(clean) + 1);
 }
 
 /* Send one record with its fields to journald. */
@@ -92,7 +95,7 @@ static void log_to_journal(int prio, const char *const *fields, const char *msg)
     n++;
     for (i = 0; fields && fields[i] && fields[i + 1] && n < LOG_MAX_FIELDS + 3; i += 2) {
         snprintf(store[n], LOG_LINE_MAX, "PAYHOOK_%s=%s", fields[i], fields[i + 1]);
-        log_clean(store[n]);
+        log_clean(store[n], sizeof(store[n]));
         n++;
     }
     for (i = 0; i < n; i++) {
@@ -119,7 +122,8 @@ static void log_to_stderr(int prio, const char *const *fields, const char *msg)
     if (off >= sizeof(line))
         off = sizeof(line) - 1;
     line[off] = '\0';
-    log_clean(line);
+    log_clean(line, sizeof(line));
+    off = strlen(line);
     if (off >= sizeof(line) - 1)
         off = sizeof(line) - 2;
     line[off++] = '\n';
@@ -138,7 +142,7 @@ void log_msg(int prio, const char *const *fields, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_clean(msg);
+    log_clean(msg, sizeof(msg));
     if (log_journal)
         log_to_journal(prio, fields, msg);
     else

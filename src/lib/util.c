@@ -146,17 +146,82 @@ char *util_strndup(const char *s, size_t n)
     return p;
 }
 
-/* Printable, bounded rendering of bytes for log lines. */
-void util_printable(const void *p, size_t n, char *out, size_t outlen)
+static _Thread_local unsigned long alloc_failures;
+
+void *util_counted_malloc(size_t n)
 {
+    void *p = malloc(n);
+
+    if (!p && n)
+        alloc_failures++;
+    return p;
+}
+
+void *util_counted_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+
+    if (!q && n)
+        alloc_failures++;
+    return q;
+}
+
+unsigned long util_alloc_failures(void)
+{
+    return alloc_failures;
+}
+
+/* Does byte c need \xNN under flags? */
+static int util_esc_needed(unsigned char c, unsigned flags)
+{
+    if (c < 0x20 || c == 0x7f)
+        return 1;
+    if (c >= 0x80)
+        return !(flags & UTIL_ESC_KEEP_HIGH);
+    return (flags & UTIL_ESC_QUOTES) && (c == '\'' || c == '"' || c == '\\');
+}
+
+const char *util_escape(const void *p, size_t n, unsigned flags, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
     const unsigned char *s = p;
-    size_t i;
+    size_t i, o = 0, total = 0, room, cut;
 
     if (outlen == 0)
-        return;
-    for (i = 0; i < n && i + 1 < outlen; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? (char)s[i] : '.';
-    out[i] = '\0';
+        return out;
+    room = outlen - 1;
+    for (i = 0; i < n && total <= room; i++)
+        total += util_esc_needed(s[i], flags) ? 4 : 1;
+    /* all of it, or what fits before "..." (a UTF-8 character kept whole) */
+    cut = total <= room ? n : 0;
+    for (i = 0; !cut && i < n; i++) {
+        size_t w = util_esc_needed(s[i], flags) ? 4 : 1;
+        if (o + w + 3 > room)
+            break;
+        o += w;
+    }
+    if (!cut) {
+        cut = i;
+        while ((flags & UTIL_ESC_KEEP_HIGH) && cut > 0 && cut < n &&
+               (s[cut] & 0xc0) == 0x80)
+            cut--;
+    }
+    for (i = 0, o = 0; i < cut; i++) {
+        if (!util_esc_needed(s[i], flags)) {
+            out[o++] = (char)s[i];
+            continue;
+        }
+        out[o++] = '\\';
+        out[o++] = 'x';
+        out[o++] = hex[s[i] >> 4];
+        out[o++] = hex[s[i] & 0x0f];
+    }
+    if (cut < n && o + 3 <= room) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 /* A chunk of an arena: a header followed by its bytes. */

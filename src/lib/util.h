@@ -45,12 +45,40 @@ char *util_strdup(const char *s);
 /* Copy at most n bytes of s into a new NUL-terminated string. */
 char *util_strndup(const char *s, size_t n);
 
+/*
+ * Libraries that allocate behind an API (cJSON, OpenSSL) report an
+ * allocation failure the same way as bad input: a NULL parse, a signature
+ * that "does not verify". A genuine callback must then get 503 (retry), not
+ * 400 or 401, so their allocations go through these, which count failures
+ * per thread; a caller compares util_alloc_failures() before and after.
+ */
+void *util_counted_malloc(size_t n);
+void *util_counted_realloc(void *p, size_t n);
+/* Allocation failures seen by the calling thread so far. */
+unsigned long util_alloc_failures(void);
 
-/* Bounded copy of possibly binary bytes into printable text for logs:
- * non-printable bytes become '.', at most outlen-1 bytes. */
-void util_printable(const void *p, size_t n, char *out, size_t outlen);
-
-
+/*
+ * The one sanitiser for text a client or a platform sent, before it goes
+ * into a log line, an error message, a rejection row or a terminal: nothing
+ * in it can then forge a line, drive a terminal or hide where a value ends.
+ * Printable ASCII is kept; control bytes, DEL and, unless UTIL_ESC_KEEP_HIGH,
+ * bytes >= 0x80 are written as \xNN. A value quoted into a message takes
+ * UTIL_ESC_QUOTES: ' " and \ are escaped too, so the quotes show where it
+ * ends and an escape in it is never taken for one of ours. A whole line
+ * (log.c) takes neither flag's quoting: the values in it were quoted
+ * already, and their escapes stay as they are. Text that does not fit in
+ * outlen - 1 bytes is cut at an escape boundary (and, with
+ * UTIL_ESC_KEEP_HIGH, a UTF-8 character boundary) and ends in "...".
+ * Returns out, always NUL-terminated.
+ */
+enum {
+    UTIL_ESC_QUOTES = 1,    /* a quoted value in a message */
+    UTIL_ESC_KEEP_HIGH = 2, /* whole log lines, answers: UTF-8 text stays legible */
+};
+/* Room for every byte of n escaped, plus "..." and the NUL. */
+#define UTIL_ESC_SIZE(n) ((n)*4 + 4)
+const char *util_escape(const void *p, size_t n, unsigned flags, char *out,
+                        size_t outlen);
 
 /* A region allocator for one request's strings: freed all at once. */
 struct arena {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "wire/amount.h"
 #include "wire/crypto.h"
 #include "wire/form.h"
 #include "wire/json.h"
@@ -197,7 +198,7 @@ enum provider_verdict provider_form(const struct provider_request *rq,
     if ((nul = provider_nul_field(*f))) {
         /* A key holds no NUL but may hold any other byte (a newline, an
          * escape), and the detail is logged and stored: print it as text. */
-        util_printable(nul->key, nul->key_len, key, sizeof(key));
+        util_escape(nul->key, nul->key_len, UTIL_ESC_QUOTES, key, sizeof(key));
         return provider_reject(out, 400, "bad_field", body,
                                "field %s contains a NUL byte (%%00)", key);
     }
@@ -270,6 +271,25 @@ const char *provider_form_json(const struct form *f, struct provider_reply *out)
         return NULL;
     }
     return arena_adopt(out->arena, buf_steal(&o));
+}
+
+enum provider_verdict provider_yuan_field(const struct form *f, const char *key,
+                                          int64_t *fen, int *has, const char *body,
+                                          struct provider_reply *out)
+{
+    size_t len = 0;
+    const char *v = form_get(f, key, &len);
+    char q[UTIL_ESC_SIZE(48)];
+
+    if (!v || !len)
+        return PROVIDER_STORE;
+    if (amount_yuan_to_fen(v, len, fen) < 0)
+        return provider_reject(
+            out, 400, "bad_amount", body,
+            "field %s '%s' is not a yuan amount with at most two decimals", key,
+            util_escape(v, len, UTIL_ESC_QUOTES, q, sizeof(q)));
+    *has = 1;
+    return PROVIDER_STORE;
 }
 
 /* Verify the canonical string, with the '+'-decoded-as-space retry. */

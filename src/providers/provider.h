@@ -121,6 +121,16 @@ enum provider_verdict provider_form(const struct provider_request *rq,
                                     struct provider_reply *out, const char *body,
                                     struct form **f);
 
+/*
+ * The form field `key` as a yuan amount ("13.88", at most two decimals) in
+ * fen: absent or empty leaves *has 0; otherwise *fen and *has = 1, or a 400
+ * (reason bad_amount, `body` as the answer) naming the field and quoting
+ * its value.
+ */
+enum provider_verdict provider_yuan_field(const struct form *f, const char *key,
+                                          int64_t *fen, int *has, const char *body,
+                                          struct provider_reply *out);
+
 /* The form's fields as a JSON object of strings (in out->arena), or NULL. */
 const char *provider_form_json(const struct form *f, struct provider_reply *out);
 

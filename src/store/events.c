@@ -103,7 +103,7 @@ static int store_insert(struct store *s, struct store_req *q)
         sqlite3_bind_null(st, 9);
     store_bind_text(st, 10, e->status);
     store_bind_text(st, 11, e->remote_addr);
-    store_bind_text(st, 12, e->answer ? e->answer : "");
+    store_bind_text(st, 12, e->answer);
     store_bind_text(st, 13, e->fields);
     sqlite3_bind_blob(st, 14, e->body ? e->body : "", (int)e->body_len, SQLITE_STATIC);
     if (e->has_refund)
@@ -122,7 +122,7 @@ static int store_insert(struct store *s, struct store_req *q)
     if (sqlite3_changes(s->db) == 0)
         return 0;
     q->res.outcome = STORE_NEW;
-    q->res.answer = e->answer ? e->answer : "";
+    q->res.answer = e->answer;
     q->res.id = sqlite3_last_insert_rowid(s->db);
     q->res.deliveries = 1;
     return store_insert_followups(s, q);
@@ -139,6 +139,10 @@ int store_write_event(struct store *s, struct store_req *q)
     struct store_tx tx = {s, q->received_at};
     int r;
 
+    /* A provider that ran out of memory building the key or the answer
+     * must not get an event stored that answers "" to every redelivery. */
+    if (!q->ev->dedupe_key || (!q->ev->in_tx && !q->ev->answer))
+        return -ENOMEM;
     if (!q->ev->in_tx && (r = store_insert(s, q)) != 0)
         return r < 0 ? r : 0;
     if ((r = store_find(s, q)) < 0)
@@ -152,10 +156,12 @@ int store_write_event(struct store *s, struct store_req *q)
         return -EPROTO; /* a conflict, yet no such key: cannot happen */
     if ((r = q->ev->in_tx(&tx, q->ev, q->ev->in_tx_data)) < 0)
         return r;
+    if (!q->ev->answer)
+        return -ENOMEM;
     if (r == 1) {
         /* Undecided: answered, nothing stored, so the next ask decides again. */
         q->res.outcome = STORE_UNSTORED;
-        q->res.answer = q->ev->answer ? q->ev->answer : "";
+        q->res.answer = q->ev->answer;
         return 0;
     }
     r = store_insert(s, q);

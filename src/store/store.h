@@ -126,7 +126,8 @@ int store_open(const struct store_options *o, struct store **out, char *err,
 /*
  * Queue an event. done(data, result) is called exactly once, on the writer
  * thread, after the commit (or its failure). Returns 0, or -EAGAIN when the
- * queue is full or the store is stopping (done is then NOT called).
+ * queue is full or the store is stopping, -ENOMEM when there is no memory
+ * for the request (done is then NOT called).
  */
 int store_submit(struct store *s, struct store_event *ev, store_done_fn done, void *data);
 

@@ -95,7 +95,7 @@ int store_submit(struct store *s, struct store_event *ev, store_done_fn done, vo
     int r;
 
     if (!q)
-        return -EAGAIN;
+        return -ENOMEM;
     q->kind = REQ_EVENT;
     util_iso8601_now(q->received_at);
     q->ev = ev;

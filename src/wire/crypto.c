@@ -553,6 +553,38 @@ struct crypto_key *crypto_key_free(struct crypto_key *k)
     return NULL;
 }
 
+static void *crypto_malloc(size_t n, const char *file, int line)
+{
+    (void)file, (void)line;
+    return util_counted_malloc(n);
+}
+
+static void *crypto_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file, (void)line;
+    return util_counted_realloc(p, n);
+}
+
+static void crypto_free(void *p, const char *file, int line)
+{
+    (void)file, (void)line;
+    free(p);
+}
+
+int crypto_init(void)
+{
+    return CRYPTO_set_mem_functions(crypto_malloc, crypto_realloc, crypto_free) == 1
+               ? 0
+               : -EBUSY;
+}
+
+/* Why an OpenSSL call failed: memory (counted since `before`) or not. */
+static int crypto_failure(unsigned long before, int otherwise)
+{
+    ERR_clear_error();
+    return util_alloc_failures() != before ? -ENOMEM : otherwise;
+}
+
 /*
  * Hot path. The signature is decoded into a stack buffer and its length
  * checked against the modulus before OpenSSL sees it; the digest was fetched
@@ -599,6 +631,7 @@ int crypto_rsa_verify_b64(const struct crypto_key *k, enum crypto_hash h,
     uint8_t sig[SIG_MAX_BYTES], digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
     EVP_PKEY_CTX *c;
+    unsigned long before;
     size_t n;
     int rc;
 
@@ -608,21 +641,16 @@ int crypto_rsa_verify_b64(const struct crypto_key *k, enum crypto_hash h,
     if (n != (size_t)k->sig_len)
         return -EBADMSG;
     b64_decode_into(sig_b64, sig_len, sig);
+    before = util_alloc_failures();
     if (EVP_Digest(data ? data : (const void *)"", len, digest, &dlen, k->md[h], NULL) !=
-        1) {
-        ERR_clear_error();
-        return -EIO;
-    }
+        1)
+        return crypto_failure(before, -EIO);
     c = verify_ctx_get(key, h);
-    if (!c) {
-        ERR_clear_error();
-        return -EIO;
-    }
+    if (!c)
+        return crypto_failure(before, -EIO);
     rc = EVP_PKEY_verify(c, sig, n, digest, dlen) == 1 ? 0 : -EBADMSG;
     verify_ctx_put(key, h, c);
-    if (rc)
-        ERR_clear_error();
-    return rc;
+    return rc ? crypto_failure(before, rc) : 0;
 }
 
 /* RSASSA-PKCS1-v1_5 signature as base64; -EIO when OpenSSL fails. */
@@ -851,6 +879,7 @@ int crypto_tp_signature(const char *token, const char *timestamp, const char *no
 static int tp_aes(const uint8_t key[32], int enc, const uint8_t *in, size_t len,
                   uint8_t *out)
 {
+    unsigned long before = util_alloc_failures();
     EVP_CIPHER_CTX *ctx;
     int n = 0, fin = 0, rc = -EIO;
 
@@ -865,9 +894,7 @@ static int tp_aes(const uint8_t key[32], int enc, const uint8_t *in, size_t len,
         EVP_CipherFinal_ex(ctx, out + n, &fin) == 1 && (size_t)n + (size_t)fin == len)
         rc = 0;
     EVP_CIPHER_CTX_free(ctx);
-    if (rc)
-        ERR_clear_error();
-    return rc;
+    return rc ? crypto_failure(before, rc) : 0;
 }
 
 /* Length of the PKCS#7 padding (block 32) at the end of pt, or 0 when invalid. */

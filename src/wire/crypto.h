@@ -38,13 +38,22 @@ int crypto_privkey_load(const char *spec, struct crypto_key **out, char *err,
 /* Modulus size in bits (1024, 2048, ...). */
 int crypto_key_bits(const struct crypto_key *k);
 
+/*
+ * Route OpenSSL's allocations through util_counted_malloc, so that a
+ * verification that failed for want of memory answers -ENOMEM instead of
+ * -EBADMSG. Call first thing in main, before anything uses OpenSSL: once
+ * OpenSSL has allocated with its own allocator it refuses (-EBUSY).
+ */
+int crypto_init(void);
+
 /* Free a key; NULL-safe; returns NULL. */
 struct crypto_key *crypto_key_free(struct crypto_key *k);
 
 /*
  * Verify an RSASSA-PKCS1-v1_5 signature given as base64 text over data.
  * Returns 0 when it verifies, -EBADMSG when it does not, -EINVAL when sig_b64
- * is not valid base64 (or empty).
+ * is not valid base64 (or empty), -ENOMEM when an allocation failed on the
+ * way (see crypto_init), -EIO when OpenSSL failed otherwise.
  */
 int crypto_rsa_verify_b64(const struct crypto_key *k, enum crypto_hash h, const void *data,
                           size_t len, const char *sig_b64, size_t sig_len);

@@ -21,7 +21,7 @@
 /* Longest part of a key quoted in an error message. */
 #define FORM_ERR_KEY_MAX 64
 /* Room for a quoted key: every byte may become \xNN, plus "..." and NUL. */
-#define FORM_QUOTE_SIZE (FORM_ERR_KEY_MAX * 4 + 4)
+#define FORM_QUOTE_SIZE UTIL_ESC_SIZE(FORM_ERR_KEY_MAX)
 /* First allocation of the field arrays; they double from there. */
 #define FORM_INITIAL_CAP 16
 
@@ -63,31 +63,6 @@ static void form_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-/* Quote a key for an error message: printable ASCII kept, the rest as \xNN,
- * long keys cut short, so a hostile key cannot forge log lines. */
-static void form_quote(char *dst, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i, o = 0;
-
-    for (i = 0; i < n && i < FORM_ERR_KEY_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') {
-            dst[o++] = (char)c;
-            continue;
-        }
-        dst[o++] = '\\';
-        dst[o++] = 'x';
-        dst[o++] = hex[c >> 4];
-        dst[o++] = hex[c & 0x0f];
-    }
-    if (i < n) {
-        memcpy(dst + o, "...", 3);
-        o += 3;
-    }
-    dst[o] = '\0';
 }
 
 /* Byte order of two keys: memcmp, then the shorter one first. */
@@ -348,7 +323,7 @@ static int form_parse_key(struct form_parser *p, const char **key, size_t *klen)
         k[n++] = c;
     }
     if (p->pos == p->len || p->body[p->pos] != '=') {
-        form_quote(q, k, n);
+        util_escape(k, n, UTIL_ESC_QUOTES, q, sizeof(q));
         form_err(p->err, p->errlen, "field '%s' (field %zu): pair without '='", q,
                  p->field_no);
         return -EINVAL;
@@ -365,7 +340,7 @@ static int form_parse_key(struct form_parser *p, const char **key, size_t *klen)
     *klen = n;
     return 0;
 too_long:
-    form_quote(q, k, n);
+    util_escape(k, n, UTIL_ESC_QUOTES, q, sizeof(q));
     form_err(p->err, p->errlen, "field '%s': key longer than %zu bytes", q,
              p->lim.max_key);
     return -E2BIG;
@@ -389,7 +364,7 @@ static int form_parse_value(struct form_parser *p, const char *key, size_t klen,
             continue;
         }
         if (form_decode_byte(p, &c) < 0) {
-            form_quote(q, key, klen);
+            util_escape(key, klen, UTIL_ESC_QUOTES, q, sizeof(q));
             form_err(p->err, p->errlen, "field '%s': bad percent-encoding at byte %zu", q,
                      at);
             return -EINVAL;
@@ -404,7 +379,7 @@ static int form_parse_value(struct form_parser *p, const char *key, size_t klen,
     *vlen = n;
     return 0;
 too_long:
-    form_quote(q, key, klen);
+    util_escape(key, klen, UTIL_ESC_QUOTES, q, sizeof(q));
     form_err(p->err, p->errlen, "field '%s': value longer than %zu bytes", q,
              p->lim.max_value);
     return -E2BIG;
@@ -430,7 +405,7 @@ static int form_parse_pair(struct form_parser *p, struct form *f)
         return r;
     r = form_put(f, key, klen, val, vlen, NULL);
     if (r == -EEXIST) {
-        form_quote(q, key, klen);
+        util_escape(key, klen, UTIL_ESC_QUOTES, q, sizeof(q));
         form_err(p->err, p->errlen, "field '%s' occurs twice", q);
     } else if (r < 0) {
         form_err(p->err, p->errlen, "out of memory");

@@ -2,11 +2,13 @@
  * json.c: bounded JSON parsing and exact field extraction.
  */
 #include "wire/json.h"
+#include "lib/util.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*
@@ -268,18 +270,31 @@ static int json_check(const cJSON *node, const char **what)
     return 0;
 }
 
+void json_init(void)
+{
+    cJSON_Hooks hooks = {.malloc_fn = util_counted_malloc, .free_fn = free};
+
+    cJSON_InitHooks(&hooks);
+}
+
 /* Parse one bounded JSON value. */
 int json_parse(const char *s, size_t len, unsigned max_depth, cJSON **out, char *err,
                size_t errlen)
 {
     const char *end = NULL, *dup = NULL;
+    unsigned long before;
     cJSON *root;
     int r;
 
     r = json_strict(s, len, max_depth, err, errlen);
     if (r < 0)
         return r;
+    before = util_alloc_failures();
     root = cJSON_ParseWithLengthOpts(s, len, &end, 0);
+    if (!root && util_alloc_failures() != before) {
+        snprintf(err, errlen, "out of memory parsing JSON");
+        return -ENOMEM;
+    }
     if (!root) {
         snprintf(err, errlen, "malformed JSON");
         return -EINVAL;

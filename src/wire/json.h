@@ -20,6 +20,10 @@
 int json_parse(const char *s, size_t len, unsigned max_depth, cJSON **out, char *err,
                size_t errlen);
 
+/* Route cJSON's allocations through util_counted_malloc, so that json_parse
+ * tells -ENOMEM from malformed input. Call once, before any thread starts. */
+void json_init(void);
+
 /*
  * The member `key` of object obj as text: a string's value, or an integer
  * number written in decimal (exact up to 2^53; larger or fractional numbers

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -286,6 +287,25 @@ class Daemon:
                 return got
             time.sleep(0.05)
         raise AssertionError("%s gave %r, expected %r" % (sql, got, n))
+
+
+def preload_unusable():
+    """Why an LD_PRELOAD shim cannot run under this build, or None: sanitizer
+    builds refuse a preload ahead of their runtime; valgrind is too slow."""
+    if VALGRIND:
+        return "under valgrind"
+    ldd = subprocess.run(["ldd", PAYHOOKD], capture_output=True, text=True).stdout
+    return "ASan build" if "libasan" in ldd else None
+
+
+def build_preload(directory, name, source):
+    """Compile a test's LD_PRELOAD shim (C source) into directory/name.so."""
+    src, out = os.path.join(directory, name + ".c"), os.path.join(directory, name + ".so")
+    with open(src, "w") as f:
+        f.write(source)
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", out, src, "-ldl"], check=True)
+    return out
 
 
 def median_seconds(fn, n=20):

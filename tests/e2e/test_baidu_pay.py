@@ -152,7 +152,9 @@ class BaiduPay(DaemonTest):
         self.assert_rejected(PAY, form_body(fields), 401, "unknown_app")
         lines = self.d.logtext().splitlines()
         self.assertFalse([l for l in lines if l.startswith("payhookd: notice: FORGED")], lines)
-        self.assertTrue([l for l in lines if "999?payhookd: notice: FORGED" in l], lines)
+        # the newline is shown as an escape, inside the one line it came in
+        self.assertTrue([l for l in lines if "dealId '999\\x0apayhookd: notice: FORGED'" in l],
+                        lines)
 
     def test_repeated_key(self):
         fields = baidu_signed(pay_fields(new_order_id()), SHOP_KEY) + [("status", "2")]

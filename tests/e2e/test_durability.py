@@ -56,31 +56,13 @@ int fdatasync(int fd)
 '''
 
 
-def build_shim(directory):
-    src = os.path.join(directory, "shim.c")
-    out = os.path.join(directory, "shim.so")
-    with open(src, "w") as f:
-        f.write(SHIM)
-    cc = shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", out, src, "-ldl"], check=True)
-    return out
-
-
-def instrumented():
-    """Sanitizer builds refuse a preload ahead of their runtime; valgrind is too slow."""
-    if harness.VALGRIND:
-        return "under valgrind"
-    ldd = subprocess.run(["ldd", harness.PAYHOOKD], capture_output=True, text=True).stdout
-    return "ASan build" if "libasan" in ldd else None
-
-
 class SyncBeforeAnswer(unittest.TestCase):
     def setUp(self):
-        why = instrumented()
+        why = harness.preload_unusable()
         if why:
             self.skipTest("LD_PRELOAD shim not usable: " + why)
         self.tmp = tempfile.mkdtemp(prefix="payhookd-shim-")
-        self.shim = build_shim(self.tmp)
+        self.shim = harness.build_preload(self.tmp, "shim", SHIM)
         self.ctl = os.path.join(self.tmp, "ctl")
         self.mode("ok")
 

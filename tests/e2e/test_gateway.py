@@ -510,7 +510,7 @@ class Gateway(DaemonTest):
 
     def test_control_bytes_in_values_are_not_echoed(self):
         fields = SEED.signed(replace(notify_fields(SEED), "app_id", "x\nFORGED line\x1b"))
-        self.assert_rejected(SEED, fields, 401, "wrong_merchant", "app_id 'x?FORGED line?'")
+        self.assert_rejected(SEED, fields, 401, "wrong_merchant", "app_id 'x\\x0aFORGED line\\x1b'")
 
 
 class GatewayStoreFailure(DaemonTest):

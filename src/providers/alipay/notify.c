@@ -34,13 +34,6 @@ static const char *const ap_v2_excluded[] = {"sign", NULL};
 static const struct form_canon_rule ap_v1 = {ap_v1_excluded, 1, NULL, 0};
 static const struct form_canon_rule ap_v2 = {ap_v2_excluded, 1, NULL, 0};
 
-/* A received value made safe to quote in a log line (non-printable bytes as '.'). */
-static const char *ap_quote(const char *v, size_t len, char q[AP_QUOTE_MAX + 1])
-{
-    util_printable(v, len, q, AP_QUOTE_MAX + 1);
-    return q;
-}
-
 /* A field's value, or NULL when it is absent or empty. */
 static const char *ap_opt(const struct form *f, const char *key)
 {
@@ -67,7 +60,7 @@ static const struct config_alipay_app *
 ap_app(const struct ap_state *st, const struct form *f, struct provider_reply *out)
 {
     const char *app_id = ap_need(f, "app_id", out);
-    char q[AP_QUOTE_MAX + 1];
+    char q[UTIL_ESC_SIZE(AP_QUOTE_MAX)];
     size_t i, len;
 
     if (!app_id)
@@ -79,38 +72,38 @@ ap_app(const struct ap_state *st, const struct form *f, struct provider_reply *o
             return st->c->alipay_apps[i];
     provider_reject(out, 401, "unknown_app", AP_FAIL,
                     "app_id %s is not configured ([alipay.app])",
-                    ap_quote(app_id, len, q));
+                    util_escape(app_id, len, UTIL_ESC_QUOTES, q, sizeof(q)));
     return NULL;
 }
 
-/* 1 when the form carries a non-empty sign, else 0 after a 401 rejection. */
-static int ap_has_sign(const struct form *f, struct provider_reply *out)
+/* The form carries a non-empty sign, or a 401. */
+static enum provider_verdict ap_has_sign(const struct form *f, struct provider_reply *out)
 {
     if (ap_opt(f, "sign"))
-        return 1;
-    provider_reject(out, 401, "missing_signature", AP_FAIL,
-                    "field sign is missing or empty");
-    return 0;
+        return PROVIDER_STORE;
+    return provider_reject(out, 401, "missing_signature", AP_FAIL,
+                           "field sign is missing or empty");
 }
 
-/* The digest sign_type names (absent/empty: RSA2): 0, or -1 after a 401 rejection. */
-static int ap_hash(const struct form *f, enum crypto_hash *h, struct provider_reply *out)
+/* The digest sign_type names (absent/empty: RSA2), or a 401. */
+static enum provider_verdict ap_hash(const struct form *f, enum crypto_hash *h,
+                                     struct provider_reply *out)
 {
     size_t len;
     const char *t = form_get(f, "sign_type", &len);
-    char q[AP_QUOTE_MAX + 1];
+    char q[UTIL_ESC_SIZE(AP_QUOTE_MAX)];
 
     if (!t || !len || strcmp(t, "RSA2") == 0) {
         *h = CRYPTO_SHA256;
-        return 0;
+        return PROVIDER_STORE;
     }
     if (strcmp(t, "RSA") == 0) {
         *h = CRYPTO_SHA1;
-        return 0;
+        return PROVIDER_STORE;
     }
-    provider_reject(out, 401, "bad_sign_type", AP_FAIL,
-                    "field sign_type '%s' is neither RSA2 nor RSA", ap_quote(t, len, q));
-    return -1;
+    return provider_reject(out, 401, "bad_sign_type", AP_FAIL,
+                           "field sign_type '%s' is neither RSA2 nor RSA",
+                           util_escape(t, len, UTIL_ESC_QUOTES, q, sizeof(q)));
 }
 
 /* Check sign (present: see ap_has_sign) by V1, then with sign_type kept: 0 or -errno. */
@@ -126,64 +119,47 @@ static int ap_check(const struct config_alipay_app *app, const struct form *f,
     return r;
 }
 
-/* Verify sign: 0, or -1 after a 401 rejection (503 for an internal failure). */
-static int ap_verify(const struct config_alipay_app *app, const struct form *f,
-                     enum crypto_hash h, struct provider_reply *out)
+/* Verify sign, or a 401 (503 when it could not be checked: the platform retries). */
+static enum provider_verdict ap_verify(const struct config_alipay_app *app,
+                                       const struct form *f, enum crypto_hash h,
+                                       struct provider_reply *out)
 {
     const char *alg = h == CRYPTO_SHA256 ? "RSA2" : "RSA";
     int r = ap_check(app, f, h, out);
 
     if (r == 0)
-        return 0;
+        return PROVIDER_STORE;
     if (r == -ENOMEM || r == -EIO)
-        provider_reject(out, 503, "internal", AP_FAIL,
-                        "cannot verify sign for [alipay.app %s]: %s", app->name,
-                        r == -ENOMEM ? "out of memory" : "crypto failure");
-    else if (r == -EINVAL)
-        provider_reject(out, 401, "bad_signature", AP_FAIL,
-                        "field sign is not base64 ([alipay.app %s])", app->name);
-    else
-        provider_reject(
-            out, 401, "bad_signature", AP_FAIL,
-            "field sign does not verify (%s, with and without sign_type) with the "
-            "alipay_public_key of [alipay.app %s]",
-            alg, app->name);
-    return -1;
+        return provider_reject(out, 503, r == -ENOMEM ? "no_memory" : "crypto_failure",
+                               AP_FAIL, "cannot verify sign for [alipay.app %s]: %s",
+                               app->name,
+                               r == -ENOMEM ? "out of memory" : "crypto failure");
+    if (r == -EINVAL)
+        return provider_reject(out, 401, "bad_signature", AP_FAIL,
+                               "field sign is not base64 ([alipay.app %s])", app->name);
+    return provider_reject(
+        out, 401, "bad_signature", AP_FAIL,
+        "field sign does not verify (%s, with and without sign_type) with "
+        "the alipay_public_key of [alipay.app %s]",
+        alg, app->name);
 }
 
-/* 1 when seller_id is the configured one (or none is configured), else 0 after a 401. */
-static int ap_seller_ok(const struct config_alipay_app *app, const struct form *f,
-                        struct provider_reply *out)
+/* seller_id is the configured one (or none is configured), or a 401. */
+static enum provider_verdict ap_seller_ok(const struct config_alipay_app *app,
+                                          const struct form *f,
+                                          struct provider_reply *out)
 {
     size_t len;
     const char *v = form_get(f, "seller_id", &len);
-    char q[AP_QUOTE_MAX + 1];
+    char q[UTIL_ESC_SIZE(AP_QUOTE_MAX)];
 
     if (!app->seller_id || !app->seller_id[0] ||
         (v && len == strlen(app->seller_id) && memcmp(v, app->seller_id, len) == 0))
-        return 1;
-    provider_reject(out, 401, "wrong_seller", AP_FAIL,
-                    "field seller_id '%s' is not the seller_id of [alipay.app %s]",
-                    v ? ap_quote(v, len, q) : "(absent)", app->name);
-    return 0;
-}
-
-/* total_amount (yuan) as fen: 1 present, 0 absent or empty, -1 invalid (rejected 400). */
-static int ap_amount(const struct form *f, int64_t *fen, struct provider_reply *out)
-{
-    size_t len;
-    const char *v = form_get(f, "total_amount", &len);
-    char q[AP_QUOTE_MAX + 1];
-
-    if (!v || !len)
-        return 0;
-    if (amount_yuan_to_fen(v, len, fen) == 0)
-        return 1;
-    provider_reject(
-        out, 400, "bad_amount", AP_FAIL,
-        "field total_amount '%s' is not a yuan amount with at most two decimals",
-        ap_quote(v, len, q));
-    return -1;
+        return PROVIDER_STORE;
+    return provider_reject(
+        out, 401, "wrong_seller", AP_FAIL,
+        "field seller_id '%s' is not the seller_id of [alipay.app %s]",
+        v ? util_escape(v, len, UTIL_ESC_QUOTES, q, sizeof(q)) : "(absent)", app->name);
 }
 
 /* Whether the form declares GBK values (GB2312 is a subset of GBK). */
@@ -268,30 +244,11 @@ static const char *const ap_key[] = {"app_id", "notify_id", "trade_status", NULL
  * TRADE_CLOSED after a full one), so it must never be stored as one.
  * refund_fee is the trade's TOTAL refunded so far (Alipay: "退款通知中，返回
  * 总退款金额"), so it becomes refund_total_fen; this refund's own amount,
- * refund_fen, is worked out in the transaction (ap_refund_in_tx). 1 a
- * refund, 0 a payment notification, -1 after a 400 rejection (refund_fee
- * not an amount).
+ * refund_fen, is worked out in the transaction (ap_refund_in_tx).
  */
-static int ap_refund(const struct form *f, struct store_event *ev,
-                     struct provider_reply *out)
+static int ap_is_refund(const struct form *f)
 {
-    size_t len = 0;
-    const char *fee = form_get(f, "refund_fee", &len);
-    char q[AP_QUOTE_MAX + 1];
-
-    if (!(fee && len) && !ap_opt(f, "out_biz_no"))
-        return 0;
-    if (fee && len) {
-        if (amount_yuan_to_fen(fee, len, &ev->refund_total_fen) < 0) {
-            provider_reject(
-                out, 400, "bad_amount", AP_FAIL,
-                "field refund_fee '%s' is not a yuan amount with at most two decimals",
-                ap_quote(fee, len, q));
-            return -1;
-        }
-        ev->has_refund_total = 1;
-    }
-    return 1;
+    return ap_opt(f, "refund_fee") || ap_opt(f, "out_biz_no");
 }
 
 /* The follow-up that confirms the event, when the app can sign queries. */
@@ -363,23 +320,18 @@ static enum provider_verdict ap_notify(const void *state,
 
     if (provider_form(rq, out, AP_FAIL, &f) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
-    if (!(app = ap_app(state, f, out)) || !ap_has_sign(f, out) ||
-        ap_hash(f, &hash, out) < 0 || ap_verify(app, f, hash, out) < 0 ||
-        !ap_seller_ok(app, f, out))
+    if (!(app = ap_app(state, f, out)) || ap_has_sign(f, out) != PROVIDER_STORE ||
+        ap_hash(f, &hash, out) != PROVIDER_STORE ||
+        ap_verify(app, f, hash, out) != PROVIDER_STORE ||
+        ap_seller_ok(app, f, out) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
-    if (!(notify_id = ap_need(f, "notify_id", out)))
+    if (!(notify_id = ap_need(f, "notify_id", out)) ||
+        provider_yuan_field(f, "total_amount", &out->ev.amount_fen, &out->ev.has_amount,
+                            AP_FAIL, out) != PROVIDER_STORE ||
+        provider_yuan_field(f, "refund_fee", &out->ev.refund_total_fen,
+                            &out->ev.has_refund_total, AP_FAIL, out) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
-    switch (ap_amount(f, &out->ev.amount_fen, out)) {
-    case -1:
-        return PROVIDER_ANSWER;
-    case 1:
-        out->ev.has_amount = 1;
-        break;
-    }
-    switch (ap_refund(f, &out->ev, out)) {
-    case -1:
-        return PROVIDER_ANSWER;
-    case 1:
+    if (ap_is_refund(f)) {
         out->ev.kind = "refund_notify";
         if (out->ev.has_refund_total && ap_opt(f, "trade_no")) {
             out->ev.in_tx = ap_refund_in_tx;
@@ -389,15 +341,15 @@ static enum provider_verdict ap_notify(const void *state,
         /* a refund is confirmed by its refund query, which names it by out_biz_no */
         if (ap_opt(f, "out_biz_no"))
             ap_followup(state, app, "alipay.refund_query", &out->ev);
-        break;
-    default:
+    } else {
         out->ev.kind = "notify";
         ap_followup(state, app, "alipay.trade_query", &out->ev);
     }
     return ap_event(rq, f, app, notify_id, out);
 }
 
-static const struct route_ops ap_ops = {"notify", provider_accepts_form, ap_notify};
+static const struct route_ops ap_ops = {
+    .kind = "notify", .accepts = provider_accepts_form, .handle = ap_notify};
 
 /* Register the notify route when at least one [alipay.app] is configured. */
 static int ap_load(const struct config *c, struct routes *rt, void **state, char *err,

@@ -95,15 +95,30 @@ static int bp_check(const struct config_baidu_app *app, const struct form *f,
                                 out);
 }
 
-/* 1 when the form carries a non-empty rsaSign, else 0 after a 401 rejection. */
-static int bp_has_sign(const struct form *f, struct provider_reply *out)
+/* A check that could not be made (no memory, OpenSSL failed): the platform must retry. */
+static int bp_check_undecided(int r)
+{
+    return r == -ENOMEM || r == -EIO;
+}
+
+/* Reject after a failed check: 503 when undecided, else 401 with detail. */
+static void bp_reject_check(struct provider_reply *out, int r, const char *detail)
+{
+    if (bp_check_undecided(r))
+        bp_reject(out, 503, r == -ENOMEM ? "no_memory" : "crypto_failure",
+                  "cannot verify rsaSign now: retry later");
+    else
+        bp_reject(out, 401, "bad_signature", detail);
+}
+
+/* The form carries a non-empty rsaSign, or a 401. */
+static enum provider_verdict bp_has_sign(const struct form *f, struct provider_reply *out)
 {
     size_t len;
 
     if (form_get(f, "rsaSign", &len) && len)
-        return 1;
-    bp_reject(out, 401, "missing_signature", "field rsaSign is missing or empty");
-    return 0;
+        return PROVIDER_STORE;
+    return bp_reject(out, 401, "missing_signature", "field rsaSign is missing or empty");
 }
 
 /* Verify a pay notification: its dealId names the app. */
@@ -112,21 +127,23 @@ bp_verify_pay(const struct bp_state *st, const struct form *f, struct provider_r
 {
     const struct config_baidu_app *app;
     const char *deal;
-    char detail[128];
+    char detail[224], q[UTIL_ESC_SIZE(32)];
+    int r;
 
-    if (!bp_has_sign(f, out) || !(deal = bp_need(f, "dealId", out)))
+    if (bp_has_sign(f, out) != PROVIDER_STORE || !(deal = bp_need(f, "dealId", out)))
         return NULL;
     app = bp_app_by_deal(st->c, deal);
     if (!app) {
-        snprintf(detail, sizeof(detail), "dealId %.64s is not configured ([baidu.app])",
-                 deal);
+        snprintf(detail, sizeof(detail), "dealId '%s' is not configured ([baidu.app])",
+                 util_escape(deal, strlen(deal), UTIL_ESC_QUOTES, q, sizeof(q)));
         bp_reject(out, 401, "unknown_app", detail);
         return NULL;
     }
-    if (bp_check(app, f, out) < 0) {
+    r = bp_check(app, f, out);
+    if (r < 0) {
         snprintf(detail, sizeof(detail),
                  "rsaSign does not verify with the key of [baidu.app %s]", app->name);
-        bp_reject(out, 401, "bad_signature", detail);
+        bp_reject_check(out, r, detail);
         return NULL;
     }
     return app;
@@ -144,12 +161,13 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
 {
     const struct config_baidu_app *app = NULL;
     const char *order;
-    char deal[64], detail[160];
+    char deal[64], detail[320], q[UTIL_ESC_SIZE(40)];
     size_t i;
-    int found;
+    int found, r;
 
-    if (!bp_has_sign(f, out) || !(order = bp_need(f, "orderId", out)))
+    if (bp_has_sign(f, out) != PROVIDER_STORE || !(order = bp_need(f, "orderId", out)))
         return NULL;
+    util_escape(order, strlen(order), UTIL_ESC_QUOTES, q, sizeof(q)); /* not verified yet */
     found = store_baidu_order_deal(rq->store, order, deal, sizeof(deal));
     if (found < 0) {
         bp_reject(out, 503, "store_unavailable",
@@ -157,40 +175,41 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
         return NULL;
     }
     if (found == 1 && (app = bp_app_by_deal(st->c, deal)) != NULL) {
-        if (bp_check(app, f, out) == 0)
+        if ((r = bp_check(app, f, out)) == 0)
             return app;
         snprintf(detail, sizeof(detail),
                  "rsaSign does not verify with the key of [baidu.app %s], which owns "
-                 "order %.40s",
-                 app->name, order);
-        bp_reject(out, 401, "bad_signature", detail);
+                 "order %s",
+                 app->name, q);
+        bp_reject_check(out, r, detail);
         return NULL;
     }
-    for (i = 0; i < st->c->n_baidu_apps; i++)
-        if (bp_check(st->c->baidu_apps[i], f, out) == 0)
+    for (i = 0, r = -EBADMSG; i < st->c->n_baidu_apps && !bp_check_undecided(r); i++)
+        if ((r = bp_check(st->c->baidu_apps[i], f, out)) == 0)
             return st->c->baidu_apps[i];
     snprintf(detail, sizeof(detail),
-             "rsaSign verifies with no configured app's key (order %.40s)", order);
-    bp_reject(out, 401, "bad_signature", detail);
+             "rsaSign verifies with no configured app's key (order %s)", q);
+    bp_reject_check(out, r, detail);
     return NULL;
 }
 
-/* Parse an integer fen field; absent is allowed when optional. 1 present, 0 absent, -1
- * bad. */
-static int bp_fen(const struct form *f, const char *key, int64_t *fen,
-                  struct provider_reply *out)
+/* An integer fen field (absent or empty: *has stays 0), or a 400 quoting it. */
+static enum provider_verdict bp_fen(const struct form *f, const char *key, int64_t *fen,
+                                    int *has, struct provider_reply *out)
 {
     size_t len;
     const char *v = form_get(f, key, &len);
-    char detail[128];
+    char detail[224], q[UTIL_ESC_SIZE(32)];
 
     if (!v || !len)
-        return 0;
-    if (amount_fen_parse(v, len, 0, fen) == 0)
-        return 1;
-    snprintf(detail, sizeof(detail), "%s '%.32s' is not a whole number of fen", key, v);
-    bp_reject(out, 400, "bad_amount", detail);
-    return -1;
+        return PROVIDER_STORE;
+    if (amount_fen_parse(v, len, 0, fen) < 0) {
+        snprintf(detail, sizeof(detail), "%s '%s' is not a whole number of fen", key,
+                 util_escape(v, len, UTIL_ESC_QUOTES, q, sizeof(q)));
+        return bp_reject(out, 400, "bad_amount", detail);
+    }
+    *has = 1;
+    return PROVIDER_STORE;
 }
 
 /* The common part of every stored Baidu event. */
@@ -216,7 +235,7 @@ static enum provider_verdict bp_event(const struct provider_request *rq,
     out->answer_type = BP_JSON_TYPE;
     out->fail_status = 503;
     out->fail_body = BP_FAIL_BODY;
-    if (!ev->fields || !ev->dedupe_key)
+    if (!ev->fields || !ev->dedupe_key || (!ev->answer && !ev->in_tx))
         return bp_reject(out, 503, "no_memory", "out of memory");
     return PROVIDER_STORE;
 }
@@ -239,7 +258,6 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
     const struct config_baidu_app *app;
     struct form *f;
     const char *order, *status;
-    int64_t total;
 
     if (provider_form(rq, out, BP_BAD_FORM, &f) != PROVIDER_STORE)
         return bp_reject(out, out->status, out->reason, out->detail);
@@ -247,15 +265,12 @@ static enum provider_verdict bp_pay(const void *state, const struct provider_req
         return PROVIDER_ANSWER;
     if (!(order = bp_need(f, "orderId", out)) || !(status = bp_need(f, "status", out)))
         return PROVIDER_ANSWER;
-    switch (bp_fen(f, "totalMoney", &total, out)) {
-    case 0:
+    if (bp_fen(f, "totalMoney", &out->ev.amount_fen, &out->ev.has_amount, out) !=
+        PROVIDER_STORE)
+        return PROVIDER_ANSWER;
+    if (!out->ev.has_amount)
         return bp_reject(out, 400, "missing_field",
                          "field totalMoney is missing or empty");
-    case -1:
-        return PROVIDER_ANSWER;
-    }
-    out->ev.has_amount = 1;
-    out->ev.amount_fen = total;
     out->ev.status = status;
     out->ev.dedupe_key = provider_dedupe_key(out->arena, "baidu:pay", f, bp_pay_key);
     out->ev.answer = arena_printf(
@@ -374,7 +389,7 @@ bp_audit(const void *state, const struct provider_request *rq, struct provider_r
     a->order_id = form_get(f, "orderId", NULL);
     a->batch = batch;
     a->out = out;
-    if ((a->has_apply = bp_fen(f, "applyRefundMoney", &a->apply, out)) < 0)
+    if (bp_fen(f, "applyRefundMoney", &a->apply, &a->has_apply, out) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
     out->ev.dedupe_key =
         provider_dedupe_key(out->arena, "baidu:refund_audit", f, bp_audit_key);
@@ -422,11 +437,12 @@ static enum provider_verdict bp_refund(const void *state,
     return bp_event(rq, f, app, "refund_notify", out);
 }
 
-static const struct route_ops bp_pay_ops = {"pay_notify", provider_accepts_form, bp_pay};
-static const struct route_ops bp_audit_ops = {"refund_audit", provider_accepts_form,
-                                              bp_audit};
-static const struct route_ops bp_refund_ops = {"refund_notify", provider_accepts_form,
-                                               bp_refund};
+static const struct route_ops bp_pay_ops = {
+    .kind = "pay_notify", .accepts = provider_accepts_form, .handle = bp_pay};
+static const struct route_ops bp_audit_ops = {
+    .kind = "refund_audit", .accepts = provider_accepts_form, .handle = bp_audit};
+static const struct route_ops bp_refund_ops = {
+    .kind = "refund_notify", .accepts = provider_accepts_form, .handle = bp_refund};
 
 /* Register the three routes when at least one [baidu.app] is configured. */
 static int bp_load(const struct config *c, struct routes *rt, void **state, char *err,

@@ -36,10 +36,7 @@ static enum provider_verdict tp_handle(const void *state,
                                        struct provider_reply *out);
 
 static const struct route_ops tp_ops = {
-    "tp_push",
-    provider_accepts_json,
-    tp_handle,
-};
+    .kind = "tp_push", .accepts = provider_accepts_json, .handle = tp_handle};
 
 /* Keep a ticket push's ticket as the latest one, in the event's transaction. */
 static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, void *data)
@@ -56,14 +53,18 @@ static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, void *da
     return store_tx_set_ticket(tx, ticket, create_time);
 }
 
-/* Envelope field as text into the arena (strings or integers accepted). */
-static const char *tp_field(struct provider_reply *out, const cJSON *env, const char *key)
+/* Envelope field as text (strings or integers accepted) into buf: the
+ * caller's buffer, so a missing field can never be confused with no memory. */
+static const char *tp_field(const cJSON *env, const char *key, char buf[TP_FIELD_MAX])
 {
-    char buf[TP_FIELD_MAX];
+    return json_text(env, key, buf, TP_FIELD_MAX) < 0 ? NULL : buf;
+}
 
-    if (json_text(env, key, buf, sizeof(buf)) < 0)
-        return NULL;
-    return arena_strdup(out->arena, buf);
+/* Refuse for want of memory: the platform retries. */
+static enum provider_verdict tp_no_memory(struct provider_reply *out)
+{
+    return provider_reject(out, 503, "no_memory", "out of memory, retry later",
+                           "out of memory");
 }
 
 /* Check the envelope's signature and decrypt it into m. */
@@ -72,8 +73,9 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
                                               struct provider_reply *out,
                                               struct tp_message *m)
 {
-    const char *nonce = tp_field(out, env, "Nonce");
-    const char *ts = tp_field(out, env, "TimeStamp");
+    char nonce_buf[TP_FIELD_MAX], ts_buf[TP_FIELD_MAX];
+    const char *nonce = tp_field(env, "Nonce", nonce_buf);
+    const char *ts = tp_field(env, "TimeStamp", ts_buf);
     const char *sig = json_string(env, "MsgSignature");
     const char *enc = json_string(env, "Encrypt");
     char expect[41], why[160];
@@ -98,9 +100,13 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
                           sizeof(why));
     if (r == -EPERM)
         return provider_reject(out, 401, "wrong_client_id", "wrong client id", "%s", why);
+    if (r == -ENOMEM || r == -EIO)
+        return provider_reject(out, 503, r == -ENOMEM ? "no_memory" : "crypto_failure",
+                               "cannot decrypt, retry later", "%s", why);
     if (r < 0)
         return provider_reject(out, 400, "bad_ciphertext", "bad ciphertext", "%s", why);
-    arena_adopt(out->arena, msg);
+    if (!arena_adopt(out->arena, msg)) /* msg is freed already */
+        return tp_no_memory(out);
     m->text = msg;
     m->len = msg_len;
     m->verified = 1;
@@ -113,7 +119,11 @@ static enum provider_verdict tp_parse_message(struct provider_reply *out,
 {
     char why[160];
 
-    if (json_parse(m->text, m->len, TP_MSG_DEPTH, &m->json, why, sizeof(why)) < 0)
+    int r = json_parse(m->text, m->len, TP_MSG_DEPTH, &m->json, why, sizeof(why));
+
+    if (r == -ENOMEM)
+        return tp_no_memory(out);
+    if (r < 0)
         return provider_reject(out, 400, "bad_message", "bad message",
                                "decrypted message: %s", why);
     if (!cJSON_IsObject(m->json))
@@ -129,7 +139,7 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     struct store_event *ev = &out->ev;
     const char *event = json_string(m->json, "event");
     char app[TP_APP_ID_MAX], digest[65];
-    int is_ticket;
+    int is_ticket, has_app;
 
     is_ticket = !event && (event = json_string(m->json, "MsgType")) != NULL &&
                 strcmp(event, "ticket") == 0;
@@ -137,10 +147,11 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
         event = json_string(m->json, "Event");
     ev->provider = "baidu.tp";
     ev->kind = tp_ops.kind;
-    ev->app = json_text(m->json, "appId", app, sizeof(app)) > 0
-                  ? arena_strdup(out->arena, app)
-                  : NULL;
+    has_app = json_text(m->json, "appId", app, sizeof(app)) > 0;
+    ev->app = has_app ? arena_strdup(out->arena, app) : NULL;
     ev->status = event ? arena_strdup(out->arena, event) : NULL;
+    if ((event && !ev->status) || (has_app && !ev->app))
+        return tp_no_memory(out);
     ev->verified = m->verified;
     /* Same message, same event, however it was (re-)encrypted; an
      * unauthenticated plain body never shares a key with a verified one. */
@@ -163,9 +174,7 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     out->fail_status = 503;
     out->fail_body = "store unavailable, retry later";
     out->unverified = !m->verified;
-    return ev->dedupe_key
-               ? PROVIDER_STORE
-               : provider_reject(out, 503, "no_memory", "out of memory", "arena");
+    return ev->dedupe_key ? PROVIDER_STORE : tp_no_memory(out);
 }
 
 /* Handle one push. */
@@ -179,7 +188,11 @@ static enum provider_verdict tp_handle(const void *state,
     cJSON *env = NULL;
     char why[160];
 
-    if (json_parse(rq->body, rq->body_len, TP_MSG_DEPTH, &env, why, sizeof(why)) < 0)
+    int r = json_parse(rq->body, rq->body_len, TP_MSG_DEPTH, &env, why, sizeof(why));
+
+    if (r == -ENOMEM)
+        return tp_no_memory(out);
+    if (r < 0)
         return provider_reject(out, 400, "bad_json", "malformed JSON", "%s", why);
     if (!cJSON_IsObject(env)) {
         cJSON_Delete(env);
@@ -200,10 +213,12 @@ static enum provider_verdict tp_handle(const void *state,
     cJSON_Delete(env);
     if (v == PROVIDER_STORE)
         v = tp_parse_message(out, &m);
+    /* freed with the request: in_tx reads it on the writer thread. On failure
+     * arena_own has freed it already, so nothing may read it: refuse. */
+    if (m.json && !arena_own(out->arena, m.json, json_free))
+        return tp_no_memory(out);
     if (v == PROVIDER_STORE)
         v = tp_event(rq, out, &m);
-    /* freed with the request: in_tx reads it on the writer thread */
-    arena_own(out->arena, m.json, json_free);
     return v;
 }
 

@@ -50,17 +50,6 @@ static const char *gw_get(const struct form *f, const char *key, size_t *len)
     return v;
 }
 
-/* A callback's value made safe to quote in a detail (logged by http.c):
- * printable ASCII kept, other bytes as '?', cut at GW_QUOTE_MAX bytes. */
-static void gw_quote(char *dst, const char *v, size_t len)
-{
-    size_t i, n = len < GW_QUOTE_MAX ? len : GW_QUOTE_MAX;
-
-    for (i = 0; i < n; i++)
-        dst[i] = v[i] >= 0x20 && v[i] < 0x7f ? v[i] : '?';
-    dst[n] = '\0';
-}
-
 /* MD5 rules: hash the canonical string with the secret appended and compare
  * in constant time. 0 verified, -EBADMSG, -ENOMEM, -EIO (no MD5: FIPS). */
 static int gw_check_md5(const struct gw_entry *e, const struct form *f, const char *sig,
@@ -96,74 +85,53 @@ static int gw_check_rsa(const struct gw_entry *e, const struct form *f, const ch
     return r == -ENOMEM ? r : r < 0 ? -EBADMSG : 0;
 }
 
-/* Check `sign` by the gateway's rule: 1 verified, 0 after a rejection. */
-static int gw_verify(const struct gw_entry *e, const struct form *f,
-                     struct provider_reply *out)
+/* Check `sign` by the gateway's rule, or a 401 (503 when it could not be checked). */
+static enum provider_verdict gw_verify(const struct gw_entry *e, const struct form *f,
+                                       struct provider_reply *out)
 {
     size_t len;
     const char *sig = gw_get(f, "sign", &len);
     int r;
 
-    if (!sig) {
-        provider_reject(out, 401, "missing_signature", GW_FAIL,
-                        "field sign is missing or empty");
-        return 0;
-    }
+    if (!sig)
+        return provider_reject(out, 401, "missing_signature", GW_FAIL,
+                               "field sign is missing or empty");
     if (e->g->sign == GW_SIGN_RSA)
         r = gw_check_rsa(e, f, sig, len, out);
     else
         r = gw_check_md5(e, f, sig, len);
+    if (r == 0)
+        return PROVIDER_STORE;
     if (r == -ENOMEM)
-        provider_reject(out, 503, "no_memory", GW_FAIL, "out of memory verifying sign");
-    else if (r == -EIO)
-        provider_reject(out, 503, "crypto_failure", GW_FAIL,
-                        "MD5 is unavailable in this OpenSSL (FIPS mode?)");
-    else if (r < 0)
-        provider_reject(out, 401, "bad_signature", GW_FAIL,
-                        "sign does not verify with the %s of [gateway %s]",
-                        e->g->sign == GW_SIGN_RSA ? "public_key" : "secret", e->g->name);
-    return r == 0;
+        return provider_reject(out, 503, "no_memory", GW_FAIL,
+                               "out of memory verifying sign");
+    if (r == -EIO)
+        return provider_reject(out, 503, "crypto_failure", GW_FAIL,
+                               e->g->sign == GW_SIGN_RSA
+                                   ? "OpenSSL failed verifying sign"
+                                   : "MD5 is unavailable in this OpenSSL (FIPS mode?)");
+    return provider_reject(out, 401, "bad_signature", GW_FAIL,
+                           "sign does not verify with the %s of [gateway %s]",
+                           e->g->sign == GW_SIGN_RSA ? "public_key" : "secret",
+                           e->g->name);
 }
 
-/* When the gateway has an app_id configured, the callback must carry it:
- * 1 matches (or nothing to check), 0 after a rejection. */
-static int gw_merchant_ok(const struct gw_entry *e, const struct form *f,
-                          struct provider_reply *out)
+/* When the gateway has an app_id configured, the callback must carry it,
+ * or a 401. */
+static enum provider_verdict
+gw_merchant_ok(const struct gw_entry *e, const struct form *f, struct provider_reply *out)
 {
     size_t len = 0;
     const char *v = form_get(f, "app_id", &len);
-    char q[GW_QUOTE_MAX + 1];
+    char q[UTIL_ESC_SIZE(GW_QUOTE_MAX)];
 
     if (!e->g->app_id ||
         (v && len == strlen(e->g->app_id) && strcmp(v, e->g->app_id) == 0))
-        return 1;
-    gw_quote(q, v ? v : "", v ? len : 0);
-    provider_reject(out, 401, "wrong_merchant", GW_FAIL,
-                    "app_id '%s' is not the app_id configured for [gateway %s]", q,
-                    e->g->name);
-    return 0;
-}
-
-/* total_amount (yuan) into the event as fen; absent or empty leaves it NULL.
- * 0, or -1 after a 400 rejection. */
-static int gw_amount(const struct form *f, struct store_event *ev,
-                     struct provider_reply *out)
-{
-    size_t len;
-    const char *v = gw_get(f, "total_amount", &len);
-    char q[GW_QUOTE_MAX + 1];
-
-    if (!v)
-        return 0;
-    if (amount_yuan_to_fen(v, len, &ev->amount_fen) == 0) {
-        ev->has_amount = 1;
-        return 0;
-    }
-    gw_quote(q, v, len);
-    provider_reject(out, 400, "bad_amount", GW_FAIL,
-                    "total_amount '%s' is not a yuan amount with at most two decimals",
-                    q);
-    return -1;
+        return PROVIDER_STORE;
+    util_escape(v ? v : "", v ? len : 0, UTIL_ESC_QUOTES, q, sizeof(q));
+    return provider_reject(out, 401, "wrong_merchant", GW_FAIL,
+                           "app_id '%s' is not the app_id configured for [gateway %s]", q,
+                           e->g->name);
 }
 
 /* The platform's status: trade_status (Alipay channel), else result_code, else status. */
@@ -207,26 +175,11 @@ static const char *gw_dedupe_key(const struct gw_entry *e, const struct form *f,
         out->arena, prefix, f, (const char *const *)e->g->dedupe_fields, 3, gw_key_get);
 }
 
-/* A refund notification (out_refund_no, refund_no or refund_fee present):
- * refund_fee (yuan) becomes refund_fen. 1 refund, 0 payment, -1 after a 400. */
-static int gw_refund(const struct form *f, struct store_event *ev,
-                     struct provider_reply *out)
+/* A refund notification: out_refund_no, refund_no or refund_fee present. */
+static int gw_is_refund(const struct form *f)
 {
-    size_t len;
-    const char *fee = gw_get(f, "refund_fee", &len);
-    char q[GW_QUOTE_MAX + 1];
-
-    if (!fee && !gw_get(f, "out_refund_no", NULL) && !gw_get(f, "refund_no", NULL))
-        return 0;
-    if (fee && amount_yuan_to_fen(fee, len, &ev->refund_fen) < 0) {
-        gw_quote(q, fee, len);
-        provider_reject(out, 400, "bad_amount", GW_FAIL,
-                        "refund_fee '%s' is not a yuan amount with at most two decimals",
-                        q);
-        return -1;
-    }
-    ev->has_refund = fee != NULL;
-    return 1;
+    return gw_get(f, "refund_fee", NULL) || gw_get(f, "out_refund_no", NULL) ||
+           gw_get(f, "refund_no", NULL);
 }
 
 /* Fill the event to store and the answers; the checks have passed. */
@@ -267,20 +220,20 @@ static enum provider_verdict gw_notify(const void *state,
 
     if (provider_form(rq, out, GW_FAIL, &f) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
-    if (!gw_verify(e, f, out) || !gw_merchant_ok(e, f, out))
+    if (gw_verify(e, f, out) != PROVIDER_STORE ||
+        gw_merchant_ok(e, f, out) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
     if (!gw_get(f, "out_trade_no", NULL))
         return provider_reject(out, 400, "missing_field", GW_FAIL,
                                "field out_trade_no is missing or empty");
-    if (gw_amount(f, &out->ev, out) < 0)
+    if (provider_yuan_field(f, "total_amount", &out->ev.amount_fen, &out->ev.has_amount,
+                            GW_FAIL, out) != PROVIDER_STORE ||
+        provider_yuan_field(f, "refund_fee", &out->ev.refund_fen, &out->ev.has_refund,
+                            GW_FAIL, out) != PROVIDER_STORE)
         return PROVIDER_ANSWER;
-    switch (gw_refund(f, &out->ev, out)) {
-    case -1:
-        return PROVIDER_ANSWER;
-    case 1:
+    if (gw_is_refund(f)) {
         out->ev.kind = "refund_notify";
-        break;
-    default:
+    } else {
         out->ev.kind = "notify";
         /* payments are confirmed by trade.query, signed with the MD5 secret */
         if (e->g->query && e->g->query_url && e->g->sign != GW_SIGN_RSA)
@@ -292,7 +245,8 @@ static enum provider_verdict gw_notify(const void *state,
     return gw_event(e, rq, f, out);
 }
 
-static const struct route_ops gw_ops = {"notify", provider_accepts_form, gw_notify};
+static const struct route_ops gw_ops = {
+    .kind = "notify", .accepts = provider_accepts_form, .handle = gw_notify};
 
 /* The keys left out of the signed string: `sign` always (a signature cannot
  * sign itself), then the configured words. NULL on ENOMEM. */
