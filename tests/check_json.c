@@ -112,6 +112,54 @@ START_TEST(bounds)
 }
 END_TEST
 
+/* An object of n members "k0000".."k(n-1)", the key of member `twin` repeated
+ * as the last one when twin >= 0. */
+static char *wide_object(int n, int twin)
+{
+    char *s = malloc((size_t)n * 12 + 32);
+    size_t off = 0;
+    int i;
+
+    ck_assert_ptr_nonnull(s);
+    off += (size_t)sprintf(s + off, "{");
+    for (i = 0; i < n; i++)
+        off += (size_t)sprintf(s + off, "%s\"k%04d\":0", i ? "," : "", i);
+    if (twin >= 0)
+        off += (size_t)sprintf(s + off, ",\"k%04d\":1", twin);
+    sprintf(s + off, "}");
+    return s;
+}
+
+/* The duplicate check sorts the keys: a twin is found wherever it is, in
+ * objects small (keys on the stack) and wide (keys in a heap array), and
+ * the key is named. */
+START_TEST(duplicates_in_wide_objects)
+{
+    int twins[] = {0, 1, 63, 64, 500, 998};
+    char err[128];
+    cJSON *root = NULL;
+    char *s;
+    size_t i;
+
+    for (i = 0; i < sizeof(twins) / sizeof(twins[0]); i++) {
+        s = wide_object(999, twins[i]);
+        ck_assert_int_eq(json_parse(s, strlen(s), 8, &root, err, sizeof(err)), -EEXIST);
+        ck_assert_ptr_nonnull(strstr(err, "occurs twice"));
+        free(s);
+    }
+    s = wide_object(1000, -1);
+    ck_assert_int_eq(parse(s), 0);
+    free(s);
+    s = wide_object(3, 2);
+    ck_assert_int_eq(json_parse(s, strlen(s), 8, &root, err, sizeof(err)), -EEXIST);
+    ck_assert_str_eq(err, "JSON key \"k0002\" occurs twice");
+    free(s);
+    /* keys that share a prefix, or differ only in length, are not twins */
+    ck_assert_int_eq(parse("{\"a\":1,\"ab\":2,\"abc\":3,\"b\":4,\"\":5}"), 0);
+    ck_assert_int_eq(parse("{\"\":1,\"\":2}"), -EEXIST);
+}
+END_TEST
+
 /* json_text: strings as they are, integers exactly, the rest refused. */
 START_TEST(text_extraction)
 {
@@ -147,6 +195,7 @@ static Suite *json_suite(void)
     tcase_add_test(t, accepts_strict_json);
     tcase_add_test(t, refuses_lenient_json);
     tcase_add_test(t, bounds);
+    tcase_add_test(t, duplicates_in_wide_objects);
     tcase_add_test(t, text_extraction);
     suite_add_tcase(s, t);
     return s;

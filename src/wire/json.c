@@ -241,33 +241,58 @@ static int json_strict(const char *s, size_t len, unsigned max_depth, char *err,
     return -EINVAL;
 }
 
-#define JSON_MAX_MEMBERS 1024 /* keeps the duplicate check cheap */
+#define JSON_MAX_MEMBERS 1024 /* per object or array */
+#define JSON_KEYS_STACK  64
+
+static int json_keycmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key that occurs twice among the n members of an object: its keys
+ * sorted, then neighbours compared (O(n log n): a 64 KiB body of junk
+ * members was millions of comparisons pairwise). 0, -EEXIST, -ENOMEM. */
+static int json_dup_keys(const cJSON *obj, unsigned n, const char **what)
+{
+    const char *stack[JSON_KEYS_STACK], **keys = stack;
+    const cJSON *a;
+    unsigned k = 0, i;
+    int r = 0;
+
+    if (n > JSON_KEYS_STACK && !(keys = util_counted_malloc(n * sizeof(*keys))))
+        return -ENOMEM;
+    for (a = obj->child; a && k < n; a = a->next)
+        if (a->string)
+            keys[k++] = a->string;
+    qsort(keys, k, sizeof(*keys), json_keycmp);
+    for (i = 1; i < k && !r; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) {
+            *what = keys[i];
+            r = -EEXIST;
+        }
+    if (keys != stack)
+        free(keys);
+    return r;
+}
 
 /*
  * Check every object in the tree: -EEXIST when a key occurs twice (*what =
- * the key), -E2BIG when an object or array has more than JSON_MAX_MEMBERS.
+ * the key), -E2BIG when an object or array has more than JSON_MAX_MEMBERS,
+ * -ENOMEM.
  */
 static int json_check(const cJSON *node, const char **what)
 {
-    const cJSON *a, *b;
+    const cJSON *a;
     unsigned n = 0;
     int r;
 
     for (a = node ? node->child : NULL; a; a = a->next) {
         if (++n > JSON_MAX_MEMBERS)
             return -E2BIG;
-        if (cJSON_IsObject(node) && a->string) {
-            for (b = a->next; b; b = b->next) {
-                if (b->string && strcmp(a->string, b->string) == 0) {
-                    *what = a->string;
-                    return -EEXIST;
-                }
-            }
-        }
         if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && (r = json_check(a, what)) < 0)
             return r;
     }
-    return 0;
+    return cJSON_IsObject(node) && n > 1 ? json_dup_keys(node, n, what) : 0;
 }
 
 void json_init(void)
@@ -301,7 +326,9 @@ int json_parse(const char *s, size_t len, unsigned max_depth, cJSON **out, char 
     }
     r = json_check(root, &dup);
     if (r < 0) {
-        if (r == -EEXIST)
+        if (r == -ENOMEM)
+            snprintf(err, errlen, "out of memory checking JSON keys");
+        else if (r == -EEXIST)
             snprintf(err, errlen, "JSON key \"%.64s\" occurs twice", dup);
         else
             snprintf(err, errlen, "JSON object or array with more than %d members",
