@@ -802,6 +802,54 @@ START_TEST(in_tx_failure_is_alone)
 }
 END_TEST
 
+/*
+ * After an item fails, the batch is written again without it, and the
+ * in-transaction decisions of the others are made again on that state: b
+ * wrote the newest ticket and then failed, so c (written after it) must
+ * decide on a store where b's ticket never was, and a's decision, made
+ * before b, is made again and recorded once.
+ */
+START_TEST(in_tx_decisions_replayed_without_the_failed_item)
+{
+    struct store_options o = opts();
+    struct store *s = open_ok(&o);
+    struct waiter wg = WAITER_INIT, wa = WAITER_INIT, wb = WAITER_INIT, wc = WAITER_INIT;
+    struct store_event g, a, b, c;
+    struct gate gate = GATE_INIT;
+    struct tx_probe pa = {0, "ticket-of-a", 100, NULL, 0};
+    struct tx_probe pb = {0, "ticket-of-b", 300, NULL, -EINVAL};
+    struct tx_probe pc = {0, "ticket-of-c", 200, NULL, 0};
+    char buf[64];
+
+    gate_close(s, &gate, &g, &wg);
+    ev_init(&a, "a", "ok-a");
+    ev_init(&b, "b", "ok-b");
+    ev_init(&c, "c", "ok-c");
+    a.in_tx = b.in_tx = c.in_tx = probe_in_tx;
+    a.in_tx_data = &pa;
+    b.in_tx_data = &pb;
+    c.in_tx_data = &pc;
+    ck_assert_int_eq(store_submit(s, &a, waiter_done, &wa), 0);
+    ck_assert_int_eq(store_submit(s, &b, waiter_done, &wb), 0);
+    ck_assert_int_eq(store_submit(s, &c, waiter_done, &wc), 0);
+    gate_open(&gate);
+    waiter_wait(&wa, 1);
+    waiter_wait(&wb, 1);
+    waiter_wait(&wc, 1);
+    ck_assert_int_eq(wa.outcome, STORE_NEW);
+    ck_assert_int_eq(wb.outcome, STORE_FAILED);
+    ck_assert_int_eq(wc.outcome, STORE_NEW);
+    ck_assert_int_eq(pa.calls, 2); /* decided, rolled back with the batch, decided again */
+    ck_assert_int_eq(pb.calls, 1); /* left out of the second writing */
+    ck_assert_int_eq(pc.calls, 1);
+    /* c's ticket (200) is the newest: b's (300) was never committed */
+    ck_assert_str_eq(peek_text("SELECT ticket FROM tp_ticket", buf, sizeof(buf)), "ticket-of-c");
+    ck_assert_int_eq(peek_int("SELECT count(*) FROM tp_ticket"), 1);
+    ck_assert_int_eq(rows_with_key("a") + rows_with_key("b") + rows_with_key("c"), 2);
+    store_close(s);
+}
+END_TEST
+
 /* Two events failing in one batch each report their own reason. */
 START_TEST(failures_keep_own_reason)
 {
@@ -1676,6 +1724,7 @@ static Suite *store_suite(void)
     tcase_add_test(ev, duplicate_within_one_batch);
     tcase_add_test(ev, in_tx_only_for_new);
     tcase_add_test(ev, in_tx_failure_is_alone);
+    tcase_add_test(ev, in_tx_decisions_replayed_without_the_failed_item);
     tcase_add_test(ev, failures_keep_own_reason);
     tcase_add_test(ev, ticket_keeps_newest);
     tcase_add_test(ev, baidu_order_app_lookup);

@@ -1,6 +1,7 @@
 /*
- * check_util.c: util_escape, the one sanitiser for received text, and the
- * counted allocator that tells "no memory" from "bad input".
+ * check_util.c: util_escape, the one sanitiser for received text, the
+ * counted allocator that tells "no memory" from "bad input", and the log's
+ * flood limit.
  */
 #include <check.h>
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/log.h"
 #include "lib/util.h"
 #include "wire/crypto.h"
 #include "wire/json.h"
@@ -137,6 +139,23 @@ START_TEST(malformed_json_is_not_out_of_memory)
 }
 END_TEST
 
+START_TEST(log_limit_passes_a_burst_then_counts)
+{
+    struct log_limit l = {0};
+    unsigned dropped = 99, i;
+
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(log_limit_pass(&l, 3, 3600ull * 1000000000ull, &dropped), 1);
+        ck_assert_uint_eq(dropped, 0);
+    }
+    ck_assert_int_eq(log_limit_pass(&l, 3, 3600ull * 1000000000ull, &dropped), 0);
+    ck_assert_int_eq(log_limit_pass(&l, 3, 3600ull * 1000000000ull, &dropped), 0);
+    /* a new window (1 ns long here): the next line says two were dropped */
+    ck_assert_int_eq(log_limit_pass(&l, 3, 1, &dropped), 1);
+    ck_assert_uint_eq(dropped, 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("util");
@@ -156,6 +175,7 @@ int main(void)
     tcase_add_test(tc, counted_malloc_counts_only_failures);
     tcase_add_test(tc, malformed_json_is_not_out_of_memory);
     tcase_add_test(tc, crypto_init_succeeds_first_thing);
+    tcase_add_test(tc, log_limit_passes_a_burst_then_counts);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

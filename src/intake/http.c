@@ -32,6 +32,7 @@
 #define HTTP_XFF_MAX      1024
 #define HTTP_IP_BUCKETS   1024
 #define HTTP_LOG_EVERY_NS (10ull * 1000000000ull)
+#define HTTP_REJECT_LOG_BURST 50 /* rejection lines per HTTP_LOG_EVERY_NS */
 /* Per-connection memory of libmicrohttpd (request head, read buffer).
  * 0.9.75 zeroes the whole pool for every request, so a large pool costs a
  * memset per request and keeps every connection's pool resident; 16 KiB
@@ -55,8 +56,7 @@ struct http {
     atomic_long in_flight;
     pthread_mutex_t ip_lock;
     struct http_ip *ips[HTTP_IP_BUCKETS];
-    atomic_ullong last_refusal_log;
-    atomic_ulong refusals_unlogged;
+    struct log_limit refusal_log, rejection_log;
     int route_unmatched, route_builtin[4];
     atomic_int draining; /* SIGTERM: refuse new connections */
     /* The reaper: a request must arrive whole within connection_timeout. */
@@ -211,20 +211,15 @@ static unsigned http_ip_count(struct http *h, const uint8_t key[16])
 /* Log a refused connection, at most once every 10 s (floods must not flood the log). */
 static void http_log_refusal(struct http *h, const struct sockaddr *sa, unsigned limit)
 {
-    uint64_t now = util_now_ns(), last = atomic_load(&h->last_refusal_log);
     char addr[HTTP_ADDR_MAX];
-    unsigned long skipped;
+    unsigned skipped;
 
-    if (now - last < HTTP_LOG_EVERY_NS ||
-        !atomic_compare_exchange_strong(&h->last_refusal_log, &last, now)) {
-        atomic_fetch_add(&h->refusals_unlogged, 1);
+    if (!log_limit_pass(&h->refusal_log, 1, HTTP_LOG_EVERY_NS, &skipped))
         return;
-    }
-    skipped = atomic_exchange(&h->refusals_unlogged, 0);
     http_addr_text(sa, addr, sizeof(addr));
     log_msg(LOG_WARNING, (const char *[]){"REMOTE", addr, "REASON", "per_ip_limit", NULL},
             "refused a connection from %s: %u connections open (max_connections_per_ip); "
-            "%lu more refusals since the last such line",
+            "%u more refusals since the last such line",
             addr, limit, skipped);
 }
 
@@ -478,13 +473,21 @@ static const char *http_route_name(const struct http_req *rq)
     return rq->builtin ? http_builtin_paths[rq->builtin] : "unmatched";
 }
 
+/* " (N more rejections not logged since the last one)" into buf. */
+static const char *dropped_text(unsigned n, char *buf, size_t size)
+{
+    snprintf(buf, size, " (%u more rejections not logged since the last one)", n);
+    return buf;
+}
+
 /* Refuse a request: log it, count it, record it, answer it. */
 static enum MHD_Result http_reject(struct http_req *rq, int status, const char *reason,
                                    const char *detail, const char *body, const char *type,
                                    const char *allow)
 {
     const char *route = http_route_name(rq);
-    char st[8];
+    char st[8], more[64];
+    unsigned dropped;
     struct store_rejection rej = {
         .route = route,
         .remote_addr = rq->remote,
@@ -498,10 +501,15 @@ static enum MHD_Result http_reject(struct http_req *rq, int status, const char *
     };
 
     snprintf(st, sizeof(st), "%d", status);
-    log_msg(status == 404 ? LOG_INFO : LOG_WARNING,
-            (const char *[]){"ROUTE", route, "REMOTE", rq->remote, "STATUS", st, "REASON",
-                             reason, NULL},
-            "rejected %s from %s: %d %s: %s", route, rq->remote, status, reason, detail);
+    /* every rejection is counted and (queue room permitting) recorded; the
+     * log shows a sample, so a junk flood cannot push out what matters */
+    if (log_limit_pass(&rq->h->rejection_log, HTTP_REJECT_LOG_BURST, HTTP_LOG_EVERY_NS,
+                       &dropped))
+        log_msg(status == 404 ? LOG_INFO : LOG_WARNING,
+                (const char *[]){"ROUTE", route, "REMOTE", rq->remote, "STATUS", st, "REASON",
+                                 reason, NULL},
+                "rejected %s from %s: %d %s: %s%s", route, rq->remote, status, reason, detail,
+                dropped ? dropped_text(dropped, more, sizeof(more)) : "");
     metrics_rejection(metrics_reason(reason));
     store_reject(rq->h->store, &rej);
     return http_send(rq, status, type ? type : "text/plain; charset=utf-8", body, allow);
@@ -748,27 +756,21 @@ static void http_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 /* libmicrohttpd's own messages go to our log. */
 static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    static atomic_ullong window_start;
-    static atomic_uint in_window, dropped;
-    uint64_t now = util_now_ns(), start = atomic_load(&window_start);
+    static struct log_limit limit;
+    unsigned dropped;
     char msg[512];
     size_t n;
 
+    (void)cls;
     /* Floods of bad requests make MHD talk a lot: at most 5 lines per 10 s. */
-    if (now - start > HTTP_LOG_EVERY_NS &&
-        atomic_compare_exchange_strong(&window_start, &start, now))
-        atomic_store(&in_window, 0);
-    if (atomic_fetch_add(&in_window, 1) >= 5) {
-        atomic_fetch_add(&dropped, 1);
+    if (!log_limit_pass(&limit, 5, HTTP_LOG_EVERY_NS, &dropped))
         return;
-    }
     vsnprintf(msg, sizeof(msg), fmt, ap);
     n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    log_msg(LOG_NOTICE, NULL,
-            "libmicrohttpd: %s (%u similar lines dropped before this one)", msg,
-            atomic_exchange(&dropped, 0));
+    log_msg(LOG_NOTICE, NULL, "libmicrohttpd: %s (%u similar lines dropped before this one)",
+            msg, dropped);
 }
 
 /* Start the MHD daemon with the fixed settings of the current runtime. */

@@ -80,6 +80,21 @@ static void log_clean(char *s, size_t size)
     memcpy(s, clean, strlen(clean) + 1);
 }
 
+int log_limit_pass(struct log_limit *l, unsigned burst, unsigned long long window_ns,
+                   unsigned *dropped)
+{
+    unsigned long long now = util_now_ns(), start = atomic_load(&l->start);
+
+    if (now - start > window_ns && atomic_compare_exchange_strong(&l->start, &start, now))
+        atomic_store(&l->in_window, 0);
+    if (atomic_fetch_add(&l->in_window, 1) >= burst) {
+        atomic_fetch_add(&l->dropped, 1);
+        return 0;
+    }
+    *dropped = atomic_exchange(&l->dropped, 0);
+    return 1;
+}
+
 /* Send one record with its fields to journald. */
 static void log_to_journal(int prio, const char *const *fields, const char *msg)
 {

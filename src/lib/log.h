@@ -27,6 +27,22 @@ int log_level_parse(const char *s);
 void log_msg(int prio, const char *const *fields, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * A log line that a flood could repeat (a rejection, a refused connection,
+ * libmicrohttpd's complaints) takes a pass first: at most `burst` lines per
+ * `window_ns`, the rest counted and dropped, so floods never crowd out the
+ * lines that matter (journald drops by unit when a unit logs too fast).
+ * Returns 1 when this line may be logged, with *dropped the lines dropped
+ * since the last one logged (say so in the line); 0 when it is dropped.
+ * A zero-initialised struct log_limit is ready; one per kind of line.
+ */
+struct log_limit {
+    _Atomic unsigned long long start;
+    _Atomic unsigned in_window, dropped;
+};
+int log_limit_pass(struct log_limit *l, unsigned burst, unsigned long long window_ns,
+                   unsigned *dropped);
+
 #define log_err(...)     log_msg(LOG_ERR, NULL, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, NULL, __VA_ARGS__)
 #define log_notice(...)  log_msg(LOG_NOTICE, NULL, __VA_ARGS__)

@@ -3,6 +3,7 @@ disk. An LD_PRELOAD shim, built here, slows down or fails fdatasync() of the
 store's WAL file while the daemon runs (controlled through a file), which
 shows that the answer waits for the sync and that a failed sync is never
 acknowledged."""
+import http.client
 import os
 import shutil
 import subprocess
@@ -13,7 +14,9 @@ import time
 import unittest
 
 import harness
-from harness import tp_envelope
+from harness import baidu_signed, form_body, tp_envelope
+import test_baidu_pay
+from test_baidu_pay import OK_PAY, audit_answer, audit_fields, new_order_id, pay_fields
 
 PATH = "/baidu/tp/events"
 
@@ -126,6 +129,143 @@ class SyncBeforeAnswer(unittest.TestCase):
             self.assertLessEqual(self.commits(d) - before, 4)
         finally:
             self.mode("ok")
+            self.assertEqual(d.stop(), 0)
+
+    def test_a_forged_flood_at_a_slow_disk_costs_genuine_callbacks_nothing(self):
+        """Forged pushes keep arriving while every fdatasync takes 400 ms and
+        the write queue is small: rejections have their own dropping queue,
+        so the genuine callbacks among them are all stored and answered 200,
+        and the log shows a bounded sample of the rejections."""
+        d = harness.Daemon(harness.tp_config(), store_extra="queue_max = 32\n")
+        d.start(env=dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl))
+        stop, forged, answers = threading.Event(), [0], []
+
+        def flood():
+            c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            while not stop.is_set():
+                body = tp_envelope({"appId": 1, "event": "E"}, token="not-the-token")
+                c.request("POST", PATH, body, {"Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 401)
+                forged[0] += 1
+
+        def genuine(n):
+            answers.append(d.post(PATH, tp_envelope({"appId": 5000 + n, "event": "E",
+                                                     "tpAppId": 1})))
+
+        try:
+            self.mode("slow")
+            floods = [threading.Thread(target=flood) for _ in range(4)]
+            for t in floods:
+                t.start()
+            time.sleep(0.5)
+            calls = []
+            for n in range(40):
+                calls.append(threading.Thread(target=genuine, args=(n,)))
+                calls[-1].start()
+                time.sleep(0.05)
+            for t in calls:
+                t.join()
+            stop.set()
+            for t in floods:
+                t.join()
+            self.assertEqual(answers, [(200, b"success")] * 40)
+            self.assertEqual(d.query("SELECT count(*) FROM events"), [(40,)])
+            self.assertGreater(forged[0], 200, "the flood was not a flood")
+            # every one counted, a sample logged (the next line logged after
+            # the window says how many were left out)
+            st, text, _ = d.request("GET", "/metrics")
+            m = re.search(rb'^payhookd_rejections_total\{reason="bad_signature"\} (\d+)', text, re.M)
+            self.assertEqual(int(m.group(1)), forged[0])
+            logged = d.logtext().count("401 bad_signature")
+            self.assertGreater(logged, 0)
+            self.assertLessEqual(logged, 50, "every rejection was logged")
+        finally:
+            stop.set()
+            self.mode("ok")
+            self.assertEqual(d.stop(), 0)
+
+    # ---- Baidu decisions made in one transaction --------------------------
+
+    def baidu_daemon(self):
+        d = harness.Daemon(harness.tp_config() + test_baidu_pay.CONFIG)
+        return d.start(env=dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl))
+
+    def in_one_batch(self, d, posts):
+        """Send (path, fields) posts in order, 30 ms apart, while the
+        fdatasync of an earlier commit takes 400 ms, so the writer takes them
+        all in its next transaction; their answers, in order."""
+        answers = [None] * len(posts)
+
+        def send(i):
+            path, fields = posts[i]
+            answers[i] = d.post(path, form_body(baidu_signed(fields, test_baidu_pay.SHOP_KEY)),
+                                test_baidu_pay.FORM)
+
+        before = self.commits(d)
+        self.mode("slow")
+        try:
+            gate = threading.Thread(target=self.timed_post, args=(d, 900))
+            gate.start()
+            time.sleep(0.1)  # the gate's fdatasync is under way
+            threads = []
+            for i in range(len(posts)):
+                threads.append(threading.Thread(target=send, args=(i,)))
+                threads[-1].start()
+                time.sleep(0.03)
+            for t in [gate] + threads:
+                t.join()
+        finally:
+            self.mode("ok")
+        self.assertEqual(self.commits(d) - before, 2, "the gate's transaction, then one for all")
+        return answers
+
+    def test_pay_notification_then_its_audit_in_one_transaction(self):
+        d = self.baidu_daemon()
+        try:
+            order = new_order_id()
+            got = self.in_one_batch(d, [(test_baidu_pay.PAY, pay_fields(order, total=1000)),
+                                        (test_baidu_pay.AUDIT, audit_fields(order, "B1", 600))])
+            # the audit decides on the pay row written before it in the same transaction
+            self.assertEqual(got, [(200, OK_PAY), (200, audit_answer(1, 600))])
+            self.assertEqual(d.query("SELECT refund_batch_id, audit_status, refund_fen FROM baidu_refunds"),
+                             [("B1", 1, 600)])
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_audit_then_its_pay_notification_in_one_transaction(self):
+        d = self.baidu_daemon()
+        try:
+            order = new_order_id()
+            got = self.in_one_batch(d, [(test_baidu_pay.AUDIT, audit_fields(order, "B1", 600)),
+                                        (test_baidu_pay.PAY, pay_fields(order, total=1000))])
+            # nothing paid was stored when the audit was decided: ask again, nothing recorded
+            self.assertEqual(got, [(200, audit_answer(3, 600)), (200, OK_PAY)])
+            self.assertEqual(d.query("SELECT count(*) FROM baidu_refunds"), [(0,)])
+            self.assertEqual(d.query("SELECT kind FROM events WHERE provider = 'baidu'"), [("pay_notify",)])
+            # Baidu's next ask is decided on the stored payment
+            st = d.post(test_baidu_pay.AUDIT, form_body(baidu_signed(audit_fields(order, "B1", 600),
+                                                                     test_baidu_pay.SHOP_KEY)),
+                        test_baidu_pay.FORM)
+            self.assertEqual(st, (200, audit_answer(1, 600)))
+        finally:
+            self.assertEqual(d.stop(), 0)
+
+    def test_two_audits_of_one_order_in_one_transaction(self):
+        d = self.baidu_daemon()
+        try:
+            order = new_order_id()
+            self.assertEqual(d.post(test_baidu_pay.PAY, form_body(baidu_signed(
+                pay_fields(order, total=1000), test_baidu_pay.SHOP_KEY)), test_baidu_pay.FORM),
+                (200, OK_PAY))
+            got = self.in_one_batch(d, [(test_baidu_pay.AUDIT, audit_fields(order, "B1", 600)),
+                                        (test_baidu_pay.AUDIT, audit_fields(order, "B2", 500))])
+            # the second sees the first's approval: 600 + 500 would exceed the 1000 paid
+            self.assertEqual(got, [(200, audit_answer(1, 600)), (200, audit_answer(2, 500))])
+            self.assertEqual(d.query("SELECT refund_batch_id, audit_status FROM baidu_refunds ORDER BY 1"),
+                             [("B1", 1), ("B2", 2)])
+        finally:
             self.assertEqual(d.stop(), 0)
 
     def test_normal_does_not_wait_for_the_disk(self):
