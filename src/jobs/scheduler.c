@@ -30,6 +30,7 @@
 #define JOBS_CLAIM_MAX   256   /* jobs claimed in one transaction */
 #define JOBS_BODY_KEEP   16384 /* bytes of an answer kept in query_results */
 #define JOBS_IDLE_MS     1000  /* longest sleep: new due times, gauges */
+#define JOBS_REQUEUE_DELAY_MS 2000 /* an unrecorded result's job runs again after */
 #define JOBS_HOOKS_MAX   16    /* when = confirmed hooks one confirmation feeds */
 
 /* A platform's caps: calls in flight, and a token bucket for the rate. */
@@ -649,6 +650,7 @@ static void jobs_requeue_unrecorded(struct jobs *j)
 {
     int64_t ids[64];
     struct job_item *take, *it, *rest;
+    char due[32];
     size_t n = 0;
 
     pthread_mutex_lock(&j->lock);
@@ -658,7 +660,9 @@ static void jobs_requeue_unrecorded(struct jobs *j)
     for (it = take; it && n < ARRAY_SIZE(ids); it = it->next)
         ids[n++] = it->job.id;
     rest = it;
-    if (n && store_jobs_release(j->s, ids, n) == 0) {
+    /* not at once: a result that cannot be written must not become a loop of calls */
+    util_iso8601_in(JOBS_REQUEUE_DELAY_MS, due);
+    if (n && store_jobs_release(j->s, ids, n, due) == 0) {
         while (take != rest) {
             it = take;
             take = take->next;
@@ -887,7 +891,7 @@ static void jobs_release_waiting(struct jobs *j)
     j->head = j->tail = NULL;
     j->queued = 0;
     /* without memory for the list they stay running: recovered at the next start */
-    if (n && store_jobs_release(j->s, ids, n) < 0)
+    if (n && store_jobs_release(j->s, ids, n, NULL) < 0)
         log_err("cannot return %zu claimed jobs to the queue; the next start does", n);
     free(ids);
 }

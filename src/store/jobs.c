@@ -37,8 +37,8 @@ static const char *const jb_sql[JB__COUNT] = {
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [JB_RECOVER] = "UPDATE jobs SET state = 'queued', lease_until = NULL"
                    " WHERE state = 'running'",
-    [JB_RELEASE] = "UPDATE jobs SET state = 'queued', lease_until = NULL"
-                   " WHERE id = ?1 AND state = 'running'",
+    [JB_RELEASE] = "UPDATE jobs SET state = 'queued', lease_until = NULL,"
+                   " due_at = coalesce(?2, due_at) WHERE id = ?1 AND state = 'running'",
     [JB_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 };
@@ -360,6 +360,7 @@ int store_jobs_recover(struct store *s)
 struct jb_ids {
     const int64_t *ids;
     size_t n;
+    const char *due_at; /* NULL: keep */
 };
 
 /* In the transaction: the given running jobs back to the queue. */
@@ -372,15 +373,16 @@ static int jb_release_write(struct store_tx *tx, void *data)
 
     for (i = 0; i < l->n; i++) {
         sqlite3_bind_int64(st, 1, l->ids[i]);
+        store_bind_text(st, 2, l->due_at);
         if ((r = store_step_done(st)) < 0)
             return r;
     }
     return 0;
 }
 
-int store_jobs_release(struct store *s, const int64_t *ids, size_t n)
+int store_jobs_release(struct store *s, const int64_t *ids, size_t n, const char *due_at)
 {
-    struct jb_ids l = {ids, n};
+    struct jb_ids l = {ids, n, due_at};
 
     return n ? store_op_wait(s, jb_release_write, &l) : 0;
 }

@@ -304,8 +304,9 @@ int store_job_finish(struct store *s, struct store_job_result *r, store_done_fn 
  * (their attempt stays counted). Waits for the commit. 0 or -errno. */
 int store_jobs_recover(struct store *s);
 
-/* Put claimed jobs that will not run now back in the queue (shutdown). Waits. */
-int store_jobs_release(struct store *s, const int64_t *ids, size_t n);
+/* Put claimed jobs back in the queue, due at due_at (NULL: when they were
+ * due), e.g. at shutdown those no worker started. Waits. */
+int store_jobs_release(struct store *s, const int64_t *ids, size_t n, const char *due_at);
 
 /* Jobs by state: queued, running, done, failed. 0 or -EIO. */
 int store_jobs_counts(struct store *s, long counts[4]);
