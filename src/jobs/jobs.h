@@ -50,5 +50,7 @@ int jobs_hook_enable(struct jobs *j, const char *hook);
 
 /* The query for a job kind, and the lane it runs in; NULL when unknown. */
 query_fn jobs_query_for(const char *kind);
+/* Whether a job kind's answer confirms its event (a token fetch does not). */
+int jobs_kind_confirms(const char *kind);
 
 #endif

@@ -11,13 +11,25 @@
 static const struct {
     const char *kind;
     query_fn run;
+    int confirms; /* its answer is a confirmation of its event */
 } job_kinds[] = {
-    {"baidu.find_order", baidu_query_find_order},
-    {"baidu.find_refund", baidu_query_find_refund},
-    {"alipay.trade_query", alipay_query_trade},
-    {"alipay.refund_query", alipay_query_refund},
-    {"gateway.trade_query", gateway_query_trade},
+    {"baidu.find_order", baidu_query_find_order, 1},
+    {"baidu.find_refund", baidu_query_find_refund, 1},
+    {"alipay.trade_query", alipay_query_trade, 1},
+    {"alipay.refund_query", alipay_query_refund, 1},
+    {"gateway.trade_query", gateway_query_trade, 1},
+    {"baidu.tp_token", baidu_query_tp_token, 0},
 };
+
+int jobs_kind_confirms(const char *kind)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(job_kinds) / sizeof(job_kinds[0]); i++)
+        if (strcmp(job_kinds[i].kind, kind) == 0)
+            return job_kinds[i].confirms;
+    return 0;
+}
 
 query_fn jobs_query_for(const char *kind)
 {

@@ -109,6 +109,8 @@ static const char *job_outcome_name(const struct job_item *it)
 {
     if (job_is_hook(&it->job) && it->ans.result == QUERY_CONFIRMED)
         return "delivered";
+    if (it->ans.result == QUERY_CONFIRMED && !jobs_kind_confirms(it->job.kind))
+        return "done"; /* a token fetched: nothing was confirmed */
     return result_names[it->ans.result];
 }
 
@@ -180,6 +182,11 @@ static void job_recorded(void *data, const struct store_result *res)
                 "queue and runs again",
                 (long long)it->job.id, it->job.kind, res->error ? res->error : "?");
     openapi_call_free(&it->ans.call);
+    if (it->ans.token) {
+        explicit_bzero(it->ans.token, strlen(it->ans.token));
+        free(it->ans.token);
+        it->ans.token = NULL;
+    }
     store_job_clear(&it->job);
     it->job.id = id; /* what a requeue needs */
     while (it->n_also)
@@ -219,6 +226,32 @@ static void job_log_end(const struct job_item *it, const char *confirmation)
 }
 
 static int job_also_hooks(struct store_tx *tx, void *data);
+
+/* In the transaction that records the answer: the token it issued. */
+static int job_also_token(struct store_tx *tx, void *data)
+{
+    const struct job_item *it = data;
+
+    return store_tx_set_token(tx, it->ans.token_app, it->ans.token, it->ans.token_expires_in,
+                              NULL);
+}
+
+/* A job that confirms nothing (a token fetch) ended: no confirmation, and
+ * the last failure logged once. */
+static void job_decide_plain(struct job_item *it)
+{
+    struct store_job_result *r = &it->res;
+
+    if (r->outcome)
+        r->outcome = it->ans.result == QUERY_CONFIRMED ? "done" : r->outcome;
+    if (it->ans.token && it->ans.result == QUERY_CONFIRMED) {
+        r->also = job_also_token;
+        r->also_data = it;
+    }
+    if (strcmp(r->state, "failed") == 0 || (r->outcome && strcmp(r->outcome, "mismatch") == 0))
+        log_warning("job %lld (%s) failed after %u attempts: %s", (long long)it->job.id,
+                    it->job.kind, it->job.attempts, it->ans.detail);
+}
 
 /* A hook delivery's next state: delivered, retried (Retry-After honoured
  * up to retry_max), held while the hook is gone, or dead. */
@@ -302,6 +335,10 @@ static void job_decide(struct job_item *it)
     }
     if (a->result != QUERY_CONFIRMED)
         r->error = a->detail;
+    if (!jobs_kind_confirms(it->job.kind)) {
+        job_decide_plain(it);
+        confirmation = NULL;
+    }
     metrics_job_run(it->job.kind, job_outcome_name(it), strcmp(r->state, "queued") == 0);
     if (confirmation) {
         metrics_confirmation(confirmation);

@@ -46,6 +46,11 @@ struct query_answer {
     int exit_status;  /* call.http_status is a command's exit code (0 is one, not "none") */
     /* a mismatch: which field, ours, theirs */
     char field[32], ours[64], theirs[64];
+    /* a token the answer issued (malloc'd), written with the result into
+     * tokens for token_app; never into query_results, never logged */
+    char *token;
+    const char *token_app;
+    long long token_expires_in;
 };
 
 typedef void (*query_fn)(const struct query_env *env, struct query_answer *a);
@@ -56,6 +61,7 @@ void baidu_query_find_refund(const struct query_env *env, struct query_answer *a
 void alipay_query_trade(const struct query_env *env, struct query_answer *a);
 void alipay_query_refund(const struct query_env *env, struct query_answer *a);
 void gateway_query_trade(const struct query_env *env, struct query_answer *a);
+void baidu_query_tp_token(const struct query_env *env, struct query_answer *a);
 
 /* ---- shared by the platform queries (openapi/query.c) ---- */
 

@@ -186,8 +186,16 @@ struct store *store_close(struct store *s);
 
 /* ---- for in_tx callbacks (writer thread, inside the transaction) ------ */
 
-/* Keep ticket as the latest TP ticket unless a newer one is stored. */
+/* Keep ticket as the latest TP ticket unless a newer one is stored: 1 it is
+ * the latest now, 0 a newer one is kept, -EIO. */
 int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time);
+/* 1 when `app` has a token valid for at least margin_s more seconds (or with
+ * no known expiry), 0 when not, -EIO. */
+int store_tx_token_fresh(struct store_tx *tx, const char *app, int64_t margin_s);
+/* Store app's token (expires_in seconds from now; <= 0: unknown); a NULL
+ * refresh_token keeps the stored one. 0 or -EIO. */
+int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_token,
+                       int64_t expires_in, const char *refresh_token);
 
 /* payMoney (text) of the verified paid (status 2) notification of a Baidu
  * order: 1 found, 0 none, -ENOSPC (longer than len: never cut), -EIO. */

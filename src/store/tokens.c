@@ -1,10 +1,13 @@
 /*
- * tokens.c: the TP's credentials as the platform pushes them: the latest
- * verification ticket.
+ * tokens.c: the TP's credentials: the latest verification ticket the
+ * platform pushes, and the access tokens it issues (the TP's own, app
+ * 'tp'). Written only inside the writer's transactions.
  */
 #include "store/store_int.h"
 
-enum { TK_SET_TICKET, TK__COUNT };
+#include <errno.h>
+
+enum { TK_SET_TICKET, TK_FRESH, TK_SET_TOKEN, TK__COUNT };
 
 static const char *const tk_sql[TK__COUNT] = {
     [TK_SET_TICKET] = "INSERT INTO tp_ticket (id, ticket, create_time, received_at)"
@@ -12,17 +15,56 @@ static const char *const tk_sql[TK__COUNT] = {
                       " ticket = excluded.ticket, create_time = excluded.create_time,"
                       " received_at = excluded.received_at"
                       " WHERE excluded.create_time >= tp_ticket.create_time",
+    [TK_FRESH] = "SELECT 1 FROM tokens WHERE app = ?1 AND (expires_at IS NULL OR"
+                 " expires_at > strftime('%Y-%m-%dT%H:%M:%fZ', ?2, '+' || ?3 || ' seconds'))",
+    [TK_SET_TOKEN] = "INSERT INTO tokens (app, access_token, expires_at, refresh_token, updated_at)"
+                     " VALUES (?1, ?2, CASE WHEN ?3 > 0 THEN"
+                     " strftime('%Y-%m-%dT%H:%M:%fZ', ?5, '+' || ?3 || ' seconds') END, ?4, ?5)"
+                     " ON CONFLICT (app) DO UPDATE SET access_token = excluded.access_token,"
+                     " expires_at = excluded.expires_at,"
+                     " refresh_token = coalesce(excluded.refresh_token, tokens.refresh_token),"
+                     " updated_at = excluded.updated_at",
 };
 
 const struct store_table store_tokens_table = {"tokens", tk_sql, TK__COUNT};
 
-/* Keep the latest TP ticket (called from an in_tx callback). */
+/* Keep the latest TP ticket (called from an in_tx callback): 1 when it is
+ * the latest now, 0 when a newer one was kept, -EIO. */
 int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_time)
 {
     sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_SET_TICKET);
+    int r;
 
     sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, create_time);
     sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+    r = store_step_done(st);
+    return r < 0 ? r : sqlite3_changes(tx->s->db) > 0;
+}
+
+int store_tx_token_fresh(struct store_tx *tx, const char *app, int64_t margin_s)
+{
+    sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_FRESH);
+    int rc;
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, tx->received_at, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, margin_s);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_token,
+                       int64_t expires_in, const char *refresh_token)
+{
+    sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_SET_TOKEN);
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, access_token, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, expires_in);
+    store_bind_text(st, 4, refresh_token);
+    sqlite3_bind_text(st, 5, tx->received_at, -1, SQLITE_STATIC);
     return store_step_done(st);
 }

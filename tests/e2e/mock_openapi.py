@@ -42,13 +42,14 @@ import sys
 import threading
 import time
 import traceback
+import unittest
 import urllib.parse
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from harness import RsaKey, load_vector
+from harness import Daemon, RsaKey, load_vector
 
 # path -> route key. Both the cashier path and the TP one (".../tp/...") map
 # to the same key; Request.path tells them apart.
@@ -1097,3 +1098,24 @@ class MockOpenAPI:
             obj["sign_type"] = "MD5"
             obj["sign"] = gateway_md5(obj, self.gateway_secret, self.gateway_sign_mode)
         return Answer(200, _jbytes(obj))
+
+
+class MockTestCase(unittest.TestCase):
+    """A daemon per test, pointed at a mock OpenAPI per test. A subclass
+    gives daemon_config(mock); tearDown checks a clean stop and that the
+    mock itself did not fail."""
+
+    def daemon_config(self, mock):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.mock = MockOpenAPI().start()
+        self.addCleanup(self.mock.stop)
+        self.d = Daemon(self.daemon_config(self.mock))
+        self.addCleanup(self.d.kill)
+        self.d.start()
+
+    def tearDown(self):
+        if self.d.proc and self.d.proc.poll() is None:
+            self.assertEqual(self.d.stop(), 0, self.d.logtext())
+        self.assertEqual(self.mock.errors, [])

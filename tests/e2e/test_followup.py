@@ -13,7 +13,7 @@ import unittest
 
 import harness
 from harness import Daemon, RsaKey, baidu_signed, canonical, form_body
-from mock_openapi import MockOpenAPI, verify_alipay_request, verify_gateway_request
+from mock_openapi import MockOpenAPI, MockTestCase, verify_alipay_request, verify_gateway_request
 from test_baidu_pay import new_order_id, pay_fields
 import test_alipay
 
@@ -84,21 +84,12 @@ merchant_no = M100
     return text
 
 
-class FollowUp(unittest.TestCase):
+class FollowUp(MockTestCase):
     """A daemon per test, pointed at a mock OpenAPI per test."""
     openapi = ""
 
-    def setUp(self):
-        self.mock = MockOpenAPI().start()
-        self.addCleanup(self.mock.stop)
-        self.d = Daemon(config(self.mock, self.openapi))
-        self.addCleanup(self.d.kill)
-        self.d.start()
-
-    def tearDown(self):
-        if self.d.proc and self.d.proc.poll() is None:
-            self.assertEqual(self.d.stop(), 0, self.d.logtext())
-        self.assertEqual(self.mock.errors, [])
+    def daemon_config(self, mock):
+        return config(mock, self.openapi)
 
     # ---- helpers ----
     def pay(self, total=1000, status=2, tp_order=None, order=None):
@@ -264,12 +255,8 @@ class BaiduFollowUp(FollowUp):
 
 
 class NoQuery(FollowUp):
-    def setUp(self):
-        self.mock = MockOpenAPI().start()
-        self.addCleanup(self.mock.stop)
-        self.d = Daemon(config(self.mock, baidu_query="no"))
-        self.addCleanup(self.d.kill)
-        self.d.start()
+    def daemon_config(self, mock):
+        return config(mock, baidu_query="no")
 
     def test_query_no_means_confirmation_none_and_no_call(self):
         eid, _, _ = self.pay()

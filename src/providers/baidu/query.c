@@ -37,17 +37,16 @@ static const struct config_baidu_app *bq_app(const struct query_env *env,
     return NULL;
 }
 
-/* GET BQ_PATH<method>?<params>; the parsed `data` member through *root, or
- * NULL with a set. */
+/* GET <baidu_base><path>?<params>; the parsed `data` member through *root,
+ * or NULL with a set. */
 static const cJSON *bq_get(const struct query_env *env, struct query_answer *a,
-                           const char *method, const char *const *params, cJSON **root)
+                           const char *path, const char *const *params, cJSON **root)
 {
     char *q = query_encode(params), *url = NULL, errno_text[24];
     const cJSON *data = NULL;
 
     *root = NULL;
-    if (!q || asprintf(&url, "%s" BQ_PATH "%s?%s", env->cfg->openapi.baidu_base, method,
-                       q) < 0)
+    if (!q || asprintf(&url, "%s%s?%s", env->cfg->openapi.baidu_base, path, q) < 0)
         url = NULL;
     if (q)
         explicit_bzero(q, strlen(q)); /* it holds the access token */
@@ -91,7 +90,7 @@ static int bq_refunded(const struct query_env *env, const struct config_baidu_ap
                             env->job->merchant_order_id, "userId", bq_field(env, "userId"),
                             "pmAppKey", app->app_key, NULL};
     cJSON *root;
-    const cJSON *data = bq_get(env, a, "findOrderRefund", params, &root), *it;
+    const cJSON *data = bq_get(env, a, BQ_PATH "findOrderRefund", params, &root), *it;
     char st[16];
     int found = data ? 0 : -1;
 
@@ -160,7 +159,7 @@ void baidu_query_find_order(const struct query_env *env, struct query_answer *a)
     {
         const char *params[] = {"access_token", app->access_token, "tpOrderId", tp_order,
                                 "pmAppKey", app->app_key, NULL};
-        data = bq_get(env, a, "findByTpOrderId", params, &root);
+        data = bq_get(env, a, BQ_PATH "findByTpOrderId", params, &root);
     }
     if (!data && strcmp(a->code, "0") == 0)
         query_set(a, QUERY_UNKNOWN_ORDER, "the platform answered no data for tpOrderId %.64s",
@@ -209,7 +208,44 @@ void baidu_query_find_refund(const struct query_env *env, struct query_answer *a
         return;
     if (!env->job->merchant_order_id)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
-    if ((data = bq_get(env, a, "findOrderRefund", params, &root)) != NULL)
+    if ((data = bq_get(env, a, BQ_PATH "findOrderRefund", params, &root)) != NULL)
         bq_judge_refund(env, data, a);
     cJSON_Delete(root);
+}
+
+/*
+ * The TP's own token (protocols.md section 3), from the ticket of the push
+ * that made this job (in_tx made it only when that ticket was the latest
+ * and the stored token near its end). The token goes to the result's
+ * transaction, never to query_results: the answer's body is wiped.
+ */
+void baidu_query_tp_token(const struct query_env *env, struct query_answer *a)
+{
+    const char *ticket = env->fields ? json_string(env->fields, "Ticket") : NULL;
+    const char *params[] = {"client_id", env->cfg->tp.client_id, "ticket", ticket, NULL};
+    cJSON *root = NULL;
+    const cJSON *data;
+    const char *tok;
+    char exp[24];
+
+    if (!ticket || !env->cfg->tp.enabled)
+        return query_set(a, QUERY_ERROR, "%s", !ticket ? "the push has no Ticket"
+                                                      : "[baidu.tp] is not configured");
+    data = bq_get(env, a, "/public/2.0/smartapp/auth/tp/token", params, &root);
+    tok = data ? json_string(data, "access_token") : NULL;
+    if (data && (!tok || !tok[0]))
+        query_set(a, QUERY_ERROR, "the answer has no data.access_token");
+    else if (tok && !(a->token = strdup(tok)))
+        query_set(a, QUERY_ERROR, "out of memory");
+    else if (tok) {
+        a->token_app = "tp";
+        a->token_expires_in =
+            query_text(data, "expires_in", exp, sizeof(exp)) == 0 ? strtoll(exp, NULL, 10) : 0;
+        query_set(a, QUERY_CONFIRMED, "TP token fetched, expires in %lld s",
+                  a->token_expires_in);
+    }
+    cJSON_Delete(root);
+    if (a->call.body.data) /* it holds the token */
+        explicit_bzero(a->call.body.data, a->call.body.len);
+    a->call.body.len = 0;
 }

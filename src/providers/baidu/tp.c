@@ -23,6 +23,14 @@ struct tp_state {
     const struct config_baidu_tp *c;
 };
 
+/* What a verified ticket push does in its transaction. */
+struct tp_ticket_tx {
+    const cJSON *msg;
+};
+
+/* The TP token is fetched again once it has less than this left. */
+#define TP_TOKEN_MARGIN_S (24 * 3600)
+
 /* What one push carries once it has been authenticated (or allowed plain). */
 struct tp_message {
     cJSON *json;
@@ -38,19 +46,33 @@ static enum provider_verdict tp_handle(const void *state,
 static const struct route_ops tp_ops = {
     .kind = "tp_push", .accepts = provider_accepts_json, .handle = tp_handle};
 
-/* Keep a ticket push's ticket as the latest one, in the event's transaction. */
+/*
+ * Keep a ticket push's ticket as the latest one, in the event's
+ * transaction; when it is the latest and the TP token is missing or near
+ * its expiry, the event brings a job that fetches the token with it.
+ * Tickets come every 10 minutes: deciding here, on what is stored, keeps
+ * that from becoming a token fetch every 10 minutes.
+ */
 static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, void *data)
 {
-    const cJSON *msg = data;
-    const char *ticket = json_string(msg, "Ticket");
+    const struct tp_ticket_tx *t = data;
+    const char *ticket = json_string(t->msg, "Ticket");
     char ct[32];
     long long create_time = 0;
+    int r;
 
     if (!ticket)
         return 0;
-    if (json_text(msg, "CreateTime", ct, sizeof(ct)) > 0)
+    if (json_text(t->msg, "CreateTime", ct, sizeof(ct)) > 0)
         create_time = strtoll(ct, NULL, 10);
-    return store_tx_set_ticket(tx, ticket, create_time);
+    if ((r = store_tx_set_ticket(tx, ticket, create_time)) <= 0)
+        return r;
+    if ((r = store_tx_token_fresh(tx, "tp", TP_TOKEN_MARGIN_S)) < 0)
+        return r;
+    if (r == 0)
+        ev->followup = (struct store_followup){
+            .kind = "baidu.tp_token", .lane = "baidu", .delay_s = 0};
+    return 0;
 }
 
 /* Envelope field as text (strings or integers accepted) into buf: the
@@ -167,8 +189,12 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     ev->remote_addr = rq->remote_addr;
     ev->answer = "success";
     if (is_ticket && m->verified) {
+        struct tp_ticket_tx *t = arena_alloc(out->arena, sizeof(*t));
+        if (!t)
+            return tp_no_memory(out);
+        t->msg = m->json;
         ev->in_tx = tp_in_tx_ticket;
-        ev->in_tx_data = m->json;
+        ev->in_tx_data = t;
     }
     out->answer_type = "text/plain; charset=utf-8";
     out->fail_status = 503;
