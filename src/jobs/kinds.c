@@ -19,6 +19,8 @@ static const struct {
     {"alipay.refund_query", alipay_query_refund, 1},
     {"gateway.trade_query", gateway_query_trade, 1},
     {"baidu.tp_token", baidu_query_tp_token, 0},
+    {"baidu.app_token", baidu_query_app_token, 0},
+    {"baidu.app_refresh", baidu_query_app_refresh, 0},
 };
 
 int jobs_kind_confirms(const char *kind)

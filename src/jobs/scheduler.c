@@ -182,11 +182,8 @@ static void job_recorded(void *data, const struct store_result *res)
                 "queue and runs again",
                 (long long)it->job.id, it->job.kind, res->error ? res->error : "?");
     openapi_call_free(&it->ans.call);
-    if (it->ans.token) {
-        explicit_bzero(it->ans.token, strlen(it->ans.token));
-        free(it->ans.token);
-        it->ans.token = NULL;
-    }
+    util_free_secret(&it->ans.token);
+    util_free_secret(&it->ans.refresh_token);
     store_job_clear(&it->job);
     it->job.id = id; /* what a requeue needs */
     while (it->n_also)
@@ -231,9 +228,13 @@ static int job_also_hooks(struct store_tx *tx, void *data);
 static int job_also_token(struct store_tx *tx, void *data)
 {
     const struct job_item *it = data;
+    const struct query_answer *a = &it->ans;
+    struct store_followup then = {
+        .kind = a->then_kind, .lane = a->then_lane, .delay_s = a->then_delay_s};
 
-    return store_tx_set_token(tx, it->ans.token_app, it->ans.token, it->ans.token_expires_in,
-                              NULL);
+    if (store_tx_set_token(tx, a->token_app, a->token, a->token_expires_in, a->refresh_token) < 0)
+        return -EIO;
+    return a->then_kind ? store_tx_job_schedule(tx, a->token_app, &then) : 0;
 }
 
 /* A job that confirms nothing (a token fetch) ended: no confirmation, and

@@ -339,3 +339,11 @@ void arena_free(struct arena *a)
     }
     a->head = NULL;
 }
+
+void util_free_secret(char **p)
+{
+    if (*p)
+        explicit_bzero(*p, strlen(*p));
+    free(*p);
+    *p = NULL;
+}

@@ -28,6 +28,8 @@ int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Release the memory; the buffer is empty and reusable afterwards. */
 void buf_free(struct buf *b);
+/* Wipe a NUL-terminated secret (a token, a code), free it, set *p NULL. */
+void util_free_secret(char **p);
 /* Take ownership of the bytes (NULL if nothing was ever appended). */
 char *buf_steal(struct buf *b);
 

@@ -48,9 +48,13 @@ struct query_answer {
     char field[32], ours[64], theirs[64];
     /* a token the answer issued (malloc'd), written with the result into
      * tokens for token_app; never into query_results, never logged */
-    char *token;
+    char *token, *refresh_token;
     const char *token_app;
     long long token_expires_in;
+    /* a job to schedule for token_app in the same transaction (one queued
+     * per app and kind), e.g. the token's next refresh */
+    const char *then_kind, *then_lane;
+    unsigned then_delay_s;
 };
 
 typedef void (*query_fn)(const struct query_env *env, struct query_answer *a);
@@ -62,6 +66,8 @@ void alipay_query_trade(const struct query_env *env, struct query_answer *a);
 void alipay_query_refund(const struct query_env *env, struct query_answer *a);
 void gateway_query_trade(const struct query_env *env, struct query_answer *a);
 void baidu_query_tp_token(const struct query_env *env, struct query_answer *a);
+void baidu_query_app_token(const struct query_env *env, struct query_answer *a);
+void baidu_query_app_refresh(const struct query_env *env, struct query_answer *a);
 
 /* ---- shared by the platform queries (openapi/query.c) ---- */
 

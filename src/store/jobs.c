@@ -15,7 +15,10 @@
 #include "lib/util.h"
 
 enum { JB_CREATE, JB_CLAIM, JB_FINISH, JB_RESULT, JB_RECOVER, JB_RELEASE, JB_META,
-       JB__COUNT };
+       JB_SCHEDULE_SOONER, JB_SCHEDULE_NEW, JB_CANCEL, JB__COUNT };
+
+/* When a job created at ?1 with a delay of ?2 seconds is due. */
+#define JB_DUE_AT(now, delay) "strftime('%Y-%m-%dT%H:%M:%fZ', " now ", '+' || " delay " || ' seconds')"
 
 static const char *const jb_sql[JB__COUNT] = {
     [JB_CREATE] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at,"
@@ -41,6 +44,13 @@ static const char *const jb_sql[JB__COUNT] = {
                    " due_at = coalesce(?2, due_at) WHERE id = ?1 AND state = 'running'",
     [JB_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [JB_SCHEDULE_SOONER] = "UPDATE jobs SET due_at = min(due_at, " JB_DUE_AT("?3", "?4") ")"
+                           " WHERE app = ?1 AND kind = ?2 AND state = 'queued'"
+                           " AND event_id IS NULL RETURNING id",
+    [JB_SCHEDULE_NEW] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at)"
+                        " VALUES (NULL, ?2, ?5, ?1, 0, " JB_DUE_AT("?3", "?4") ", ?3)",
+    [JB_CANCEL] = "UPDATE jobs SET state = 'failed', outcome = 'cancelled', last_error = ?3,"
+                  " finished_at = ?4 WHERE app = ?1 AND lane = ?2 AND state = 'queued'",
 };
 
 const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
@@ -62,7 +72,11 @@ static const char jb_lanes_sql[] =
     "SELECT j.id, j.event_id, j.kind, j.lane, j.app, j.attempts, e.provider, e.kind,"      \
     " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"  \
     " e.received_at, e.verified, j.context, CASE WHEN j.context IS NOT NULL THEN e.body END," \
-    " e.refund_total_fen"                                                                  \
+    " e.refund_total_fen,"                                                                 \
+    /* the tokens a query uses; never read for a hook's delivery */                      \
+    " CASE WHEN j.context IS NULL THEN (SELECT access_token FROM tokens WHERE app = j.app) END," \
+    " CASE WHEN j.context IS NULL THEN (SELECT refresh_token FROM tokens WHERE app = j.app) END," \
+    " CASE WHEN j.context IS NULL THEN (SELECT access_token FROM tokens WHERE app = 'tp') END" \
     " FROM jobs j LEFT JOIN events e ON e.id = j.event_id"                                 \
     " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
 static const char jb_due_sql[] = JB_DUE_COLUMNS " ORDER BY j.due_at LIMIT ?3";
@@ -75,6 +89,16 @@ static const char jb_due_hook_sql[] =
                    " AND pe.order_id = e.order_id AND pe.id < e.id"
                    " AND p.state IN ('queued', 'running'))"
                    " ORDER BY j.due_at LIMIT ?3";
+/* Lanes named "*.tokens" run one job per app at a time: an app's next token
+ * job is handed out only once no other of its token jobs is running, so
+ * two workers never spend one single-use refresh token. The claim is
+ * durable before the hand-over, so the next read sees it running. */
+static const char jb_due_per_app_sql[] =
+    JB_DUE_COLUMNS " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane"
+                   " AND r.app IS j.app AND r.state = 'running')"
+                   " AND j.id = (SELECT min(q.id) FROM jobs q WHERE q.lane = j.lane"
+                   " AND q.app IS j.app AND q.state = 'queued' AND q.due_at <= ?2)"
+                   " ORDER BY j.due_at LIMIT ?3";
 static const char jb_counts_sql[] = "SELECT state, count(*) FROM jobs GROUP BY state";
 
 /* ---- in the event's transaction ---------------------------------------- */
@@ -83,7 +107,10 @@ int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
                         const struct store_followup *f)
 {
     sqlite3_stmt *st = JB_ST(tx->s, JB_CREATE);
+    int r;
 
+    if (f->token_app && (r = store_tx_token_exists(tx, f->token_app)) <= 0)
+        return r; /* no token to ask with: no query (confirmation none) */
     sqlite3_bind_int64(st, 1, event_id);
     sqlite3_bind_text(st, 2, f->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, f->lane, -1, SQLITE_STATIC);
@@ -92,6 +119,44 @@ int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
     sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 7, (int)f->delay_s);
     store_bind_text(st, 8, f->confirmation);
+    return store_step_done(st);
+}
+
+int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct store_followup *f)
+{
+    sqlite3_stmt *st = JB_ST(tx->s, JB_SCHEDULE_SOONER);
+    int rc, i;
+
+    for (i = 0; i < 2; i++) {
+        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, f->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, (int)f->delay_s);
+        if (i == 1)
+            sqlite3_bind_text(st, 5, f->lane, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        while (rc == SQLITE_ROW) /* RETURNING: finish the statement */
+            rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            return -EIO;
+        if (i == 1 || sqlite3_changes(tx->s->db) > 0)
+            return 0;
+        st = JB_ST(tx->s, JB_SCHEDULE_NEW); /* none queued: a new one */
+    }
+    return 0;
+}
+
+int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,
+                         const char *why)
+{
+    sqlite3_stmt *st = JB_ST(tx->s, JB_CANCEL);
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, lane, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, why, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, tx->received_at, -1, SQLITE_STATIC);
     return store_step_done(st);
 }
 
@@ -168,7 +233,23 @@ static int jb_row(sqlite3_stmt *st, struct store_job *j)
     }
     j->has_refund_total = sqlite3_column_type(st, 18) != SQLITE_NULL;
     j->refund_total_fen = sqlite3_column_int64(st, 18);
+    j->token = jb_text(st, 19, &bad);
+    j->refresh_token = jb_text(st, 20, &bad);
+    j->tp_token = jb_text(st, 21, &bad);
     return bad ? -ENOMEM : 0;
+}
+
+/* The due read for a lane: hooks keep each order's order, token lanes run
+ * one job per app. */
+static const char *jb_due_sql_for(const char *lane)
+{
+    size_t n = strlen(lane);
+
+    if (strncmp(lane, "hook.", 5) == 0)
+        return jb_due_hook_sql;
+    if (n > 7 && strcmp(lane + n - 7, ".tokens") == 0)
+        return jb_due_per_app_sql;
+    return jb_due_sql;
 }
 
 int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned limit,
@@ -186,8 +267,7 @@ int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned 
         free(jobs);
         return -EIO;
     }
-    if ((st = store_reader_stmt(r, strncmp(lane, "hook.", 5) == 0 ? jb_due_hook_sql
-                                                                    : jb_due_sql)) != NULL) {
+    if ((st = store_reader_stmt(r, jb_due_sql_for(lane))) != NULL) {
         sqlite3_bind_text(st, 1, lane, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 3, (int)limit);
@@ -211,6 +291,9 @@ int store_jobs_due(struct store *s, const char *lane, const char *now, unsigned 
 
 void store_job_clear(struct store_job *j)
 {
+    util_free_secret(&j->token);
+    util_free_secret(&j->refresh_token);
+    util_free_secret(&j->tp_token);
     free(j->app);
     free(j->provider);
     free(j->ev_kind);

@@ -40,6 +40,9 @@ struct store_followup {
     /* a hook delivery: the confirmation its envelope states ("pending",
      * "none", "confirmed"), fixed with the event's deliveries at creation */
     const char *confirmation;
+    /* when set: created only when `tokens` holds a row for this app (the
+     * query's token comes from the store, not the config) */
+    const char *token_app;
 };
 
 /* What a provider asks to store. Strings may be NULL where a column is
@@ -197,6 +200,18 @@ int store_tx_token_fresh(struct store_tx *tx, const char *app, int64_t margin_s)
 int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_token,
                        int64_t expires_in, const char *refresh_token);
 
+/* A job for app with no event, at most one queued per (app, kind): an
+ * existing one is brought forward to f's due time if that is earlier. */
+int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct store_followup *f);
+/* Fail app's queued jobs of lane (its queries, its token jobs) with `why`
+ * (an app that withdrew its authorisation). 0 or -EIO. */
+int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,
+                         const char *why);
+/* 1 when app has a token row (whatever its expiry), 0 not, -EIO. */
+int store_tx_token_exists(struct store_tx *tx, const char *app);
+/* Delete app's tokens. 0 or -EIO. */
+int store_tx_token_delete(struct store_tx *tx, const char *app);
+
 /* payMoney (text) of the verified paid (status 2) notification of a Baidu
  * order: 1 found, 0 none, -ENOSPC (longer than len: never cut), -EIO. */
 int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money,
@@ -259,6 +274,9 @@ struct store_job {
     char *context; /* a hook delivery's "<confirmation> <deliveries>" */
     void *body;    /* hook deliveries only: the raw callback */
     size_t body_len;
+    /* queries only, from `tokens` (wiped when freed): the app's access and
+     * refresh tokens, and the TP's own token */
+    char *token, *refresh_token, *tp_token;
 };
 
 /* Up to max lanes that have queued jobs: 0 and *n, or -EIO. */

@@ -7,7 +7,7 @@
 
 #include <errno.h>
 
-enum { TK_SET_TICKET, TK_FRESH, TK_SET_TOKEN, TK__COUNT };
+enum { TK_SET_TICKET, TK_FRESH, TK_SET_TOKEN, TK_EXISTS, TK_DELETE, TK__COUNT };
 
 static const char *const tk_sql[TK__COUNT] = {
     [TK_SET_TICKET] = "INSERT INTO tp_ticket (id, ticket, create_time, received_at)"
@@ -24,6 +24,8 @@ static const char *const tk_sql[TK__COUNT] = {
                      " expires_at = excluded.expires_at,"
                      " refresh_token = coalesce(excluded.refresh_token, tokens.refresh_token),"
                      " updated_at = excluded.updated_at",
+    [TK_EXISTS] = "SELECT 1 FROM tokens WHERE app = ?1",
+    [TK_DELETE] = "DELETE FROM tokens WHERE app = ?1",
 };
 
 const struct store_table store_tokens_table = {"tokens", tk_sql, TK__COUNT};
@@ -42,18 +44,40 @@ int store_tx_set_ticket(struct store_tx *tx, const char *ticket, int64_t create_
     return r < 0 ? r : sqlite3_changes(tx->s->db) > 0;
 }
 
+/* Whether a bound one-row SELECT found its row: 1, 0, -EIO. */
+static int tk_found(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 int store_tx_token_fresh(struct store_tx *tx, const char *app, int64_t margin_s)
 {
     sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_FRESH);
-    int rc;
 
     sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, tx->received_at, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, margin_s);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+    return tk_found(st);
+}
+
+int store_tx_token_exists(struct store_tx *tx, const char *app)
+{
+    sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_EXISTS);
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    return tk_found(st);
+}
+
+int store_tx_token_delete(struct store_tx *tx, const char *app)
+{
+    sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_DELETE);
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    return store_step_done(st);
 }
 
 int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_token,

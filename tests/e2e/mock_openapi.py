@@ -499,6 +499,7 @@ class MockOpenAPI:
         self.baidu_codes = None      # None: any authorization code; a set: only these (single use)
         self.baidu_refresh_tokens = set()   # valid single-use refresh tokens (issued ones are added)
         self.baidu_issued = []       # [{app_token answer}] in order
+        self.baidu_app_expires_in = 3600     # expires_in of issued app tokens (or callable(n))
         self.baidu_unauthorized_apps = set()  # app_ids answered errno 50032 by retrieve_code
         self.baidu_bindservice = {}  # access_token (or "*") -> getbindservice `data`
         self.baidu_pay_service_audit = {}  # access_token (or "*") -> {"status":..,"fail_reason":..}
@@ -950,10 +951,18 @@ class MockOpenAPI:
         return self._baidu_json({"errno": 0, "msg": "success", "data": {
             "access_token": self.baidu_tp_token, "expires_in": 2592000, "scope": "smartapp_tp"}})
 
+    def _tp_token_error(self, req):
+        """Calls made with the TP's token (oauth, retrieve code) need the one issued."""
+        if req.params.get("access_token") != self.baidu_tp_token:
+            return self._baidu_json({"error_code": 110,
+                                     "error_msg": "Access token invalid or no longer valid"})
+        return None
+
     def _issue_app_token(self):
         n = next(self._serial)
+        life = self.baidu_app_expires_in
         ans = {"access_token": "mock-app-token-%d" % n, "refresh_token": "mock-refresh-%d" % n,
-               "expires_in": 3600}
+               "expires_in": life(n) if callable(life) else life}
         with self.lock:
             self.baidu_refresh_tokens.add(ans["refresh_token"])
             if self.baidu_tokens is not None:
@@ -962,6 +971,9 @@ class MockOpenAPI:
         return self._baidu_json(ans)
 
     def _h_baidu_app_token(self, req):
+        err = self._tp_token_error(req)
+        if err:
+            return err
         p = req.params
         grant = p.get("grant_type")
         if grant == "app_to_tp_authorization_code":
@@ -983,6 +995,9 @@ class MockOpenAPI:
                                  "error_description": "The authorization grant type is not supported"})
 
     def _h_baidu_retrieve_code(self, req):
+        err = self._tp_token_error(req)
+        if err:
+            return err
         app_id = req.params.get("app_id")
         if not app_id:
             return self._baidu_json({"errno": 60000, "msg": "参数错误"})

@@ -4,15 +4,24 @@ less than a day left, brings a job in its transaction that asks the mock
 OpenAPI on 127.0.0.1 for the token with the configured client id and that
 ticket; the token lands in `tokens` (app 'tp') with its expiry, and never in
 query_results or the log. A fresh token means later tickets fetch nothing;
-a refused ticket is a job failure with back-off, not a loop."""
+a refused ticket is a job failure with back-off, not a loop.
+
+And the apps' tokens (item 2): an AUTHORIZED push's code is exchanged once
+with the TP token; the pair is stored and refreshed before it expires with
+the stored single-use refresh token; a refused refresh (or code) is
+recovered through retrieve/authorizationcode; UPDATE_AUTHORIZED refreshes at
+once, one refresh per app at a time; UNAUTHORIZED deletes the tokens and
+cancels the app's queued jobs; a [baidu.app] without access_token asks with
+the stored one."""
 import json
 import sqlite3
 import time
 import unittest
 
 import harness
-from harness import Daemon, tp_envelope
+from harness import baidu_signed, form_body, tp_envelope
 from mock_openapi import MockTestCase
+from test_baidu_pay import new_order_id, pay_fields
 
 OPENAPI = """
 [openapi]
@@ -29,9 +38,12 @@ def ticket(t, create_time):
                         "CreateTime": create_time, "FromUserName": "tp"})
 
 
-class TpToken(MockTestCase):
+class TokenCase(MockTestCase):
+    """A daemon with [baidu.tp] (and `extra`) against a mock OpenAPI."""
+    extra = ""
+
     def daemon_config(self, mock):
-        return harness.tp_config() + OPENAPI % mock.base
+        return harness.tp_config() + OPENAPI % mock.base + self.extra
 
     def push(self, t, create_time):
         self.assertEqual(self.d.post("/baidu/tp/events", ticket(t, create_time)), (200, b"success"))
@@ -49,6 +61,8 @@ class TpToken(MockTestCase):
     def token_jobs(self):
         return self.d.query("SELECT state, outcome FROM jobs WHERE kind = 'baidu.tp_token' ORDER BY id")
 
+
+class TpToken(TokenCase):
     def test_ticket_push_fetches_the_tp_token_once_and_keeps_it_secret(self):
         self.push("ticket-one", 1700000000)
         self.wait("SELECT count(*) FROM tokens WHERE app = 'tp'", [(1,)])
@@ -108,6 +122,152 @@ class TpToken(MockTestCase):
         self.mock.clear("baidu.tp_token")
         self.push("ticket-good", 1700000600)
         self.wait("SELECT count(*) FROM tokens", [(1,)])
+
+
+APP = "14508451"
+BAIDU_KEY = harness.RsaKey(2048)
+APP_SECTION = """
+workers = 4
+
+[baidu.app shop]
+app_id = %s
+deal_id = 470193086
+app_key = MMMpmkey
+platform_public_key = %s
+""" % (APP, BAIDU_KEY.spki_b64())
+
+
+def auth_push(event, app=APP, code=None):
+    msg = {"appId": int(app), "tpAppId": 777, "eventTime": "2026-12-07 10:00:00", "event": event}
+    if code:
+        msg["authorizationCode"] = code
+    return tp_envelope(msg)
+
+
+class AppTokens(TokenCase):
+    extra = APP_SECTION
+
+    def setUp(self):
+        super().setUp()
+        self.mock.baidu_codes = {"code-1"}
+        self.push("ticket-one", 1700000000)
+        self.wait("SELECT count(*) FROM tokens WHERE app = 'tp'", [(1,)])
+
+    def send(self, body):
+        self.assertEqual(self.d.post("/baidu/tp/events", body), (200, b"success"))
+
+    def app_row(self):
+        return self.d.query("SELECT access_token, refresh_token FROM tokens WHERE app = ?", APP)
+
+    def assert_secrets_kept(self):
+        secrets = [t for a in self.mock.baidu_issued for t in (a["access_token"], a["refresh_token"])]
+        secrets += [self.mock.baidu_tp_token, "code-1"]
+        log = self.d.logtext()
+        rows = str(self.d.query("SELECT endpoint, platform_code, outcome, detail, body FROM query_results"))
+        for t in secrets:
+            self.assertNotIn(t, log)
+            self.assertNotIn(t, rows)
+
+    def test_authorized_code_exchanged_once_and_refreshed_before_expiry(self):
+        # the first pair lives 4 s: refreshed at 2 s (half its life); the next 3600 s
+        self.mock.baidu_app_expires_in = lambda n: 4 if not self.mock.baidu_issued else 3600
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        first = self.mock.baidu_issued[0]
+        self.assertEqual(self.app_row(), [(first["access_token"], first["refresh_token"])])
+        req = self.mock.requests("baidu.app_token")[0]
+        self.assertEqual((req.params["grant_type"], req.params["code"], req.params["access_token"]),
+                         ("app_to_tp_authorization_code", "code-1", self.mock.baidu_tp_token))
+        # the refresh, with the stored refresh token, once; the new pair stored
+        self.wait("SELECT count(*) FROM jobs WHERE kind = 'baidu.app_refresh' AND state = 'done'", [(1,)])
+        second = self.mock.baidu_issued[1]
+        self.assertEqual(self.app_row(), [(second["access_token"], second["refresh_token"])])
+        refresh = self.mock.requests("baidu.app_token")[1]
+        self.assertEqual((refresh.params["grant_type"], refresh.params["refresh_token"]),
+                         ("app_to_tp_refresh_token", first["refresh_token"]))
+        # the next refresh is queued for later (3600 s - 600 s), not run now
+        time.sleep(0.5)
+        self.assertEqual(self.mock.count("baidu.app_token"), 2)
+        self.assertEqual(self.d.query("SELECT state, round((julianday(due_at) - julianday('now')) * 86400 / 60)"
+                                      " FROM jobs WHERE kind = 'baidu.app_refresh' AND state = 'queued'"),
+                         [("queued", 50.0)])
+        self.assert_secrets_kept()
+
+    def test_a_pay_notification_is_confirmed_with_the_stored_token(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        order = new_order_id()
+        self.mock.baidu_orders["T-" + order[-8:]] = {
+            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
+            "application/x-www-form-urlencoded")
+        self.assertEqual(st, 200)
+        self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
+        self.assertEqual(self.mock.last("baidu.find_order").params["access_token"],
+                         self.mock.baidu_issued[0]["access_token"])
+
+    def test_no_stored_token_means_no_query(self):
+        order = new_order_id()
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(order, total=1000), BAIDU_KEY)), "application/x-www-form-urlencoded")
+        self.assertEqual(st, 200)
+        self.assertEqual(self.d.query("SELECT confirmation FROM event_status WHERE order_id = ?", order),
+                         [("none",)])
+
+    def test_a_refused_refresh_is_recovered_through_a_retrieved_code(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        # the stored refresh token was spent already (a crash before our commit)
+        self.mock.baidu_refresh_tokens.clear()
+        self.send(auth_push("UPDATE_AUTHORIZED"))
+        self.wait("SELECT outcome FROM jobs WHERE kind = 'baidu.app_refresh' AND state = 'done'",
+                  [("done",)])
+        self.assertEqual(self.mock.count("baidu.retrieve_code"), 1)
+        self.assertEqual(self.mock.last("baidu.retrieve_code").form.get("app_id"), APP)
+        last = self.mock.baidu_issued[-1]
+        self.assertEqual(len(self.mock.baidu_issued), 2)
+        self.assertEqual(self.app_row(), [(last["access_token"], last["refresh_token"])])
+        self.assertIn("recovered", self.d.query(
+            "SELECT detail FROM query_results r JOIN jobs j ON j.id = r.job_id"
+            " WHERE j.kind = 'baidu.app_refresh' ORDER BY r.id DESC LIMIT 1")[0][0])
+        self.assert_secrets_kept()
+
+    def test_a_refused_code_is_recovered_too(self):
+        self.send(auth_push("AUTHORIZED", code="code-expired"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        self.assertEqual(self.mock.count("baidu.retrieve_code"), 1)
+
+    def test_update_authorized_pushes_refresh_one_at_a_time(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        self.mock.delay("baidu.app_token", 1.0 * (4 if harness.VALGRIND else 1), times=3)
+        for i in range(3):
+            body = tp_envelope({"appId": int(APP), "tpAppId": 777, "event": "UPDATE_AUTHORIZED",
+                                "eventTime": "2026-12-07 10:00:0%d" % i})
+            self.send(body)
+            if i == 0:
+                # the first refresh is with the platform: the next push queues another
+                self.mock.wait_for(2, "baidu.app_token")
+        self.wait("SELECT count(*) FROM jobs WHERE kind = 'baidu.app_refresh' AND state IN ('queued', 'running')"
+                  " AND due_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [(0,)])
+        self.assertEqual(self.mock.count("baidu.app_token"), 3)  # the code, then two refreshes
+        # each refresh used the refresh token the one before it was issued: none refused
+        self.assertEqual(self.mock.count("baidu.retrieve_code"), 0)
+        self.assertEqual(self.mock.max_in_flight("baidu.app_token"), 1)
+        last = self.mock.baidu_issued[-1]
+        self.assertEqual(self.app_row(), [(last["access_token"], last["refresh_token"])])
+
+    def test_unauthorized_deletes_the_tokens_and_cancels_queued_jobs(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        self.wait("SELECT count(*) FROM jobs WHERE kind = 'baidu.app_refresh' AND state = 'queued'", [(1,)])
+        self.send(auth_push("UNAUTHORIZED"))
+        self.assertEqual(self.app_row(), [])
+        self.assertEqual(self.d.query("SELECT state, outcome FROM jobs WHERE kind = 'baidu.app_refresh'"),
+                         [("failed", "cancelled")])
+        # the TP's own token stays
+        self.assertEqual(self.d.query("SELECT count(*) FROM tokens WHERE app = 'tp'"), [(1,)])
 
 
 if __name__ == "__main__":

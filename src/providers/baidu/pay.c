@@ -241,14 +241,19 @@ static enum provider_verdict bp_event(const struct provider_request *rq,
 }
 
 /* A follow-up query for the event, when the app has a token and query = yes
- * (design.md: otherwise its confirmation is none). */
+ * (design.md: otherwise its confirmation is none). A token not in the
+ * config may be in `tokens` (issued to the TP, or put there by an
+ * operator): the store then creates the job only when that row exists. */
 static void bp_followup(const struct bp_state *st, const struct config_baidu_app *app,
                         const char *kind, struct provider_reply *out)
 {
-    if (!app->query || !app->access_token || !app->access_token[0] || !app->app_key)
+    int configured = app->access_token && app->access_token[0];
+
+    if (!app->query || !app->app_key)
         return;
     out->ev.followup = (struct store_followup){
-        .kind = kind, .lane = "baidu", .confirms = 1, .delay_s = st->c->openapi.first_delay};
+        .kind = kind, .lane = "baidu", .confirms = 1, .delay_s = st->c->openapi.first_delay,
+        .token_app = configured ? NULL : app->app_id && app->app_id[0] ? app->app_id : app->name};
 }
 
 /* Pay status notification. */

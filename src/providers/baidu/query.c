@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "providers/baidu/openapi.h"
 #include "wire/json.h"
 
 #define BQ_PATH "/rest/2.0/smartapp/pay/paymentservice/"
@@ -27,9 +28,10 @@ static const struct config_baidu_app *bq_app(const struct query_env *env,
     for (i = 0; id && i < c->n_baidu_apps; i++) {
         const struct config_baidu_app *b = c->baidu_apps[i];
         if ((b->app_id && strcmp(b->app_id, id) == 0) || strcmp(b->name, id) == 0) {
-            if (b->access_token && b->access_token[0])
+            if ((b->access_token && b->access_token[0]) || env->job->token)
                 return b;
-            query_set(a, QUERY_ERROR, "[baidu.app %s] has no access_token", b->name);
+            query_set(a, QUERY_ERROR, "[baidu.app %s] has no access_token, and tokens none",
+                      b->name);
             return NULL;
         }
     }
@@ -37,10 +39,9 @@ static const struct config_baidu_app *bq_app(const struct query_env *env,
     return NULL;
 }
 
-/* GET <baidu_base><path>?<params>; the parsed `data` member through *root,
- * or NULL with a set. */
-static const cJSON *bq_get(const struct query_env *env, struct query_answer *a,
-                           const char *path, const char *const *params, cJSON **root)
+const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer *a,
+                                const char *path, const char *const *params, const char *post,
+                                cJSON **root)
 {
     char *q = query_encode(params), *url = NULL, errno_text[24];
     const cJSON *data = NULL;
@@ -55,7 +56,7 @@ static const cJSON *bq_get(const struct query_env *env, struct query_answer *a,
         query_set(a, QUERY_ERROR, "out of memory");
         return NULL;
     }
-    if (query_call(env, a, url, NULL, 0) == 0 && (*root = query_json(a)) != NULL) {
+    if (query_call(env, a, url, post, post ? strlen(post) : 0) == 0 && (*root = query_json(a)) != NULL) {
         if (query_text(*root, "error_code", a->code, sizeof(a->code)) == 0) {
             const char *m = json_string(*root, "error_msg");
             query_set(a, QUERY_ERROR, "error_code %s: %.120s", a->code, m ? m : "");
@@ -75,6 +76,12 @@ static const cJSON *bq_get(const struct query_env *env, struct query_answer *a,
     return data;
 }
 
+/* The app's token: the config's, else the one in `tokens`. */
+static const char *bq_token(const struct query_env *env, const struct config_baidu_app *app)
+{
+    return app->access_token && app->access_token[0] ? app->access_token : env->job->token;
+}
+
 /* A field of the stored event ($.name in its fields JSON), or NULL. */
 static const char *bq_field(const struct query_env *env, const char *name)
 {
@@ -86,11 +93,11 @@ static const char *bq_field(const struct query_env *env, const char *name)
 static int bq_refunded(const struct query_env *env, const struct config_baidu_app *app,
                        struct query_answer *a)
 {
-    const char *params[] = {"access_token", app->access_token, "tpOrderId",
+    const char *params[] = {"access_token", bq_token(env, app), "tpOrderId",
                             env->job->merchant_order_id, "userId", bq_field(env, "userId"),
                             "pmAppKey", app->app_key, NULL};
     cJSON *root;
-    const cJSON *data = bq_get(env, a, BQ_PATH "findOrderRefund", params, &root), *it;
+    const cJSON *data = baidu_openapi_call(env, a, BQ_PATH "findOrderRefund", params, NULL, &root), *it;
     char st[16];
     int found = data ? 0 : -1;
 
@@ -157,9 +164,9 @@ void baidu_query_find_order(const struct query_env *env, struct query_answer *a)
     if (!tp_order)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
     {
-        const char *params[] = {"access_token", app->access_token, "tpOrderId", tp_order,
+        const char *params[] = {"access_token", bq_token(env, app), "tpOrderId", tp_order,
                                 "pmAppKey", app->app_key, NULL};
-        data = bq_get(env, a, BQ_PATH "findByTpOrderId", params, &root);
+        data = baidu_openapi_call(env, a, BQ_PATH "findByTpOrderId", params, NULL, &root);
     }
     if (!data && strcmp(a->code, "0") == 0)
         query_set(a, QUERY_UNKNOWN_ORDER, "the platform answered no data for tpOrderId %.64s",
@@ -198,7 +205,7 @@ static void bq_judge_refund(const struct query_env *env, const cJSON *data,
 void baidu_query_find_refund(const struct query_env *env, struct query_answer *a)
 {
     const struct config_baidu_app *app = bq_app(env, a);
-    const char *params[] = {"access_token", app ? app->access_token : NULL, "tpOrderId",
+    const char *params[] = {"access_token", app ? bq_token(env, app) : NULL, "tpOrderId",
                             env->job->merchant_order_id, "userId", bq_field(env, "userId"),
                             "pmAppKey", app ? app->app_key : NULL, NULL};
     cJSON *root = NULL;
@@ -208,44 +215,7 @@ void baidu_query_find_refund(const struct query_env *env, struct query_answer *a
         return;
     if (!env->job->merchant_order_id)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
-    if ((data = bq_get(env, a, BQ_PATH "findOrderRefund", params, &root)) != NULL)
+    if ((data = baidu_openapi_call(env, a, BQ_PATH "findOrderRefund", params, NULL, &root)) != NULL)
         bq_judge_refund(env, data, a);
     cJSON_Delete(root);
-}
-
-/*
- * The TP's own token (protocols.md section 3), from the ticket of the push
- * that made this job (in_tx made it only when that ticket was the latest
- * and the stored token near its end). The token goes to the result's
- * transaction, never to query_results: the answer's body is wiped.
- */
-void baidu_query_tp_token(const struct query_env *env, struct query_answer *a)
-{
-    const char *ticket = env->fields ? json_string(env->fields, "Ticket") : NULL;
-    const char *params[] = {"client_id", env->cfg->tp.client_id, "ticket", ticket, NULL};
-    cJSON *root = NULL;
-    const cJSON *data;
-    const char *tok;
-    char exp[24];
-
-    if (!ticket || !env->cfg->tp.enabled)
-        return query_set(a, QUERY_ERROR, "%s", !ticket ? "the push has no Ticket"
-                                                      : "[baidu.tp] is not configured");
-    data = bq_get(env, a, "/public/2.0/smartapp/auth/tp/token", params, &root);
-    tok = data ? json_string(data, "access_token") : NULL;
-    if (data && (!tok || !tok[0]))
-        query_set(a, QUERY_ERROR, "the answer has no data.access_token");
-    else if (tok && !(a->token = strdup(tok)))
-        query_set(a, QUERY_ERROR, "out of memory");
-    else if (tok) {
-        a->token_app = "tp";
-        a->token_expires_in =
-            query_text(data, "expires_in", exp, sizeof(exp)) == 0 ? strtoll(exp, NULL, 10) : 0;
-        query_set(a, QUERY_CONFIRMED, "TP token fetched, expires in %lld s",
-                  a->token_expires_in);
-    }
-    cJSON_Delete(root);
-    if (a->call.body.data) /* it holds the token */
-        explicit_bzero(a->call.body.data, a->call.body.len);
-    a->call.body.len = 0;
 }

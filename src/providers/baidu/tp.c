@@ -23,10 +23,14 @@ struct tp_state {
     const struct config_baidu_tp *c;
 };
 
-/* What a verified ticket push does in its transaction. */
-struct tp_ticket_tx {
+/* What a verified push does in its transaction. */
+struct tp_tx {
     const cJSON *msg;
+    const char *event; /* "ticket" for a ticket push */
 };
+
+/* The lane of an app's token jobs: one job per app at a time there. */
+#define TP_TOKEN_LANE "baidu.tokens"
 
 /* The TP token is fetched again once it has less than this left. */
 #define TP_TOKEN_MARGIN_S (24 * 3600)
@@ -53,9 +57,8 @@ static const struct route_ops tp_ops = {
  * Tickets come every 10 minutes: deciding here, on what is stored, keeps
  * that from becoming a token fetch every 10 minutes.
  */
-static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, void *data)
+static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, const struct tp_tx *t)
 {
-    const struct tp_ticket_tx *t = data;
     const char *ticket = json_string(t->msg, "Ticket");
     char ct[32];
     long long create_time = 0;
@@ -72,6 +75,64 @@ static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, void *da
     if (r == 0)
         ev->followup = (struct store_followup){
             .kind = "baidu.tp_token", .lane = "baidu", .delay_s = 0};
+    return 0;
+}
+
+/*
+ * An authorisation change, in the push's transaction: UPDATE_AUTHORIZED
+ * refreshes the app's tokens now (the one queued refresh brought forward);
+ * UNAUTHORIZED deletes them and fails the app's queued queries and token
+ * jobs (learned keys stay, so its callbacks still verify).
+ */
+static int tp_in_tx_auth(struct store_tx *tx, struct store_event *ev, const struct tp_tx *t)
+{
+    static const struct store_followup refresh = {
+        .kind = "baidu.app_refresh", .lane = TP_TOKEN_LANE, .delay_s = 0};
+    static const char why[] = "cancelled: the app withdrew its authorisation (UNAUTHORIZED)";
+
+    if (strcmp(t->event, "UPDATE_AUTHORIZED") == 0)
+        return store_tx_job_schedule(tx, ev->app, &refresh);
+    if (store_tx_token_delete(tx, ev->app) < 0 ||
+        store_tx_jobs_cancel(tx, ev->app, "baidu", why) < 0 ||
+        store_tx_jobs_cancel(tx, ev->app, TP_TOKEN_LANE, why) < 0)
+        return -EIO;
+    return 0;
+}
+
+static int tp_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    const struct tp_tx *t = data;
+
+    return strcmp(t->event, "ticket") == 0 ? tp_in_tx_ticket(tx, ev, t)
+                                           : tp_in_tx_auth(tx, ev, t);
+}
+
+/* What a verified push brings along: the ticket kept (and the TP token
+ * fetched), an AUTHORIZED code exchanged at once (it lives about 60 s; its
+ * own lane keeps it ahead of the query backlog), an authorisation change
+ * applied to the app's tokens. 0, or -ENOMEM. */
+static int tp_followups(struct provider_reply *out, const cJSON *msg, const char *event,
+                        int is_ticket)
+{
+    struct store_event *ev = &out->ev;
+    struct tp_tx *t;
+
+    if (!is_ticket && (!event || !ev->app))
+        return 0;
+    if (!is_ticket && strcmp(event, "AUTHORIZED") == 0) {
+        ev->followup = (struct store_followup){
+            .kind = "baidu.app_token", .lane = TP_TOKEN_LANE, .delay_s = 0};
+        return 0;
+    }
+    if (!is_ticket && strcmp(event, "UPDATE_AUTHORIZED") != 0 &&
+        strcmp(event, "UNAUTHORIZED") != 0)
+        return 0;
+    if (!(t = arena_alloc(out->arena, sizeof(*t))))
+        return -ENOMEM;
+    t->msg = msg;
+    t->event = is_ticket ? "ticket" : event;
+    ev->in_tx = tp_in_tx;
+    ev->in_tx_data = t;
     return 0;
 }
 
@@ -188,14 +249,8 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     ev->body_len = rq->body_len;
     ev->remote_addr = rq->remote_addr;
     ev->answer = "success";
-    if (is_ticket && m->verified) {
-        struct tp_ticket_tx *t = arena_alloc(out->arena, sizeof(*t));
-        if (!t)
-            return tp_no_memory(out);
-        t->msg = m->json;
-        ev->in_tx = tp_in_tx_ticket;
-        ev->in_tx_data = t;
-    }
+    if (m->verified && tp_followups(out, m->json, event, is_ticket) < 0)
+        return tp_no_memory(out);
     out->answer_type = "text/plain; charset=utf-8";
     out->fail_status = 503;
     out->fail_body = "store unavailable, retry later";

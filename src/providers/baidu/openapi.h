@@ -1,0 +1,18 @@
+/*
+ * openapi.h: what the Baidu OpenAPI calls of providers/baidu/ share
+ * (query.c: the cashier follow-ups; token.c: the TP's and apps' tokens).
+ */
+#ifndef PAYHOOKD_PROVIDERS_BAIDU_OPENAPI_H
+#define PAYHOOKD_PROVIDERS_BAIDU_OPENAPI_H
+
+#include "openapi/query.h"
+
+/* GET (or POST the form `post`) <baidu_base><path>?<params>; the answer's
+ * `data` member through *root (free it with cJSON_Delete), or NULL with a
+ * set: a gateway error_code, a non-zero errno (a->code holds it), or no
+ * answer. The URL, which carries the token, is wiped. */
+const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer *a,
+                                const char *path, const char *const *params, const char *post,
+                                cJSON **root);
+
+#endif
