@@ -90,6 +90,7 @@ struct config_baidu_app {
     char *access_token;              /* the app's own OpenAPI token (or from the file) */
     char *access_token_file;
     int query; /* follow-up queries wanted (with a token) */
+    int learned; /* from getbindservice (app_keys), not the config: a TP-managed app */
 };
 
 /* [alipay]: the notification path. */

@@ -16,6 +16,7 @@
 #include "intake/control.h"
 #include "intake/http.h"
 #include "jobs/jobs.h"
+#include "providers/baidu/learned.h"
 #include "runtime.h"
 #include "store/store.h"
 #include "lib/log.h"
@@ -46,6 +47,31 @@ static int daemon_open_store(struct daemon *d, const struct config *c, char *err
     };
 
     return store_open(&o, &d->store, err, errlen);
+}
+
+/* The apps a TP learned (app_keys), before the first callback can need
+ * one. A learned app whose deal id a configured app has is noted: the
+ * config wins. */
+static int daemon_load_learned(struct daemon *d, const struct config *c, char *err,
+                               size_t errlen)
+{
+    const struct config_baidu_app *l;
+    char why[320];
+    int r = baidu_learned_load(d->store, why, sizeof(why));
+    size_t k;
+
+    if (r < 0) {
+        snprintf(err, errlen, "%s", why);
+        return r;
+    }
+    if (r > 0)
+        log_err("%s: those apps' callbacks are refused until their keys are learned again", why);
+    for (k = 0; k < c->n_baidu_apps; k++)
+        if ((l = baidu_learned_by_deal(c->baidu_apps[k]->deal_id)) != NULL)
+            log_notice("learned app %s has deal %s, which [baidu.app %s] configures: the "
+                       "config's keys are used",
+                       l->app_id, l->deal_id, c->baidu_apps[k]->name);
+    return 0;
 }
 
 /* Rows stored before events.app was the Baidu app id hold the dealId:
@@ -97,6 +123,9 @@ int daemon_start(struct config *cfg, int listen_fd, struct daemon **out, char *e
     if (r < 0)
         goto fail;
     r = daemon_relabel_baidu(d, rt->cfg, err, errlen);
+    if (r < 0)
+        goto fail;
+    r = daemon_load_learned(d, rt->cfg, err, errlen);
     if (r < 0)
         goto fail;
     r = jobs_start(d->store, &d->rt, &d->jobs, err, errlen);
@@ -231,6 +260,7 @@ int daemon_stop(struct daemon *d)
     }
     d->store = store_close(d->store);
     jobs_free(d->jobs); /* after the store: a commit's wake-up may name it */
+    baidu_learned_clear(); /* no request or job holds a learned app now */
     if (d->rt_ready)
         runtime_cell_destroy(&d->rt);
     free(d);

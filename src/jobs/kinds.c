@@ -21,6 +21,11 @@ static const struct {
     {"baidu.tp_token", baidu_query_tp_token, 0},
     {"baidu.app_token", baidu_query_app_token, 0},
     {"baidu.app_refresh", baidu_query_app_refresh, 0},
+    {"baidu.getbindservice", baidu_query_bindservice, 0},
+    {"baidu.account_audit", baidu_query_account_audit, 0},
+    /* develop config and payment service audits: one call, two states */
+    {"baidu.develop_config_audit", baidu_query_pay_service_audit, 0},
+    {"baidu.pay_service_audit", baidu_query_pay_service_audit, 0},
 };
 
 int jobs_kind_confirms(const char *kind)

@@ -169,6 +169,19 @@ static void jobs_read_set(struct jobs_set *set, const struct config *c)
 
 /* ---- results ---------------------------------------------------------------- */
 
+/* Keys a job's answer taught are committed: intake uses them from now. */
+static void job_keys_learned(const struct job_item *it)
+{
+    const struct store_app_keys *k = it->ans.keys;
+    char why[200];
+
+    if (it->ans.keys_learned(k, why, sizeof(why)) < 0)
+        log_err("app %s: its keys are stored but cannot be used until a restart: %s",
+                k->app_id, why);
+    else
+        log_notice("app %s: %s", k->app_id, it->ans.detail);
+}
+
 /* Completion of a result's commit (syncer or writer thread: never waits). */
 static void job_recorded(void *data, const struct store_result *res)
 {
@@ -184,6 +197,10 @@ static void job_recorded(void *data, const struct store_result *res)
     openapi_call_free(&it->ans.call);
     util_free_secret(&it->ans.token);
     util_free_secret(&it->ans.refresh_token);
+    if (it->ans.keys && res->outcome != STORE_FAILED)
+        job_keys_learned(it);
+    free(it->ans.keys);
+    it->ans.keys = NULL;
     store_job_clear(&it->job);
     it->job.id = id; /* what a requeue needs */
     while (it->n_also)
@@ -224,17 +241,21 @@ static void job_log_end(const struct job_item *it, const char *confirmation)
 
 static int job_also_hooks(struct store_tx *tx, void *data);
 
-/* In the transaction that records the answer: the token it issued. */
-static int job_also_token(struct store_tx *tx, void *data)
+/* In the transaction that records the answer: the token it issued (with
+ * the job that comes next), the keys it taught. */
+static int job_also_credentials(struct store_tx *tx, void *data)
 {
     const struct job_item *it = data;
     const struct query_answer *a = &it->ans;
     struct store_followup then = {
         .kind = a->then_kind, .lane = a->then_lane, .delay_s = a->then_delay_s};
 
-    if (store_tx_set_token(tx, a->token_app, a->token, a->token_expires_in, a->refresh_token) < 0)
+    if (a->token && store_tx_set_token(tx, a->token_app, a->token, a->token_expires_in,
+                                       a->refresh_token) < 0)
         return -EIO;
-    return a->then_kind ? store_tx_job_schedule(tx, a->token_app, &then) : 0;
+    if (a->token && a->then_kind && store_tx_job_schedule(tx, a->token_app, &then) < 0)
+        return -EIO;
+    return a->keys ? store_tx_app_keys_set(tx, a->keys) : 0;
 }
 
 /* A job that confirms nothing (a token fetch) ended: no confirmation, and
@@ -245,8 +266,8 @@ static void job_decide_plain(struct job_item *it)
 
     if (r->outcome)
         r->outcome = it->ans.result == QUERY_CONFIRMED ? "done" : r->outcome;
-    if (it->ans.token && it->ans.result == QUERY_CONFIRMED) {
-        r->also = job_also_token;
+    if ((it->ans.token || it->ans.keys) && it->ans.result == QUERY_CONFIRMED) {
+        r->also = job_also_credentials;
         r->also_data = it;
     }
     if (strcmp(r->state, "failed") == 0 || (r->outcome && strcmp(r->outcome, "mismatch") == 0))

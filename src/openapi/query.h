@@ -55,6 +55,10 @@ struct query_answer {
      * per app and kind), e.g. the token's next refresh */
     const char *then_kind, *then_lane;
     unsigned then_delay_s;
+    /* keys the answer taught (one malloc'd block), written with the result;
+     * keys_learned is called with them once that commit is durable */
+    struct store_app_keys *keys;
+    int (*keys_learned)(const struct store_app_keys *k, char *why, size_t len);
 };
 
 typedef void (*query_fn)(const struct query_env *env, struct query_answer *a);
@@ -68,6 +72,9 @@ void gateway_query_trade(const struct query_env *env, struct query_answer *a);
 void baidu_query_tp_token(const struct query_env *env, struct query_answer *a);
 void baidu_query_app_token(const struct query_env *env, struct query_answer *a);
 void baidu_query_app_refresh(const struct query_env *env, struct query_answer *a);
+void baidu_query_bindservice(const struct query_env *env, struct query_answer *a);
+void baidu_query_account_audit(const struct query_env *env, struct query_answer *a);
+void baidu_query_pay_service_audit(const struct query_env *env, struct query_answer *a);
 
 /* ---- shared by the platform queries (openapi/query.c) ---- */
 

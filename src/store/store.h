@@ -212,6 +212,17 @@ int store_tx_token_exists(struct store_tx *tx, const char *app);
 /* Delete app's tokens. 0 or -EIO. */
 int store_tx_token_delete(struct store_tx *tx, const char *app);
 
+/* A TP app's keys from getbindservice (app_keys). */
+struct store_app_keys {
+    const char *app_id, *deal_id, *pm_app_key, *platform_public_key;
+};
+/* Store (or replace, whole) an app's learned keys. 0 or -EIO. */
+int store_tx_app_keys_set(struct store_tx *tx, const struct store_app_keys *k);
+/* Every learned app's keys, oldest first, to fn (a negative return stops
+ * and is returned). 0, or -EIO. Reader connection: not in a transaction. */
+int store_app_keys_each(struct store *s, int (*fn)(void *ctx, const struct store_app_keys *k),
+                        void *ctx);
+
 /* payMoney (text) of the verified paid (status 2) notification of a Baidu
  * order: 1 found, 0 none, -ENOSPC (longer than len: never cut), -EIO. */
 int store_tx_baidu_paid(struct store_tx *tx, const char *order_id, char *pay_money,

@@ -1,13 +1,14 @@
 /*
  * tokens.c: the TP's credentials: the latest verification ticket the
- * platform pushes, and the access tokens it issues (the TP's own, app
- * 'tp'). Written only inside the writer's transactions.
+ * platform pushes, the access tokens it issues (the TP's own, app 'tp'),
+ * and the keys of its apps learned from getbindservice. Written only
+ * inside the writer's transactions.
  */
 #include "store/store_int.h"
 
 #include <errno.h>
 
-enum { TK_SET_TICKET, TK_FRESH, TK_SET_TOKEN, TK_EXISTS, TK_DELETE, TK__COUNT };
+enum { TK_SET_TICKET, TK_FRESH, TK_SET_TOKEN, TK_EXISTS, TK_DELETE, TK_SET_KEYS, TK__COUNT };
 
 static const char *const tk_sql[TK__COUNT] = {
     [TK_SET_TICKET] = "INSERT INTO tp_ticket (id, ticket, create_time, received_at)"
@@ -26,7 +27,16 @@ static const char *const tk_sql[TK__COUNT] = {
                      " updated_at = excluded.updated_at",
     [TK_EXISTS] = "SELECT 1 FROM tokens WHERE app = ?1",
     [TK_DELETE] = "DELETE FROM tokens WHERE app = ?1",
+    [TK_SET_KEYS] = "INSERT INTO app_keys (app_id, deal_id, pm_app_key, platform_public_key,"
+                    " learned_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id) DO UPDATE SET"
+                    " deal_id = excluded.deal_id, pm_app_key = excluded.pm_app_key,"
+                    " platform_public_key = excluded.platform_public_key,"
+                    " learned_at = excluded.learned_at",
 };
+
+/* Read-only, on a reader connection. */
+static const char tk_keys_sql[] =
+    "SELECT app_id, deal_id, pm_app_key, platform_public_key FROM app_keys ORDER BY learned_at";
 
 const struct store_table store_tokens_table = {"tokens", tk_sql, TK__COUNT};
 
@@ -91,4 +101,43 @@ int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_
     store_bind_text(st, 4, refresh_token);
     sqlite3_bind_text(st, 5, tx->received_at, -1, SQLITE_STATIC);
     return store_step_done(st);
+}
+
+int store_tx_app_keys_set(struct store_tx *tx, const struct store_app_keys *k)
+{
+    sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_SET_KEYS);
+
+    sqlite3_bind_text(st, 1, k->app_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, k->deal_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, k->pm_app_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, k->platform_public_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, tx->received_at, -1, SQLITE_STATIC);
+    return store_step_done(st);
+}
+
+int store_app_keys_each(struct store *s, int (*fn)(void *ctx, const struct store_app_keys *k),
+                        void *ctx)
+{
+    struct store_reader *r = store_reader_get(s);
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR, ret = 0;
+
+    if (!r)
+        return -EIO;
+    if ((st = store_reader_stmt(r, tk_keys_sql)) != NULL) {
+        while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            struct store_app_keys k = {
+                .app_id = (const char *)sqlite3_column_text(st, 0),
+                .deal_id = (const char *)sqlite3_column_text(st, 1),
+                .pm_app_key = (const char *)sqlite3_column_text(st, 2),
+                .platform_public_key = (const char *)sqlite3_column_text(st, 3),
+            };
+            ret = fn(ctx, &k);
+        }
+        sqlite3_reset(st);
+    }
+    store_reader_put(s, r);
+    if (ret < 0)
+        return ret;
+    return rc == SQLITE_DONE ? 0 : -EIO;
 }

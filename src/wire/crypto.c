@@ -493,8 +493,8 @@ static int crypto_spec_is_path(const char *spec)
     return strncmp(spec, "-----", 5) != 0 && stat(spec, &st) == 0;
 }
 
-static int key_load(const char *spec, int want_private, struct crypto_key **out,
-                    char *err, size_t errlen)
+static int key_load(const char *spec, int want_private, int allow_path,
+                    struct crypto_key **out, char *err, size_t errlen)
 {
     char *file = NULL;
     size_t file_size = 0;
@@ -506,6 +506,8 @@ static int key_load(const char *spec, int want_private, struct crypto_key **out,
     if (strnlen(spec, SPEC_MAX + 1) > SPEC_MAX)
         return fail(err, errlen, -EINVAL, "key text longer than %d bytes", SPEC_MAX);
     if (crypto_spec_is_path(spec)) {
+        if (!allow_path)
+            return fail(err, errlen, -EINVAL, "key text names a file");
         rc = read_key_file(spec, &file, &file_size, err, errlen);
         if (rc < 0)
             return rc;
@@ -521,14 +523,22 @@ static int key_load(const char *spec, int want_private, struct crypto_key **out,
 int crypto_pubkey_load(const char *spec, struct crypto_key **out, char *err,
                        size_t errlen)
 {
-    return key_load(spec, 0, out, err, errlen);
+    return key_load(spec, 0, 1, out, err, errlen);
+}
+
+/* A public key given as text by someone else (a platform's answer): the
+ * same forms, but never a file name, which would read a local file. */
+int crypto_pubkey_from_text(const char *text, struct crypto_key **out, char *err,
+                            size_t errlen)
+{
+    return key_load(text, 0, 0, out, err, errlen);
 }
 
 /* Private key, PKCS#8 or PKCS#1. */
 int crypto_privkey_load(const char *spec, struct crypto_key **out, char *err,
                         size_t errlen)
 {
-    return key_load(spec, 1, out, err, errlen);
+    return key_load(spec, 1, 1, out, err, errlen);
 }
 
 /* Modulus size; 0 for NULL. */

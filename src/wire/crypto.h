@@ -30,6 +30,10 @@ enum crypto_hash { CRYPTO_SHA1, CRYPTO_SHA256 };
 int crypto_pubkey_load(const char *spec, struct crypto_key **out, char *err,
                        size_t errlen);
 
+/* The same for key text received from outside (never read as a path). */
+int crypto_pubkey_from_text(const char *text, struct crypto_key **out, char *err,
+                            size_t errlen);
+
 /* Load an RSA private key: a path to a PEM file (PKCS#1 or PKCS#8), PEM text,
  * or bare base64 of PKCS#8 or PKCS#1 DER. Same returns. */
 int crypto_privkey_load(const char *spec, struct crypto_key **out, char *err,

@@ -182,17 +182,23 @@ class Baidu(MockTest):
         self.assertEqual(json.loads(bad)["error_code"], 110)
 
     def test_refresh_token_is_single_use(self):
-        _, _, body = self.call("GET", "/rest/2.0/oauth/token?access_token=tp&code=c1"
+        tp = self.mock.baidu_tp_token
+        # the TP's token is required
+        _, _, body = self.call("GET", "/rest/2.0/oauth/token?access_token=wrong&code=c1"
                                       "&grant_type=app_to_tp_authorization_code")
+        self.assertEqual(json.loads(body)["error_code"], 110)
+        _, _, body = self.call("GET", "/rest/2.0/oauth/token?access_token=%s&code=c1"
+                                      "&grant_type=app_to_tp_authorization_code" % tp)
         first = json.loads(body)
-        refresh = "/rest/2.0/oauth/token?access_token=tp&grant_type=app_to_tp_refresh_token&refresh_token="
+        refresh = ("/rest/2.0/oauth/token?access_token=%s&grant_type=app_to_tp_refresh_token"
+                   "&refresh_token=" % tp)
         _, _, body = self.call("GET", refresh + first["refresh_token"])
         self.assertNotEqual(json.loads(body)["access_token"], first["access_token"])
         _, _, body = self.call("GET", refresh + first["refresh_token"])
         self.assertEqual(json.loads(body)["error"], "invalid_grant")
         _, _, body = self.call("GET", "/public/2.0/smartapp/auth/tp/token?client_id=k&ticket=t1")
         self.assertEqual(json.loads(body)["data"]["access_token"], self.mock.baidu_tp_token)
-        self.assertEqual(self.mock.count("baidu.app_token"), 3)
+        self.assertEqual(self.mock.count("baidu.app_token"), 4)
 
     def test_unknown_path(self):
         status, _, body = self.call("GET", "/rest/2.0/nothing")

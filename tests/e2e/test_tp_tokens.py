@@ -137,8 +137,8 @@ platform_public_key = %s
 """ % (APP, BAIDU_KEY.spki_b64())
 
 
-def auth_push(event, app=APP, code=None):
-    msg = {"appId": int(app), "tpAppId": 777, "eventTime": "2026-12-07 10:00:00", "event": event}
+def auth_push(event, app=APP, code=None, at="2026-12-07 10:00:00"):
+    msg = {"appId": int(app), "tpAppId": 777, "eventTime": at, "event": event}
     if code:
         msg["authorizationCode"] = code
     return tp_envelope(msg)

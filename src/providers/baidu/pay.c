@@ -17,6 +17,7 @@
 #include "wire/crypto.h"
 #include "wire/form.h"
 #include "providers/provider.h"
+#include "providers/baidu/learned.h"
 
 #define BP_JSON_TYPE "application/json"
 #define BP_FAIL_BODY                                                                     \
@@ -71,7 +72,12 @@ static const char *bp_need(const struct form *f, const char *key,
     return NULL;
 }
 
-/* The configured app that owns a dealId, or NULL. */
+/* How messages name an app: "[baidu.app NAME]" or "learned app ID". */
+#define BP_APP_LABEL(app)                                                                  \
+    (app)->learned ? "learned app " : "[baidu.app ", (app)->name, (app)->learned ? "" : "]"
+
+/* The app that owns a dealId: a configured one, else a learned one (a
+ * config app with the same deal id wins), or NULL. */
 static const struct config_baidu_app *bp_app_by_deal(const struct config *c,
                                                      const char *deal)
 {
@@ -80,7 +86,7 @@ static const struct config_baidu_app *bp_app_by_deal(const struct config *c,
     for (i = 0; i < c->n_baidu_apps; i++)
         if (strcmp(c->baidu_apps[i]->deal_id, deal) == 0)
             return c->baidu_apps[i];
-    return NULL;
+    return baidu_learned_by_deal(deal);
 }
 
 /* Check rsaSign (present: see bp_has_sign) with one app's platform key: 0, -EBADMSG,
@@ -134,7 +140,8 @@ bp_verify_pay(const struct bp_state *st, const struct form *f, struct provider_r
         return NULL;
     app = bp_app_by_deal(st->c, deal);
     if (!app) {
-        snprintf(detail, sizeof(detail), "dealId '%s' is not configured ([baidu.app])",
+        snprintf(detail, sizeof(detail),
+                 "dealId '%s' is neither configured ([baidu.app]) nor learned (app_keys)",
                  util_escape(deal, strlen(deal), UTIL_ESC_QUOTES, q, sizeof(q)));
         bp_reject(out, 401, "unknown_app", detail);
         return NULL;
@@ -142,11 +149,28 @@ bp_verify_pay(const struct bp_state *st, const struct form *f, struct provider_r
     r = bp_check(app, f, out);
     if (r < 0) {
         snprintf(detail, sizeof(detail),
-                 "rsaSign does not verify with the key of [baidu.app %s]", app->name);
+                 "rsaSign does not verify with the key of %s%s%s", BP_APP_LABEL(app));
         bp_reject_check(out, r, detail);
         return NULL;
     }
     return app;
+}
+
+/* The learned app whose key verifies the form, or NULL with *r the last
+ * check's result. At most BP_LEARNED_TRY of them: an order never seen is
+ * rare, and each try is an RSA verification. */
+#define BP_LEARNED_TRY 512
+static const struct config_baidu_app *bp_learned_verifying(const struct form *f,
+                                                           struct provider_reply *out, int *r)
+{
+    const struct config_baidu_app *apps[BP_LEARNED_TRY];
+    size_t n = baidu_learned_list(apps, BP_LEARNED_TRY), i;
+
+    n = n < BP_LEARNED_TRY ? n : BP_LEARNED_TRY;
+    for (i = 0; i < n && !bp_check_undecided(*r); i++)
+        if ((*r = bp_check(apps[i], f, out)) == 0)
+            return apps[i];
+    return NULL;
 }
 
 /*
@@ -178,17 +202,18 @@ static const struct config_baidu_app *bp_verify_refund(const struct bp_state *st
         if ((r = bp_check(app, f, out)) == 0)
             return app;
         snprintf(detail, sizeof(detail),
-                 "rsaSign does not verify with the key of [baidu.app %s], which owns "
-                 "order %s",
-                 app->name, q);
+                 "rsaSign does not verify with the key of %s%s%s, which owns order %s",
+                 BP_APP_LABEL(app), q);
         bp_reject_check(out, r, detail);
         return NULL;
     }
     for (i = 0, r = -EBADMSG; i < st->c->n_baidu_apps && !bp_check_undecided(r); i++)
         if ((r = bp_check(st->c->baidu_apps[i], f, out)) == 0)
             return st->c->baidu_apps[i];
+    if (!bp_check_undecided(r) && (app = bp_learned_verifying(f, out, &r)) != NULL)
+        return app;
     snprintf(detail, sizeof(detail),
-             "rsaSign verifies with no configured app's key (order %s)", q);
+             "rsaSign verifies with no configured or learned app's key (order %s)", q);
     bp_reject_check(out, r, detail);
     return NULL;
 }
@@ -456,8 +481,8 @@ static int bp_load(const struct config *c, struct routes *rt, void **state, char
     struct bp_state *st;
     int r;
 
-    if (c->n_baidu_apps == 0)
-        return 0;
+    if (c->n_baidu_apps == 0 && !c->tp.enabled)
+        return 0; /* a TP's apps may be learned: their callbacks come here too */
     st = calloc(1, sizeof(*st));
     if (!st)
         return -ENOMEM;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "providers/baidu/learned.h"
 #include "providers/baidu/openapi.h"
 #include "wire/json.h"
 
@@ -22,11 +23,12 @@ static const struct config_baidu_app *bq_app(const struct query_env *env,
                                              struct query_answer *a)
 {
     const struct config *c = env->cfg;
+    const struct config_baidu_app *b;
     const char *id = env->job->app;
     size_t i;
 
     for (i = 0; id && i < c->n_baidu_apps; i++) {
-        const struct config_baidu_app *b = c->baidu_apps[i];
+        b = c->baidu_apps[i];
         if ((b->app_id && strcmp(b->app_id, id) == 0) || strcmp(b->name, id) == 0) {
             if ((b->access_token && b->access_token[0]) || env->job->token)
                 return b;
@@ -35,8 +37,24 @@ static const struct config_baidu_app *bq_app(const struct query_env *env,
             return NULL;
         }
     }
-    query_set(a, QUERY_ERROR, "no [baidu.app] with app id %s", id ? id : "(none)");
+    if ((b = baidu_learned_by_app(id)) != NULL) {
+        if (env->job->token)
+            return b;
+        query_set(a, QUERY_ERROR, "learned app %s has no token in tokens", id);
+        return NULL;
+    }
+    query_set(a, QUERY_ERROR, "no [baidu.app] or learned app with app id %s",
+              id ? id : "(none)");
     return NULL;
+}
+
+/* A cashier method's path: a TP-managed (learned) app's calls go through
+ * the TP paths (".../paymentservice/tp/<method>"). */
+static const char *bq_path(const struct config_baidu_app *app, const char *method, char *buf,
+                           size_t len)
+{
+    snprintf(buf, len, BQ_PATH "%s%s", app->learned ? "tp/" : "", method);
+    return buf;
 }
 
 const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer *a,
@@ -97,8 +115,10 @@ static int bq_refunded(const struct query_env *env, const struct config_baidu_ap
                             env->job->merchant_order_id, "userId", bq_field(env, "userId"),
                             "pmAppKey", app->app_key, NULL};
     cJSON *root;
-    const cJSON *data = baidu_openapi_call(env, a, BQ_PATH "findOrderRefund", params, NULL, &root), *it;
-    char st[16];
+    char path[96], st[16];
+    const cJSON *data = baidu_openapi_call(
+                    env, a, bq_path(app, "findOrderRefund", path, sizeof(path)), params, NULL, &root),
+                *it;
     int found = data ? 0 : -1;
 
     cJSON_ArrayForEach(it, (cJSON_IsArray(data) ? data : NULL))
@@ -166,7 +186,9 @@ void baidu_query_find_order(const struct query_env *env, struct query_answer *a)
     {
         const char *params[] = {"access_token", bq_token(env, app), "tpOrderId", tp_order,
                                 "pmAppKey", app->app_key, NULL};
-        data = baidu_openapi_call(env, a, BQ_PATH "findByTpOrderId", params, NULL, &root);
+        char path[96];
+        data = baidu_openapi_call(env, a, bq_path(app, "findByTpOrderId", path, sizeof(path)),
+                                  params, NULL, &root);
     }
     if (!data && strcmp(a->code, "0") == 0)
         query_set(a, QUERY_UNKNOWN_ORDER, "the platform answered no data for tpOrderId %.64s",
@@ -210,12 +232,14 @@ void baidu_query_find_refund(const struct query_env *env, struct query_answer *a
                             "pmAppKey", app ? app->app_key : NULL, NULL};
     cJSON *root = NULL;
     const cJSON *data;
+    char path[96];
 
     if (!app)
         return;
     if (!env->job->merchant_order_id)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
-    if ((data = baidu_openapi_call(env, a, BQ_PATH "findOrderRefund", params, NULL, &root)) != NULL)
+    if ((data = baidu_openapi_call(env, a, bq_path(app, "findOrderRefund", path, sizeof(path)),
+                                   params, NULL, &root)) != NULL)
         bq_judge_refund(env, data, a);
     cJSON_Delete(root);
 }

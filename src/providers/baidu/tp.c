@@ -27,7 +27,11 @@ struct tp_state {
 struct tp_tx {
     const cJSON *msg;
     const char *event; /* "ticket" for a ticket push */
+    int payment;       /* a payment-service event: its tp_payment_events entry, else -1 */
 };
+
+/* The push that says an app's payment service opened. */
+#define TP_PAYMENT_PASS "APP_PAYMENT_CREATE_PAYMENT_PASS"
 
 /* The lane of an app's token jobs: one job per app at a time there. */
 #define TP_TOKEN_LANE "baidu.tokens"
@@ -99,38 +103,83 @@ static int tp_in_tx_auth(struct store_tx *tx, struct store_event *ev, const stru
     return 0;
 }
 
+/* The payment-service pushes and the queries they bring (seed document
+ * 000): where the app stands in onboarding, and, once the service opened,
+ * its keys. Also for a plain push where allowed: the answers come from the
+ * platform, and one job per (app, kind) is queued however many pushes ask
+ * (design.md). */
+static const struct {
+    const char *prefix;     /* of the event name */
+    const char *kinds[2];   /* the jobs it schedules */
+} tp_payment_events[] = {
+    {"APP_PAYMENT_CREATE_ACCOUNT_", {"baidu.account_audit", NULL}},
+    {"APP_PAYMENT_UPDATE_DEVELOP_CONFIG_", {"baidu.develop_config_audit", NULL}},
+    {TP_PAYMENT_PASS, {"baidu.pay_service_audit", "baidu.getbindservice"}},
+    {"APP_PAYMENT_CREATE_PAYMENT_", {"baidu.pay_service_audit", NULL}},
+};
+
+/* The entry for a payment-service event, or -1. */
+static int tp_payment_event(const char *event)
+{
+    for (size_t i = 0; i < sizeof(tp_payment_events) / sizeof(tp_payment_events[0]); i++) {
+        const char *p = tp_payment_events[i].prefix;
+        if (strncmp(event, p, strlen(p)) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int tp_in_tx_payment(struct store_tx *tx, struct store_event *ev, int which)
+{
+    for (size_t k = 0; k < 2 && tp_payment_events[which].kinds[k]; k++) {
+        struct store_followup f = {
+            .kind = tp_payment_events[which].kinds[k], .lane = TP_TOKEN_LANE, .delay_s = 0};
+        if (store_tx_job_schedule(tx, ev->app, &f) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
 static int tp_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
 {
     const struct tp_tx *t = data;
 
-    return strcmp(t->event, "ticket") == 0 ? tp_in_tx_ticket(tx, ev, t)
-                                           : tp_in_tx_auth(tx, ev, t);
+    if (strcmp(t->event, "ticket") == 0)
+        return tp_in_tx_ticket(tx, ev, t);
+    if (t->payment >= 0)
+        return tp_in_tx_payment(tx, ev, t->payment);
+    return tp_in_tx_auth(tx, ev, t);
 }
 
-/* What a verified push brings along: the ticket kept (and the TP token
- * fetched), an AUTHORIZED code exchanged at once (it lives about 60 s; its
- * own lane keeps it ahead of the query backlog), an authorisation change
- * applied to the app's tokens. 0, or -ENOMEM. */
+/* What a push brings along: the ticket kept (and the TP token fetched), an
+ * AUTHORIZED code exchanged at once (it lives about 60 s; its own lane
+ * keeps it clear of the query backlog), an authorisation change applied to
+ * the app's tokens -- all only when verified -- and a payment-service
+ * event's queries. 0, or -ENOMEM. */
 static int tp_followups(struct provider_reply *out, const cJSON *msg, const char *event,
-                        int is_ticket)
+                        int is_ticket, int verified)
 {
     struct store_event *ev = &out->ev;
+    int payment = !is_ticket && event ? tp_payment_event(event) : -1;
     struct tp_tx *t;
 
     if (!is_ticket && (!event || !ev->app))
         return 0;
+    if (!verified && payment < 0)
+        return 0; /* a plain push changes no token */
     if (!is_ticket && strcmp(event, "AUTHORIZED") == 0) {
         ev->followup = (struct store_followup){
             .kind = "baidu.app_token", .lane = TP_TOKEN_LANE, .delay_s = 0};
         return 0;
     }
-    if (!is_ticket && strcmp(event, "UPDATE_AUTHORIZED") != 0 &&
+    if (!is_ticket && payment < 0 && strcmp(event, "UPDATE_AUTHORIZED") != 0 &&
         strcmp(event, "UNAUTHORIZED") != 0)
         return 0;
     if (!(t = arena_alloc(out->arena, sizeof(*t))))
         return -ENOMEM;
     t->msg = msg;
     t->event = is_ticket ? "ticket" : event;
+    t->payment = payment;
     ev->in_tx = tp_in_tx;
     ev->in_tx_data = t;
     return 0;
@@ -249,7 +298,7 @@ static enum provider_verdict tp_event(const struct provider_request *rq,
     ev->body_len = rq->body_len;
     ev->remote_addr = rq->remote_addr;
     ev->answer = "success";
-    if (m->verified && tp_followups(out, m->json, event, is_ticket) < 0)
+    if (tp_followups(out, m->json, event, is_ticket, m->verified) < 0)
         return tp_no_memory(out);
     out->answer_type = "text/plain; charset=utf-8";
     out->fail_status = 503;
