@@ -869,6 +869,15 @@ static int conf_finish_hook(struct config *c, void *obj, const char *name, char 
     return r;
 }
 
+const struct config_baidu_app *config_baidu_app_by_deal(const struct config *c,
+                                                        const char *deal)
+{
+    for (size_t i = 0; deal && i < c->n_baidu_apps; i++)
+        if (strcmp(c->baidu_apps[i]->deal_id, deal) == 0)
+            return c->baidu_apps[i];
+    return NULL;
+}
+
 const struct config_hook *config_hook_by_kind(const struct config *c, const char *kind)
 {
     size_t i;

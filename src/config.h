@@ -183,6 +183,9 @@ struct config *config_free(struct config *c);
 
 /* The hook of a job kind "hook.NAME", or NULL. */
 const struct config_hook *config_hook_by_kind(const struct config *c, const char *kind);
+/* The [baidu.app] whose deal_id is deal, or NULL. */
+const struct config_baidu_app *config_baidu_app_by_deal(const struct config *c,
+                                                        const char *deal);
 
 /* 1 when url is https://, or http:// to a loopback host (test mocks). */
 int config_url_ok(const char *url);

@@ -169,17 +169,17 @@ static void jobs_read_set(struct jobs_set *set, const struct config *c)
 
 /* ---- results ---------------------------------------------------------------- */
 
-/* Keys a job's answer taught are committed: intake uses them from now. */
-static void job_keys_learned(const struct job_item *it)
+/* Keys a job's answer taught: in use from their commit on (a pointer put
+ * in place: this runs on the commit's completion), dropped when it failed. */
+static void job_keys_done(struct job_item *it, int committed)
 {
-    const struct store_app_keys *k = it->ans.keys;
-    char why[200];
-
-    if (it->ans.keys_learned(k, why, sizeof(why)) < 0)
-        log_err("app %s: its keys are stored but cannot be used until a restart: %s",
-                k->app_id, why);
-    else
-        log_notice("app %s: %s", k->app_id, it->ans.detail);
+    if (it->ans.keys_ready)
+        it->ans.keys_done(it->ans.keys_ready, committed);
+    if (committed)
+        log_notice("app %s: %s", it->ans.keys->app_id, it->ans.detail);
+    it->ans.keys_ready = NULL;
+    free(it->ans.keys);
+    it->ans.keys = NULL;
 }
 
 /* Completion of a result's commit (syncer or writer thread: never waits). */
@@ -197,10 +197,8 @@ static void job_recorded(void *data, const struct store_result *res)
     openapi_call_free(&it->ans.call);
     util_free_secret(&it->ans.token);
     util_free_secret(&it->ans.refresh_token);
-    if (it->ans.keys && res->outcome != STORE_FAILED)
-        job_keys_learned(it);
-    free(it->ans.keys);
-    it->ans.keys = NULL;
+    if (it->ans.keys || it->ans.keys_ready)
+        job_keys_done(it, it->ans.keys && it->res.also && res->outcome != STORE_FAILED);
     store_job_clear(&it->job);
     it->job.id = id; /* what a requeue needs */
     while (it->n_also)

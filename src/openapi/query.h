@@ -55,10 +55,12 @@ struct query_answer {
      * per app and kind), e.g. the token's next refresh */
     const char *then_kind, *then_lane;
     unsigned then_delay_s;
-    /* keys the answer taught (one malloc'd block), written with the result;
-     * keys_learned is called with them once that commit is durable */
+    /* keys the answer taught (one malloc'd block), written with the result,
+     * and what they make, prepared by the query: keys_done(keys_ready, 1)
+     * once that commit is durable (0 when it failed or never ran) */
     struct store_app_keys *keys;
-    int (*keys_learned)(const struct store_app_keys *k, char *why, size_t len);
+    void *keys_ready;
+    void (*keys_done)(void *ready, int committed);
 };
 
 typedef void (*query_fn)(const struct query_env *env, struct query_answer *a);

@@ -76,6 +76,9 @@ static int store_insert_followups(struct store *s, struct store_req *q)
 
     if (e->followup.kind && store_tx_job_create(&tx, q->res.id, e->app, &e->followup) < 0)
         return -EIO;
+    for (i = 0; i < e->n_more; i++)
+        if (store_tx_job_create(&tx, q->res.id, e->app, &e->more[i]) < 0)
+            return -EIO;
     for (i = 0; i < e->n_hooks; i++)
         if (store_tx_job_create(&tx, q->res.id, e->app, &e->hooks[i]) < 0)
             return -EIO;

@@ -45,10 +45,9 @@ static const char *const jb_sql[JB__COUNT] = {
     [JB_META] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     [JB_SCHEDULE_SOONER] = "UPDATE jobs SET due_at = min(due_at, " JB_DUE_AT("?3", "?4") ")"
-                           " WHERE app = ?1 AND kind = ?2 AND state = 'queued'"
-                           " AND event_id IS NULL RETURNING id",
+                           " WHERE app = ?1 AND kind = ?2 AND state = 'queued'",
     [JB_SCHEDULE_NEW] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at)"
-                        " VALUES (NULL, ?2, ?5, ?1, 0, " JB_DUE_AT("?3", "?4") ", ?3)",
+                        " VALUES (?6, ?2, ?5, ?1, 0, " JB_DUE_AT("?3", "?4") ", ?3)",
     [JB_CANCEL] = "UPDATE jobs SET state = 'failed', outcome = 'cancelled', last_error = ?3,"
                   " finished_at = ?4 WHERE app = ?1 AND lane = ?2 AND state = 'queued'",
 };
@@ -73,10 +72,11 @@ static const char jb_lanes_sql[] =
     " e.order_id, e.merchant_order_id, e.status, e.fields, e.amount_fen, e.refund_fen,"  \
     " e.received_at, e.verified, j.context, CASE WHEN j.context IS NOT NULL THEN e.body END," \
     " e.refund_total_fen,"                                                                 \
-    /* the tokens a query uses; never read for a hook's delivery */                      \
-    " CASE WHEN j.context IS NULL THEN (SELECT access_token FROM tokens WHERE app = j.app) END," \
-    " CASE WHEN j.context IS NULL THEN (SELECT refresh_token FROM tokens WHERE app = j.app) END," \
-    " CASE WHEN j.context IS NULL THEN (SELECT access_token FROM tokens WHERE app = 'tp') END" \
+    /* the tokens a Baidu query uses (only Baidu's come from the store);      \
+     * never read for a hook's delivery or another platform's job */                    \
+    " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = j.app) END," \
+    " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT refresh_token FROM tokens WHERE app = j.app) END," \
+    " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = 'tp') END" \
     " FROM jobs j LEFT JOIN events e ON e.id = j.event_id"                                 \
     " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
 static const char jb_due_sql[] = JB_DUE_COLUMNS " ORDER BY j.due_at LIMIT ?3";
@@ -103,6 +103,9 @@ static const char jb_counts_sql[] = "SELECT state, count(*) FROM jobs GROUP BY s
 
 /* ---- in the event's transaction ---------------------------------------- */
 
+static int jb_schedule(struct store_tx *tx, int64_t event_id, const char *app,
+                       const struct store_followup *f);
+
 int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
                         const struct store_followup *f)
 {
@@ -111,6 +114,8 @@ int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
 
     if (f->token_app && (r = store_tx_token_exists(tx, f->token_app)) <= 0)
         return r; /* no token to ask with: no query (confirmation none) */
+    if (f->once_per_app)
+        return app ? jb_schedule(tx, event_id, app, f) : 0;
     sqlite3_bind_int64(st, 1, event_id);
     sqlite3_bind_text(st, 2, f->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, f->lane, -1, SQLITE_STATIC);
@@ -122,30 +127,39 @@ int store_tx_job_create(struct store_tx *tx, int64_t event_id, const char *app,
     return store_step_done(st);
 }
 
+/* Bind what both schedule statements take: ?1 app, ?2 kind, ?3 now, ?4 delay. */
+static sqlite3_stmt *jb_schedule_stmt(struct store_tx *tx, int which, const char *app,
+                                      const struct store_followup *f)
+{
+    sqlite3_stmt *st = JB_ST(tx->s, which);
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, f->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, (int)f->delay_s);
+    return st;
+}
+
+/* One queued job per (app, kind), caused by event_id (0: none). */
+static int jb_schedule(struct store_tx *tx, int64_t event_id, const char *app,
+                       const struct store_followup *f)
+{
+    sqlite3_stmt *st;
+
+    if (store_step_done(jb_schedule_stmt(tx, JB_SCHEDULE_SOONER, app, f)) < 0)
+        return -EIO;
+    if (sqlite3_changes(tx->s->db) > 0)
+        return 0; /* one was queued: brought forward if need be */
+    st = jb_schedule_stmt(tx, JB_SCHEDULE_NEW, app, f);
+    sqlite3_bind_text(st, 5, f->lane, -1, SQLITE_STATIC);
+    if (event_id)
+        sqlite3_bind_int64(st, 6, event_id);
+    return store_step_done(st);
+}
+
 int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct store_followup *f)
 {
-    sqlite3_stmt *st = JB_ST(tx->s, JB_SCHEDULE_SOONER);
-    int rc, i;
-
-    for (i = 0; i < 2; i++) {
-        sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, f->kind, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 4, (int)f->delay_s);
-        if (i == 1)
-            sqlite3_bind_text(st, 5, f->lane, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        while (rc == SQLITE_ROW) /* RETURNING: finish the statement */
-            rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE)
-            return -EIO;
-        if (i == 1 || sqlite3_changes(tx->s->db) > 0)
-            return 0;
-        st = JB_ST(tx->s, JB_SCHEDULE_NEW); /* none queued: a new one */
-    }
-    return 0;
+    return jb_schedule(tx, 0, app, f);
 }
 
 int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,

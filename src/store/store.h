@@ -43,6 +43,9 @@ struct store_followup {
     /* when set: created only when `tokens` holds a row for this app (the
      * query's token comes from the store, not the config) */
     const char *token_app;
+    /* at most one queued per (app, kind): one already queued is brought
+     * forward to this one's due time instead (pushes that ask again) */
+    int once_per_app;
 };
 
 /* What a provider asks to store. Strings may be NULL where a column is
@@ -71,6 +74,9 @@ struct store_event {
     /* the deliveries to when = received hooks, created with the event */
     const struct store_followup *hooks;
     size_t n_hooks;
+    /* further jobs the event causes (beside followup), created with it */
+    const struct store_followup *more;
+    size_t n_more;
     const char *answer; /* the answer to send and store (in_tx may replace it) */
     const char *note;   /* set by in_tx: a decision's reason, logged with the event */
     /*
@@ -200,8 +206,9 @@ int store_tx_token_fresh(struct store_tx *tx, const char *app, int64_t margin_s)
 int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_token,
                        int64_t expires_in, const char *refresh_token);
 
-/* A job for app with no event, at most one queued per (app, kind): an
- * existing one is brought forward to f's due time if that is earlier. */
+/* A job for app caused by no event (a result's next step), at most one
+ * queued per (app, kind): an existing one is brought forward to f's due
+ * time if that is earlier. */
 int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct store_followup *f);
 /* Fail app's queued jobs of lane (its queries, its token jobs) with `why`
  * (an app that withdrew its authorisation). 0 or -EIO. */

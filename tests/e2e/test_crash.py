@@ -95,7 +95,9 @@ def make_callback(n):
     """The n-th distinct callback of the run: TP push or Baidu pay notification."""
     if n % 2:
         app = 7_000_000_000 + n
-        msg = {"appId": app, "tpAppId": 10086, "event": "APP_PAYMENT_CREATE_ACCOUNT_PASS",
+        # a code-audit event: it brings no job (payment-service events bring
+        # audit queries, which have no token to ask with here)
+        msg = {"appId": app, "tpAppId": 10086, "event": "PACKAGE_AUDIT_PASS",
                "eventTime": "2026-01-01 00:00:00", "reason": "crash-%d" % n}
         return Callback("tp", str(app), TP_PATH, tp_envelope(msg), "application/json", TP_OK)
     order = str(5 * 10**17 + n)  # > 2^53, unique per run

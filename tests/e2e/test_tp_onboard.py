@@ -130,6 +130,10 @@ class Onboard(TokenCase):
         self.wait("SELECT pay_service_audit, deal_id, keys_learned_at IS NOT NULL,"
                   " token_expires_at IS NOT NULL FROM tp_apps", [("approved", DEAL, 1, 1)])
         self.assertEqual(self.mock.count("baidu.account_audit"), 1)
+        # each job points at the push that caused it
+        self.assertEqual(self.d.query(
+            "SELECT e.status FROM jobs j JOIN events e ON e.id = j.event_id"
+            " WHERE j.kind = 'baidu.getbindservice'"), [("APP_PAYMENT_CREATE_PAYMENT_PASS",)])
         self.assertEqual(self.d.post("/baidu/tp/events", auth_push("UNAUTHORIZED")), (200, b"success"))
         self.assertEqual(self.d.query("SELECT authorized, token_expires_at FROM tp_apps"), [(0, None)])
 

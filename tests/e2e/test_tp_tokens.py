@@ -241,7 +241,10 @@ class AppTokens(TokenCase):
     def test_update_authorized_pushes_refresh_one_at_a_time(self):
         self.send(auth_push("AUTHORIZED", code="code-1"))
         self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
-        self.mock.delay("baidu.app_token", 1.0 * (4 if harness.VALGRIND else 1), times=3)
+        # held long enough for the next push to queue a refresh, and well
+        # within [openapi] timeout (2 s), also under valgrind: a refresh cut
+        # off by the timeout would have spent its refresh token
+        self.mock.delay("baidu.app_token", 1.5, times=3)
         for i in range(3):
             body = tp_envelope({"appId": int(APP), "tpAppId": 777, "event": "UPDATE_AUTHORIZED",
                                 "eventTime": "2026-12-07 10:00:0%d" % i})

@@ -34,29 +34,36 @@ static void learned_free(struct learned *l)
     free(l);
 }
 
-/* Which of k's fields is missing or empty, or NULL. */
-static const char *learned_missing(const struct store_app_keys *k)
+/* Longest app id, deal id or pmAppKey taken (real ones are under 40). */
+#define LEARNED_FIELD_MAX 128
+
+/* What is wrong with one of k's fields (missing, empty, too long) into
+ * why; 0 when nothing is. */
+static int learned_bad_field(const struct store_app_keys *k, char *why, size_t len)
 {
-    if (!k->app_id || !k->app_id[0])
-        return "app id";
-    if (!k->deal_id || !k->deal_id[0])
-        return "deal_id";
-    if (!k->pm_app_key || !k->pm_app_key[0])
-        return "pm_app_key";
-    return NULL;
+    const char *names[] = {"app id", "deal_id", "pm_app_key"};
+    const char *values[] = {k->app_id, k->deal_id, k->pm_app_key};
+
+    for (size_t i = 0; i < 3; i++) {
+        if (!values[i] || !values[i][0])
+            snprintf(why, len, "%s is missing or empty", names[i]);
+        else if (strnlen(values[i], LEARNED_FIELD_MAX + 1) > LEARNED_FIELD_MAX)
+            snprintf(why, len, "%s is longer than %d bytes", names[i], LEARNED_FIELD_MAX);
+        else
+            continue;
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* A new entry from k, or NULL (why set). */
 static struct learned *learned_new(const struct store_app_keys *k, char *why, size_t len)
 {
     struct learned *l;
-    const char *missing = learned_missing(k);
     char err[160];
 
-    if (missing) {
-        snprintf(why, len, "%s is missing or empty", missing);
+    if (learned_bad_field(k, why, len) < 0)
         return NULL;
-    }
     if (!(l = calloc(1, sizeof(*l))) || !(l->app.name = strdup(k->app_id)) || !(l->app.app_id = strdup(k->app_id)) ||
         !(l->app.deal_id = strdup(k->deal_id)) || !(l->app.app_key = strdup(k->pm_app_key))) {
         snprintf(why, len, "out of memory");
@@ -79,30 +86,30 @@ fail:
     return NULL;
 }
 
-int baidu_learned_check(const struct store_app_keys *k, char *why, size_t len)
+struct learned *baidu_learned_prepare(const struct store_app_keys *k, char *why, size_t len)
 {
-    struct learned *l = learned_new(k, why, len);
-
-    if (!l)
-        return -EINVAL;
-    learned_free(l);
-    return 0;
+    return learned_new(k, why, len);
 }
 
-int baidu_learned_add(const struct store_app_keys *k, char *why, size_t len)
+void baidu_learned_publish(struct learned *l)
 {
-    struct learned *l = learned_new(k, why, len), *o;
+    struct learned *o;
 
-    if (!l)
-        return -EINVAL;
     pthread_rwlock_wrlock(&learned_lock);
     for (o = learned_head; o; o = o->next)
-        if (o->current && strcmp(o->app.app_id, k->app_id) == 0)
+        if (o->current && strcmp(o->app.app_id, l->app.app_id) == 0)
             o->current = 0;
     l->next = learned_head;
     learned_head = l;
     pthread_rwlock_unlock(&learned_lock);
-    return 0;
+}
+
+void baidu_learned_done(void *prepared, int committed)
+{
+    if (committed)
+        baidu_learned_publish(prepared);
+    else
+        learned_free(prepared);
 }
 
 /* What loading found wrong: rows that do not make an app are skipped (an
@@ -117,7 +124,11 @@ static int learned_load_one(void *ctx, const struct store_app_keys *k)
     struct learned_load *ll = ctx;
     char why[200];
 
-    if (baidu_learned_add(k, why, sizeof(why)) < 0 && ll->skipped++ == 0)
+    struct learned *l = learned_new(k, why, sizeof(why));
+
+    if (l)
+        baidu_learned_publish(l);
+    else if (ll->skipped++ == 0)
         snprintf(ll->first, sizeof(ll->first), "app %.40s: %s", k->app_id ? k->app_id : "?",
                  why);
     return 0;

@@ -13,12 +13,19 @@
 #include "config.h"
 #include "store/store.h"
 
-/* Check keys as a learned app would hold them (the key parses as an RSA
- * public key, given as text, never a file name): 0, or -EINVAL with why. */
-int baidu_learned_check(const struct store_app_keys *k, char *why, size_t len);
+struct learned;
 
-/* Add (or replace) an app once its keys are committed. 0 or -errno (why). */
-int baidu_learned_add(const struct store_app_keys *k, char *why, size_t len);
+/* An app made from keys (the key parsed once, here, off the commit path:
+ * an RSA public key given as text, never a file name), not yet in use; or
+ * NULL with why (a field missing or empty, a key that does not parse). */
+struct learned *baidu_learned_prepare(const struct store_app_keys *k, char *why, size_t len);
+
+/* Put a prepared app in use (replacing the app's earlier keys whole):
+ * call once its keys are committed. */
+void baidu_learned_publish(struct learned *l);
+
+/* For a job's result: publish when its commit is durable, else free. */
+void baidu_learned_done(void *prepared, int committed);
 
 /* Every app in app_keys (at start): how many rows were skipped (err says
  * why for the first), or -EIO with err. */

@@ -12,6 +12,7 @@
  */
 #include "openapi/query.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,15 +55,6 @@ static struct store_app_keys *bo_keys_new(const char *app, const char *deal, con
     return k;
 }
 
-/* The configured app that already owns deal, or NULL. */
-static const struct config_baidu_app *bo_configured(const struct config *c, const char *deal)
-{
-    for (size_t i = 0; i < c->n_baidu_apps; i++)
-        if (strcmp(c->baidu_apps[i]->deal_id, deal) == 0)
-            return c->baidu_apps[i];
-    return NULL;
-}
-
 /* Judge getbindservice's data: the keys into a, or a set. */
 static void bo_judge(const struct query_env *env, const cJSON *data, struct query_answer *a)
 {
@@ -71,15 +63,19 @@ static void bo_judge(const struct query_env *env, const cJSON *data, struct quer
                *pub = json_string(data, "platform_public_key");
     const struct config_baidu_app *c;
     struct store_app_keys k = {env->job->app, deal, pm, pub};
+    int r = query_text(data, "deal_id", deal, sizeof(deal));
 
-    if (query_text(data, "deal_id", deal, sizeof(deal)) < 0)
-        deal[0] = '\0';
-    if (baidu_learned_check(&k, why, sizeof(why)) < 0)
+    if (r == -ENOSPC)
+        return query_set(a, QUERY_ERROR, "getbindservice: deal_id is longer than %zu bytes",
+                         sizeof(deal) - 1);
+    if (r < 0)
+        deal[0] = '\0'; /* named below: missing */
+    if (!(a->keys_ready = baidu_learned_prepare(&k, why, sizeof(why))))
         return query_set(a, QUERY_ERROR, "getbindservice: %s", why);
+    a->keys_done = baidu_learned_done;
     if (!(a->keys = bo_keys_new(k.app_id, deal, pm, pub)))
         return query_set(a, QUERY_ERROR, "out of memory");
-    a->keys_learned = baidu_learned_add;
-    if ((c = bo_configured(env->cfg, deal)) != NULL)
+    if ((c = config_baidu_app_by_deal(env->cfg, deal)) != NULL)
         query_set(a, QUERY_CONFIRMED,
                   "keys learned for deal %s; [baidu.app %s] in the config has the same deal "
                   "id and wins",

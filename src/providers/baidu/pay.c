@@ -81,12 +81,9 @@ static const char *bp_need(const struct form *f, const char *key,
 static const struct config_baidu_app *bp_app_by_deal(const struct config *c,
                                                      const char *deal)
 {
-    size_t i;
+    const struct config_baidu_app *app = config_baidu_app_by_deal(c, deal);
 
-    for (i = 0; i < c->n_baidu_apps; i++)
-        if (strcmp(c->baidu_apps[i]->deal_id, deal) == 0)
-            return c->baidu_apps[i];
-    return baidu_learned_by_deal(deal);
+    return app ? app : baidu_learned_by_deal(deal);
 }
 
 /* Check rsaSign (present: see bp_has_sign) with one app's platform key: 0, -EBADMSG,

@@ -57,14 +57,12 @@ static const char *bq_path(const struct config_baidu_app *app, const char *metho
     return buf;
 }
 
-const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer *a,
-                                const char *path, const char *const *params, const char *post,
-                                cJSON **root)
+cJSON *baidu_openapi_request(const struct query_env *env, struct query_answer *a,
+                             const char *path, const char *const *params, const char *post)
 {
-    char *q = query_encode(params), *url = NULL, errno_text[24];
-    const cJSON *data = NULL;
+    char *q = query_encode(params), *url = NULL;
+    cJSON *root = NULL;
 
-    *root = NULL;
     if (!q || asprintf(&url, "%s%s?%s", env->cfg->openapi.baidu_base, path, q) < 0)
         url = NULL;
     if (q)
@@ -74,7 +72,21 @@ const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer
         query_set(a, QUERY_ERROR, "out of memory");
         return NULL;
     }
-    if (query_call(env, a, url, post, post ? strlen(post) : 0) == 0 && (*root = query_json(a)) != NULL) {
+    if (query_call(env, a, url, post, post ? strlen(post) : 0) == 0)
+        root = query_json(a);
+    explicit_bzero(url, strlen(url));
+    free(url);
+    return root;
+}
+
+const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer *a,
+                                const char *path, const char *const *params, const char *post,
+                                cJSON **root)
+{
+    char errno_text[24];
+    const cJSON *data = NULL;
+
+    if ((*root = baidu_openapi_request(env, a, path, params, post)) != NULL) {
         if (query_text(*root, "error_code", a->code, sizeof(a->code)) == 0) {
             const char *m = json_string(*root, "error_msg");
             query_set(a, QUERY_ERROR, "error_code %s: %.120s", a->code, m ? m : "");
@@ -89,8 +101,6 @@ const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer
             data = cJSON_GetObjectItemCaseSensitive(*root, "data");
         }
     }
-    explicit_bzero(url, strlen(url));
-    free(url);
     return data;
 }
 

@@ -52,12 +52,18 @@ static char *bt_take(const cJSON *obj, const char *name, struct query_answer *a)
     return c;
 }
 
-/* The issued token's lifetime in seconds, 0 when the answer gives none. */
+/* Longest lifetime believed: a token said to live longer is refreshed (or
+ * fetched again) by then anyway; it also keeps due times in range. */
+#define BT_LIFE_MAX_S (90LL * 24 * 3600)
+
+/* The issued token's lifetime in seconds, 0 when the answer gives none (or
+ * not a positive number), at most BT_LIFE_MAX_S. */
 static long long bt_expires_in(const cJSON *obj)
 {
     char exp[24];
+    long long v = query_text(obj, "expires_in", exp, sizeof(exp)) == 0 ? strtoll(exp, NULL, 10) : 0;
 
-    return query_text(obj, "expires_in", exp, sizeof(exp)) == 0 ? strtoll(exp, NULL, 10) : 0;
+    return v < 0 ? 0 : v > BT_LIFE_MAX_S ? BT_LIFE_MAX_S : v;
 }
 
 void baidu_query_tp_token(const struct query_env *env, struct query_answer *a)
@@ -93,36 +99,24 @@ static int bt_oauth(const struct query_env *env, struct query_answer *a, const c
 {
     const char *params[] = {"access_token", env->job->tp_token, secret_name, secret,
                             "grant_type", grant, NULL};
-    char *q = query_encode(params), *url = NULL;
-    cJSON *root = NULL;
+    cJSON *root;
     const char *err;
     int r = -1;
 
-    if (!q || asprintf(&url, "%s" BT_OAUTH_PATH "?%s", env->cfg->openapi.baidu_base, q) < 0)
-        url = NULL;
-    if (q)
-        explicit_bzero(q, strlen(q));
-    free(q);
-    if (!url) {
-        query_set(a, QUERY_ERROR, "out of memory");
-        return -1;
-    }
     bt_wipe(a);
-    if (query_call(env, a, url, NULL, 0) == 0 && (root = query_json(a)) != NULL) {
-        if ((err = json_string(root, "error")) != NULL) {
-            const char *why = json_string(root, "error_description");
-            snprintf(a->code, sizeof(a->code), "%.60s", err);
-            query_set(a, QUERY_ERROR, "%s refused: %.60s: %.120s", grant, err, why ? why : "");
-            r = 0;
-        } else if ((a->token = bt_take(root, "access_token", a)) != NULL &&
-                   (a->refresh_token = bt_take(root, "refresh_token", a)) != NULL) {
-            a->token_expires_in = bt_expires_in(root);
-            r = 1;
-        }
+    if (!(root = baidu_openapi_request(env, a, BT_OAUTH_PATH, params, NULL)))
+        return -1;
+    if ((err = json_string(root, "error")) != NULL) {
+        const char *why = json_string(root, "error_description");
+        snprintf(a->code, sizeof(a->code), "%.60s", err);
+        query_set(a, QUERY_ERROR, "%s refused: %.60s: %.120s", grant, err, why ? why : "");
+        r = 0;
+    } else if ((a->token = bt_take(root, "access_token", a)) != NULL &&
+               (a->refresh_token = bt_take(root, "refresh_token", a)) != NULL) {
+        a->token_expires_in = bt_expires_in(root);
+        r = 1;
     }
     cJSON_Delete(root);
-    explicit_bzero(url, strlen(url));
-    free(url);
     return r;
 }
 

@@ -23,11 +23,10 @@ struct tp_state {
     const struct config_baidu_tp *c;
 };
 
-/* What a verified push does in its transaction. */
+/* What a verified push does in its transaction: keep a ticket (msg, the
+ * ticket push) or, with msg NULL, withdraw the app's authorisation. */
 struct tp_tx {
     const cJSON *msg;
-    const char *event; /* "ticket" for a ticket push */
-    int payment;       /* a payment-service event: its tp_payment_events entry, else -1 */
 };
 
 /* The push that says an app's payment service opened. */
@@ -83,19 +82,14 @@ static int tp_in_tx_ticket(struct store_tx *tx, struct store_event *ev, const st
 }
 
 /*
- * An authorisation change, in the push's transaction: UPDATE_AUTHORIZED
- * refreshes the app's tokens now (the one queued refresh brought forward);
- * UNAUTHORIZED deletes them and fails the app's queued queries and token
- * jobs (learned keys stay, so its callbacks still verify).
+ * UNAUTHORIZED, in the push's transaction: the app's tokens deleted, its
+ * queued queries and token jobs failed (learned keys stay, so its
+ * callbacks still verify).
  */
-static int tp_in_tx_auth(struct store_tx *tx, struct store_event *ev, const struct tp_tx *t)
+static int tp_in_tx_unauthorized(struct store_tx *tx, struct store_event *ev)
 {
-    static const struct store_followup refresh = {
-        .kind = "baidu.app_refresh", .lane = TP_TOKEN_LANE, .delay_s = 0};
     static const char why[] = "cancelled: the app withdrew its authorisation (UNAUTHORIZED)";
 
-    if (strcmp(t->event, "UPDATE_AUTHORIZED") == 0)
-        return store_tx_job_schedule(tx, ev->app, &refresh);
     if (store_tx_token_delete(tx, ev->app) < 0 ||
         store_tx_jobs_cancel(tx, ev->app, "baidu", why) < 0 ||
         store_tx_jobs_cancel(tx, ev->app, TP_TOKEN_LANE, why) < 0)
@@ -103,85 +97,81 @@ static int tp_in_tx_auth(struct store_tx *tx, struct store_event *ev, const stru
     return 0;
 }
 
-/* The payment-service pushes and the queries they bring (seed document
- * 000): where the app stands in onboarding, and, once the service opened,
- * its keys. Also for a plain push where allowed: the answers come from the
- * platform, and one job per (app, kind) is queued however many pushes ask
- * (design.md). */
+static int tp_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    const struct tp_tx *t = data;
+
+    return t->msg ? tp_in_tx_ticket(tx, ev, t) : tp_in_tx_unauthorized(tx, ev);
+}
+
+/* A job of the app's token lane, one queued per (app, kind). */
+#define TP_JOB(k) {.kind = (k), .lane = TP_TOKEN_LANE, .once_per_app = 1}
+
+/* The pushes about an app and the jobs they bring, created with the push:
+ * an AUTHORIZED code exchanged at once (it lives about 60 s; its own lane
+ * keeps it clear of the query backlog), UPDATE_AUTHORIZED refreshing now;
+ * and the payment-service events (seed document 000): where the app
+ * stands in onboarding and, once the service opened, its keys. Those also
+ * for a plain push where allowed (`plain`): their answers come from the
+ * platform, and one job per (app, kind) is queued however many ask. */
 static const struct {
-    const char *prefix;     /* of the event name */
-    const char *kinds[2];   /* the jobs it schedules */
-} tp_payment_events[] = {
-    {"APP_PAYMENT_CREATE_ACCOUNT_", {"baidu.account_audit", NULL}},
-    {"APP_PAYMENT_UPDATE_DEVELOP_CONFIG_", {"baidu.develop_config_audit", NULL}},
-    {TP_PAYMENT_PASS, {"baidu.pay_service_audit", "baidu.getbindservice"}},
-    {"APP_PAYMENT_CREATE_PAYMENT_", {"baidu.pay_service_audit", NULL}},
+    const char *event;   /* the event name, or a prefix of it (ending in '_') */
+    int plain;
+    struct store_followup jobs[2];
+} tp_app_events[] = {
+    {"AUTHORIZED", 0, {{.kind = "baidu.app_token", .lane = TP_TOKEN_LANE}}},
+    {"UPDATE_AUTHORIZED", 0, {TP_JOB("baidu.app_refresh")}},
+    {"APP_PAYMENT_CREATE_ACCOUNT_", 1, {TP_JOB("baidu.account_audit")}},
+    {"APP_PAYMENT_UPDATE_DEVELOP_CONFIG_", 1, {TP_JOB("baidu.develop_config_audit")}},
+    {TP_PAYMENT_PASS, 1, {TP_JOB("baidu.pay_service_audit"), TP_JOB("baidu.getbindservice")}},
+    {"APP_PAYMENT_CREATE_PAYMENT_", 1, {TP_JOB("baidu.pay_service_audit")}},
 };
 
-/* The entry for a payment-service event, or -1. */
-static int tp_payment_event(const char *event)
+/* The entry for an event name, or -1. */
+static int tp_app_event(const char *event)
 {
-    for (size_t i = 0; i < sizeof(tp_payment_events) / sizeof(tp_payment_events[0]); i++) {
-        const char *p = tp_payment_events[i].prefix;
-        if (strncmp(event, p, strlen(p)) == 0)
+    for (size_t i = 0; i < sizeof(tp_app_events) / sizeof(tp_app_events[0]); i++) {
+        const char *p = tp_app_events[i].event;
+        size_t n = strlen(p);
+        if (p[n - 1] == '_' ? strncmp(event, p, n) == 0 : strcmp(event, p) == 0)
             return (int)i;
     }
     return -1;
 }
 
-static int tp_in_tx_payment(struct store_tx *tx, struct store_event *ev, int which)
+/* Run f in the push's transaction (msg: the ticket push, or NULL). */
+static int tp_attach(struct provider_reply *out, const cJSON *msg)
 {
-    for (size_t k = 0; k < 2 && tp_payment_events[which].kinds[k]; k++) {
-        struct store_followup f = {
-            .kind = tp_payment_events[which].kinds[k], .lane = TP_TOKEN_LANE, .delay_s = 0};
-        if (store_tx_job_schedule(tx, ev->app, &f) < 0)
-            return -EIO;
-    }
+    struct tp_tx *t = arena_alloc(out->arena, sizeof(*t));
+
+    if (!t)
+        return -ENOMEM;
+    t->msg = msg;
+    out->ev.in_tx = tp_in_tx;
+    out->ev.in_tx_data = t;
     return 0;
 }
 
-static int tp_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
-{
-    const struct tp_tx *t = data;
-
-    if (strcmp(t->event, "ticket") == 0)
-        return tp_in_tx_ticket(tx, ev, t);
-    if (t->payment >= 0)
-        return tp_in_tx_payment(tx, ev, t->payment);
-    return tp_in_tx_auth(tx, ev, t);
-}
-
-/* What a push brings along: the ticket kept (and the TP token fetched), an
- * AUTHORIZED code exchanged at once (it lives about 60 s; its own lane
- * keeps it clear of the query backlog), an authorisation change applied to
- * the app's tokens -- all only when verified -- and a payment-service
- * event's queries. 0, or -ENOMEM. */
+/* What a push brings along: a verified ticket is kept (and the TP token
+ * fetched); UNAUTHORIZED acts in the transaction; the other app events
+ * bring their jobs (tp_app_events). 0, or -ENOMEM. */
 static int tp_followups(struct provider_reply *out, const cJSON *msg, const char *event,
                         int is_ticket, int verified)
 {
     struct store_event *ev = &out->ev;
-    int payment = !is_ticket && event ? tp_payment_event(event) : -1;
-    struct tp_tx *t;
+    int i;
 
-    if (!is_ticket && (!event || !ev->app))
+    if (is_ticket)
+        return verified ? tp_attach(out, msg) : 0;
+    if (!event || !ev->app)
         return 0;
-    if (!verified && payment < 0)
+    if (strcmp(event, "UNAUTHORIZED") == 0)
+        return verified ? tp_attach(out, NULL) : 0;
+    if ((i = tp_app_event(event)) < 0 || (!verified && !tp_app_events[i].plain))
         return 0; /* a plain push changes no token */
-    if (!is_ticket && strcmp(event, "AUTHORIZED") == 0) {
-        ev->followup = (struct store_followup){
-            .kind = "baidu.app_token", .lane = TP_TOKEN_LANE, .delay_s = 0};
-        return 0;
-    }
-    if (!is_ticket && payment < 0 && strcmp(event, "UPDATE_AUTHORIZED") != 0 &&
-        strcmp(event, "UNAUTHORIZED") != 0)
-        return 0;
-    if (!(t = arena_alloc(out->arena, sizeof(*t))))
-        return -ENOMEM;
-    t->msg = msg;
-    t->event = is_ticket ? "ticket" : event;
-    t->payment = payment;
-    ev->in_tx = tp_in_tx;
-    ev->in_tx_data = t;
+    ev->followup = tp_app_events[i].jobs[0];
+    ev->more = &tp_app_events[i].jobs[1];
+    ev->n_more = tp_app_events[i].jobs[1].kind ? 1 : 0;
     return 0;
 }
 
