@@ -44,6 +44,15 @@ class Onboard(TokenCase):
         self.assertEqual(self.d.post("/baidu/tp/events", auth_push("APP_PAYMENT_CREATE_PAYMENT_PASS", at=at)),
                          (200, b"success"))
 
+    def wait_learned(self, n):
+        """The keys are in use once their commit is durable: the daemon says
+        so (the row is readable a moment earlier, before the fdatasync)."""
+        line = "app %s: keys learned" % APP
+        deadline = time.time() + 15 * (4 if harness.VALGRIND else 1)
+        while time.time() < deadline and self.d.logtext().count(line) < n:
+            time.sleep(0.05)
+        self.assertEqual(self.d.logtext().count(line), n, self.d.logtext()[-3000:])
+
     def pay(self, key, order=None):
         order = order or new_order_id()
         tp = "T-" + order[-8:]
@@ -59,6 +68,7 @@ class Onboard(TokenCase):
         self.assertEqual(st, 401, body)
         self.pass_push()
         self.wait("SELECT app_id, deal_id, pm_app_key FROM app_keys", [(APP, DEAL, PM_KEY)])
+        self.wait_learned(1)
         req = self.mock.last("baidu.getbindservice")
         self.assertEqual(req.params["access_token"], self.mock.baidu_issued[0]["access_token"])
         st, body, order = self.pay(KEY)
@@ -110,9 +120,11 @@ class Onboard(TokenCase):
     def test_new_keys_replace_the_old_ones_at_once(self):
         self.pass_push()
         self.wait("SELECT count(*) FROM app_keys", [(1,)])
+        self.wait_learned(1)
         self.mock.baidu_bindservice["*"] = bindservice(OTHER.spki_b64())
         self.pass_push(at="2026-12-07 11:00:00")
         self.wait("SELECT count(*) FROM jobs WHERE kind = 'baidu.getbindservice' AND state = 'done'", [(2,)])
+        self.wait_learned(2)
         self.assertEqual(self.pay(OTHER)[0], 200)
         self.assertEqual(self.pay(KEY)[0], 401)
 
