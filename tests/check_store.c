@@ -1698,6 +1698,185 @@ END_TEST
 
 /* ---- runner ----------------------------------------------------------------------- */
 
+/* ---- SQLite out of memory inside a batch --------------------------------- */
+
+/* SQLite's allocator, wrapped: while armed, the Nth allocation fails. */
+static sqlite3_mem_methods real_mem;
+static atomic_int fault_countdown, fault_hit, fault_again;
+
+/* The armed allocation fails; so does, once, the fault_again-th after it
+ * (a failure also while the batch is written again, item by item). */
+static int fault_now(void)
+{
+    if (atomic_load(&fault_countdown) <= 0 || atomic_fetch_sub(&fault_countdown, 1) != 1)
+        return 0;
+    atomic_store(&fault_hit, 1);
+    atomic_store(&fault_countdown, atomic_exchange(&fault_again, 0));
+    return 1;
+}
+
+static void *fault_malloc(int n)
+{
+    return fault_now() ? NULL : real_mem.xMalloc(n);
+}
+
+static void *fault_realloc(void *p, int n)
+{
+    return fault_now() ? NULL : real_mem.xRealloc(p, n);
+}
+
+/* in_tx of the swept events: more kinds of statement in the transaction
+ * (an upsert, a delete, a read), as a TP push brings. */
+static int oom_in_tx(struct store_tx *tx, struct store_event *ev, void *data)
+{
+    int r = store_tx_set_ticket(tx, ev->dedupe_key, (int64_t)(intptr_t)data);
+
+    if (r >= 0)
+        r = store_tx_token_fresh(tx, ev->dedupe_key, 60);
+    if (r >= 0)
+        r = store_tx_token_delete(tx, ev->dedupe_key);
+    return r < 0 ? r : 0;
+}
+
+/* Jobs of the event with this dedupe key. */
+static int64_t jobs_of(const char *key)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM jobs j JOIN events e ON e.id = j.event_id"
+             " WHERE e.dedupe_key = '%s'", key);
+    return peek_int(sql);
+}
+
+/* A claim made from another thread, so that it joins the events' batch. */
+struct oom_claim {
+    struct store *s;
+    struct store_job *jobs;
+    size_t n;
+    int r;
+};
+
+static void *oom_claim_main(void *p)
+{
+    struct oom_claim *c = p;
+    char lease[32];
+
+    util_iso8601_in(60000, lease);
+    c->r = store_jobs_claim(c->s, c->jobs, c->n, lease);
+    return NULL;
+}
+
+/* The state of a job in the file. */
+static void job_state(int64_t id, char *buf, size_t len)
+{
+    char sql[96];
+
+    snprintf(sql, sizeof(sql), "SELECT state FROM jobs WHERE id = %lld", (long long)id);
+    peek_text(sql, buf, len);
+}
+
+/* Put the wrapper in place (SQLite must be shut down to change allocators). */
+static void fault_install(void)
+{
+    sqlite3_mem_methods m;
+
+    ck_assert_int_eq(sqlite3_shutdown(), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem), SQLITE_OK);
+    m = real_mem;
+    m.xMalloc = fault_malloc;
+    m.xRealloc = fault_realloc;
+    ck_assert_int_eq(sqlite3_config(SQLITE_CONFIG_MALLOC, &m), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_initialize(), SQLITE_OK);
+}
+
+/*
+ * Out of memory anywhere in a batch's transaction: SQLite may then roll
+ * back the whole transaction by itself (lang_transaction.html, "Response To
+ * Errors Within A Transaction"), items written before the failure with it.
+ * Whatever happens, an item reported stored is in the file and an item
+ * reported failed is not: nothing is acknowledged that a crash would lose.
+ * Swept over the Nth allocation of the batch, N = 1, 2, ...
+ */
+START_TEST(out_of_memory_in_a_batch_never_acknowledges_a_lost_row)
+{
+    enum { N = 8, MAX_SWEEP = 4000 };
+    struct store_options o = opts();
+    struct store *s;
+    int n, i, swept = 0;
+
+    fault_install();
+    s = open_ok(&o);
+    for (n = 1; n < MAX_SWEEP; n++) {
+        struct waiter wg = WAITER_INIT, w[N];
+        struct store_event g, ev[N];
+        struct gate gate = GATE_INIT;
+        struct oom_claim claim = {s, NULL, 0, 0};
+        pthread_t claimer;
+        char keys[N][32], gkey[32], now[32], state[16];
+        size_t k;
+
+        util_iso8601_now(now);
+        ck_assert_int_eq(store_jobs_due(s, "test", now, 2, &claim.jobs, &claim.n), 0);
+        gate_close(s, &gate, &g, &wg);
+        snprintf(gkey, sizeof(gkey), "gate-%d", n);
+        g.dedupe_key = gkey; /* read again when the batch is written again */
+        for (i = 0; i < N; i++) {
+            w[i] = (struct waiter)WAITER_INIT;
+            snprintf(keys[i], sizeof(keys[i]), "oom-%d-%d", n, i);
+            ev_init(&ev[i], keys[i], "ok");
+            ev[i].in_tx = i % 2 ? oom_in_tx : NULL;
+            ev[i].in_tx_data = (void *)(intptr_t)(n * N + i);
+            ev[i].followup = (struct store_followup){.kind = "test.query", .lane = "test"};
+            ck_assert_int_eq(store_submit(s, &ev[i], waiter_done, &w[i]), 0);
+        }
+        ck_assert_int_eq(pthread_create(&claimer, NULL, oom_claim_main, &claim), 0);
+        while (store_queue_depth(s) < N) /* events only: wait a moment for the claim */
+            ;
+        usleep(20000);
+        atomic_store(&fault_hit, 0);
+        atomic_store(&fault_again, 1 + n % 23);
+        atomic_store(&fault_countdown, n);
+        gate_open(&gate);
+        waiter_wait(&wg, 1);
+        for (i = 0; i < N; i++)
+            waiter_wait(&w[i], 1);
+        pthread_join(claimer, NULL);
+        atomic_store(&fault_countdown, 0);
+        atomic_store(&fault_again, 0);
+        /* a claim said made is in the file; one said failed left them queued */
+        for (k = 0; k < claim.n; k++) {
+            job_state(claim.jobs[k].id, state, sizeof(state));
+            if (claim.r == 0 && claim.jobs[k].claimed)
+                ck_assert_msg(strcmp(state, "running") == 0, "allocation %d: job %lld "
+                              "claimed, but %s", n, (long long)claim.jobs[k].id, state);
+            else
+                ck_assert_msg(strcmp(state, "queued") == 0, "allocation %d: claim of job "
+                              "%lld failed (%d), but %s", n, (long long)claim.jobs[k].id,
+                              claim.r, state);
+        }
+        store_jobs_free(claim.jobs, claim.n);
+        for (i = 0; i < N; i++) {
+            int64_t rows = rows_with_key(keys[i]);
+            if (w[i].outcome == STORE_NEW)
+                ck_assert_msg(rows == 1 && jobs_of(keys[i]) == 1,
+                              "allocation %d: %s acknowledged, %lld rows", n, keys[i],
+                              (long long)rows);
+            else
+                ck_assert_msg(w[i].outcome == STORE_FAILED && rows == 0,
+                              "allocation %d: %s outcome %d (%s), %lld rows", n, keys[i],
+                              w[i].outcome, w[i].error, (long long)rows);
+        }
+        if (!atomic_load(&fault_hit))
+            break;
+        swept = n;
+    }
+    ck_assert_msg(swept > 5 && n < MAX_SWEEP, "swept %d allocations", swept);
+    /* and the store works on */
+    store_new(s, "after");
+    store_close(s);
+}
+END_TEST
+
 /* Every test case of store.c, each in a fresh directory. */
 static Suite *store_suite(void)
 {
@@ -1736,6 +1915,7 @@ static Suite *store_suite(void)
     tcase_add_test(fail, insert_failure_and_recovery);
     tcase_add_test(fail, duplicate_update_failure);
     tcase_add_test(fail, locked_database_and_recovery);
+    tcase_add_test(fail, out_of_memory_in_a_batch_never_acknowledges_a_lost_row);
     tcase_add_test(rej, rejection_recorded);
     tcase_add_test(rej, rejections_trimmed);
     tcase_add_test(q, stop_drains_queue);

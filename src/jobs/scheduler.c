@@ -429,8 +429,9 @@ static void job_confirmed_hooks(const struct config *c, struct job_item *it)
     }
 }
 
-/* Run one attempt: ask the platform, judge, record. */
-/* Returns 1 when a hook answered 410 Gone. `it` belongs to the writer once
+/* Run one attempt: ask the platform, judge, record (no client: there was
+ * no memory for one, and the attempt fails with the job's own policy).
+ * Returns 1 when a hook answered 410 Gone. `it` belongs to the writer once
  * its result is submitted: nothing of it is read after. */
 static int job_run(struct jobs *j, struct openapi_client *client, struct job_item *it)
 {
@@ -463,6 +464,8 @@ static int job_run(struct jobs *j, struct openapi_client *client, struct job_ite
     it->ans.result = QUERY_ERROR;
     if (!fn)
         query_set(&it->ans, QUERY_ERROR, "unknown job kind %s", it->job.kind);
+    else if (!client)
+        query_set(&it->ans, QUERY_ERROR, "out of memory (no HTTP client)");
     else
         fn(&env, &it->ans);
     if (it->ans.endpoint[0] && !job_is_hook(&it->job))
@@ -495,7 +498,7 @@ static void *worker_main(void *p)
     struct worker_arg *w = p;
     struct jobs *j = w->j;
     unsigned idx = w->idx;
-    struct openapi_client *client = openapi_client_new();
+    struct openapi_client *client = NULL;
     struct job_item *it;
     struct lane *lane;
     int gone;
@@ -519,14 +522,9 @@ static void *worker_main(void *p)
         pthread_mutex_unlock(&j->lock);
 
         lane = it->lane; /* it may be freed once its result is submitted */
-        gone = 0;
-        if (client)
-            gone = job_run(j, client, it);
-        else {
-            query_set(&it->ans, QUERY_ERROR, "out of memory (no HTTP client)");
-            job_decide(it);
-            job_record(j, it);
-        }
+        if (!client) /* made when memory allows: a failed try is that job's failure */
+            client = openapi_client_new();
+        gone = job_run(j, client, it);
 
         pthread_mutex_lock(&j->lock);
         j->busy--;

@@ -156,6 +156,10 @@ int openapi_perform(struct openapi_client *c, struct openapi_call *call)
     call->http_status = 0;
     call->retry_after_s = -1;
     call->error[0] = '\0';
+    if (!c->curl && !(c->curl = curl_easy_init())) {
+        snprintf(call->error, sizeof(call->error), "out of memory (no HTTP handle)");
+        return -ENOMEM;
+    }
     for (i = 0; call->headers && call->headers[i]; i++) {
         if (!(more = curl_slist_append(hdrs, call->headers[i]))) {
             curl_slist_free_all(hdrs);
@@ -171,6 +175,13 @@ int openapi_perform(struct openapi_client *c, struct openapi_call *call)
     call->duration_ms = (int64_t)((util_now_ns() - t0) / 1000000u);
     if (rc != CURLE_OK) {
         buf_free(&call->body);
+        if (rc == CURLE_OUT_OF_MEMORY) {
+            /* curl's state after a failed allocation is not trusted with the
+             * next call (its threaded resolver has had bugs there): a new
+             * handle, made before the next call, costs one connection */
+            curl_easy_cleanup(c->curl);
+            c->curl = NULL;
+        }
         return oc_error(call, rc, errbuf);
     }
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);

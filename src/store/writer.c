@@ -266,8 +266,13 @@ static void store_item_error(struct store *s, struct store_req *q, int r)
              r == -EIO ? sqlite3_errmsg(s->db) : strerror(-r));
 }
 
-/* Write one item inside its own savepoint, so a failure stays its own. */
-static void store_write_item(struct store *s, struct store_req *q)
+/* Write one item inside its own savepoint, so a failure stays its own.
+ * -EIO when the failure took the whole transaction with it: SQLite rolls
+ * back the transaction by itself after some errors (SQLITE_NOMEM, _FULL,
+ * _IOERR in a statement without a statement journal), and the next
+ * SAVEPOINT would then open a transaction of its own, committed by its
+ * RELEASE: written, yet reported failed with the batch. */
+static int store_write_item(struct store *s, struct store_req *q)
 {
     int r;
 
@@ -278,7 +283,7 @@ static void store_write_item(struct store *s, struct store_req *q)
     r = store_write_one(s, q);
     if (r == 0) {
         if (store_tx_run(s, TX_RELEASE) == SQLITE_DONE)
-            return;
+            return 0;
         r = -EIO;
     }
     /* The reason first: rolling back resets SQLite's error message. */
@@ -288,6 +293,7 @@ static void store_write_item(struct store *s, struct store_req *q)
 out:
     q->res.outcome = STORE_FAILED;
     q->res.error = q->error;
+    return sqlite3_get_autocommit(s->db) ? -EIO : 0;
 }
 
 /* Forget what a write attempt left in an item (before it is written again). */
@@ -306,7 +312,9 @@ static void store_reset_item(struct store_req *q)
  * per item, the failed item left out with its reason: each failure stays
  * its own, and the others commit. Their in-transaction callbacks run again
  * on the state without the failed item, so every decision replayed is made
- * on what is committed with it. Returns 0, or -EIO (begin failed).
+ * on what is committed with it. Returns 0, or -EIO (begin failed, or SQLite
+ * rolled the transaction back by itself: then nothing more is written and
+ * the whole batch fails, so no item is reported failed yet committed).
  */
 static int store_write_all(struct store *s, struct store_req *batch)
 {
@@ -331,7 +339,11 @@ static int store_write_all(struct store *s, struct store_req *batch)
             continue;
         }
         store_reset_item(q);
-        store_write_item(s, q);
+        if (store_write_item(s, q) < 0) {
+            snprintf(s->last_error, sizeof(s->last_error),
+                     "the transaction was rolled back by SQLite: %.200s", q->error);
+            return -EIO;
+        }
     }
     return 0;
 }
@@ -342,6 +354,7 @@ static int store_write_batch(struct store *s, struct store_req *batch)
     struct store_req *q;
     int ok;
 
+    s->last_error[0] = '\0';
     ok = store_tx_run(s, TX_BEGIN) == SQLITE_DONE && store_write_all(s, batch) == 0;
     if (ok) {
         ok = store_tx_run(s, TX_COMMIT) == SQLITE_DONE;
@@ -350,7 +363,7 @@ static int store_write_batch(struct store *s, struct store_req *batch)
                      sqlite3_errmsg(s->db));
             store_tx_run(s, TX_ROLLBACK);
         }
-    } else {
+    } else if (!s->last_error[0]) {
         snprintf(s->last_error, sizeof(s->last_error), "cannot begin a transaction: %s",
                  sqlite3_errmsg(s->db));
     }

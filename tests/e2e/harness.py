@@ -290,12 +290,19 @@ class Daemon:
 
 
 def preload_unusable():
-    """Why an LD_PRELOAD shim cannot run under this build, or None: sanitizer
-    builds refuse a preload ahead of their runtime; valgrind is too slow."""
-    if VALGRIND:
-        return "under valgrind"
-    ldd = subprocess.run(["ldd", PAYHOOKD], capture_output=True, text=True).stdout
-    return "ASan build" if "libasan" in ldd else None
+    """Why an LD_PRELOAD shim cannot run under this build, or None: valgrind
+    replaces the allocator the shim wraps (and is too slow). ASan builds run
+    it: the test's environment lets the shim come before the runtime."""
+    return "under valgrind" if VALGRIND else None
+
+
+def preload_env(shim, asan_extra="", **more):
+    """The environment that runs payhookd with an LD_PRELOAD shim: under
+    ASan the shim then comes before the sanitizer's runtime."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = dict(os.environ, LD_PRELOAD=shim, **more)
+    env["ASAN_OPTIONS"] = ":".join(p for p in (asan, "verify_asan_link_order=0", asan_extra) if p)
+    return env
 
 
 def build_preload(directory, name, source):

@@ -75,7 +75,7 @@ class SyncBeforeAnswer(unittest.TestCase):
 
     def start(self, sync):
         d = harness.Daemon(harness.tp_config(), store_extra="synchronous = %s\n" % sync)
-        env = dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl)
+        env = harness.preload_env(self.shim, SHIM_CTL=self.ctl)
         return d.start(env=env)
 
     def timed_post(self, d, n):
@@ -137,7 +137,7 @@ class SyncBeforeAnswer(unittest.TestCase):
         so the genuine callbacks among them are all stored and answered 200,
         and the log shows a bounded sample of the rejections."""
         d = harness.Daemon(harness.tp_config(), store_extra="queue_max = 32\n")
-        d.start(env=dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl))
+        d.start(env=harness.preload_env(self.shim, SHIM_CTL=self.ctl))
         stop, forged, answers = threading.Event(), [0], []
 
         def flood():
@@ -190,7 +190,7 @@ class SyncBeforeAnswer(unittest.TestCase):
 
     def baidu_daemon(self):
         d = harness.Daemon(harness.tp_config() + test_baidu_pay.CONFIG)
-        return d.start(env=dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl))
+        return d.start(env=harness.preload_env(self.shim, SHIM_CTL=self.ctl))
 
     def in_one_batch(self, d, posts):
         """Send (path, fields) posts in order, 30 ms apart, while the
@@ -302,7 +302,7 @@ class SyncBeforeAnswer(unittest.TestCase):
             d.stop()  # it has exited: this only closes its log
             # Restarted, it serves again; the platform's resend is stored once
             # (as new, or as a redelivery if the failed write did reach the disk).
-            d.start(env=dict(os.environ, LD_PRELOAD=self.shim, SHIM_CTL=self.ctl))
+            d.start(env=harness.preload_env(self.shim, SHIM_CTL=self.ctl))
             self.assertEqual(d.post(PATH, tp_envelope({"appId": 7, "event": "E", "tpAppId": 1})),
                              (200, b"success"))
             self.assertEqual(d.query("SELECT count(*) FROM events"), [(1,)])

@@ -9,7 +9,8 @@ same callback once memory is back is stored exactly once.
 
 glibc's MALLOC_PERTURB_ fills freed memory, so a use after free (an object
 freed by a failed arena_own and used anyway) shows up as a wrong row or a
-wrong answer even in this non-ASan build."""
+wrong answer in the plain build; the ASan build runs it too, and stops at
+the first bad access."""
 import http.client
 import mmap
 import os
@@ -28,6 +29,7 @@ from hook_receiver import HookReceiver, new_secret
 
 SHIM = r'''
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -37,17 +39,39 @@ SHIM = r'''
 
 /* $OOM_CTL is a page shared with the test: word 0 counts allocations down
  * while it is positive, and the one that takes it to 0 fails; word 1 is set
- * to 1 when that happened. */
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
+ * to 1 when that happened. The real allocator is the next one in the
+ * lookup order: glibc's, or the sanitizer's in an ASan build. */
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
 static int *ctl;
+
+static void oom_resolve(void)
+{
+    real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+}
+
+static int resolving; /* not thread-local: TLS is not set up that early */
+static void oom_resolve_once(void)
+{
+    if (resolving)
+        return;
+    resolving = 1;
+    oom_resolve();
+    resolving = 0;
+}
 
 __attribute__((constructor)) static void oom_init(void)
 {
     const char *path = getenv("OOM_CTL");
     int fd = path ? open(path, O_RDWR) : -1;
 
+    if (!real_malloc)
+        oom_resolve_once();
     if (fd < 0)
         return;
     void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -70,9 +94,48 @@ static int oom_now(void)
     return 1;
 }
 
-void *malloc(size_t n) { return oom_now() ? NULL : __libc_malloc(n); }
-void *calloc(size_t k, size_t n) { return oom_now() ? NULL : __libc_calloc(k, n); }
-void *realloc(void *p, size_t n) { return oom_now() ? NULL : __libc_realloc(p, n); }
+/* dlsym itself may allocate before the pointers are set: from a small
+ * static pool, never freed (it is used only then). */
+static char boot[4096];
+static size_t boot_used;
+static void *boot_alloc(size_t n)
+{
+    void *p = boot + boot_used;
+    boot_used += (n + 15) & ~(size_t)15;
+    return boot_used <= sizeof(boot) ? p : NULL;
+}
+
+void *malloc(size_t n)
+{
+    if (!real_malloc)
+        oom_resolve_once();
+    if (!real_malloc)
+        return boot_alloc(n);
+    return oom_now() ? NULL : real_malloc(n);
+}
+void *calloc(size_t k, size_t n)
+{
+    if (!real_calloc)
+        oom_resolve_once();
+    if (!real_calloc)
+        return boot_alloc(k * n); /* static: already zero */
+    return oom_now() ? NULL : real_calloc(k, n);
+}
+static int is_boot(const void *p)
+{
+    return (const char *)p >= boot && (const char *)p < boot + sizeof(boot);
+}
+void *realloc(void *p, size_t n)
+{
+    if (!real_realloc || is_boot(p))
+        return NULL; /* not during start-up */
+    return oom_now() ? NULL : real_realloc(p, n);
+}
+void free(void *p)
+{
+    if (p && !is_boot(p) && real_free)
+        real_free(p);
+}
 '''
 
 FORM = "application/x-www-form-urlencoded"
@@ -99,11 +162,20 @@ class OutOfMemory(unittest.TestCase):
         hook = ("\n[hook ledger]\nurl = %s\nevents = baidu.* alipay.* gateway.*\nsecret = %s\n"
                 "retry_base = 0\nretry_max = 1\nmax_attempts = 1000\n"
                 % (self.recv.url, new_secret()[0]))
-        config = (harness.tp_config() + test_baidu_pay.CONFIG + test_alipay.CONFIG
+        # The platforms' OpenAPIs at a closed loopback port: their calls fail
+        # at once, and no resolver thread starts while allocations fail.
+        closed = harness.free_port()
+        openapi = ("\n[openapi]\nbaidu_base = http://127.0.0.1:%d\n"
+                   "alipay_gateway = http://127.0.0.1:%d/gateway.do\n" % (closed, closed))
+        config = (harness.tp_config() + openapi + test_baidu_pay.CONFIG + test_alipay.CONFIG
                   + test_gateway.CONFIG + hook)
         self.d = harness.Daemon(config)
-        self.env = dict(os.environ, LD_PRELOAD=self.shim, OOM_CTL=self.ctl_path,
-                        MALLOC_PERTURB_="165", MALLOC_CHECK_="3")
+        # Under ASan the shim comes first in the lookup order and calls the
+        # sanitizer's allocator; leaks that third-party libraries make on
+        # their own failure paths are not what this test is about.
+        self.env = harness.preload_env(self.shim, asan_extra="detect_leaks=0",
+                                       OOM_CTL=self.ctl_path, MALLOC_PERTURB_="165",
+                                       MALLOC_CHECK_="3")
         self.d.start(env=self.env)
 
     def tearDown(self):
