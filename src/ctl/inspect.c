@@ -488,6 +488,38 @@ int ctl_jobs(int argc, char **argv, const char *config)
     return ic_list(config, &a, sql, 4, p, "jobs", "no jobs");
 }
 
+/* ---- tokens ---------------------------------------------------------------- */
+
+void ctl_tokens_help(FILE *f)
+{
+    fputs("usage: payhookctl -c CONFIG tokens [--json]\n"
+          "\n"
+          "The access tokens payhookd holds (the TP's own as app tp, then each app's):\n"
+          "when each expires and whether it is still valid, whether a refresh token is\n"
+          "held, when it was last written, and when its next fetch or refresh is due.\n"
+          "Never the token text.\n",
+          f);
+}
+
+int ctl_tokens(int argc, char **argv, const char *config)
+{
+    static const char sql[] =
+        "SELECT t.app, t.expires_at, CASE WHEN t.expires_at IS NULL THEN 'no known expiry' "
+        "WHEN t.expires_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now') THEN 'expired' "
+        "ELSE 'valid' END AS state, "
+        "CASE WHEN coalesce(t.refresh_token, '') != '' THEN 'yes' ELSE 'no' END AS refresh_token, "
+        "t.updated_at, (SELECT min(j.due_at) FROM jobs j WHERE j.app = t.app "
+        "AND j.state = 'queued' AND j.kind IN ('baidu.tp_token', 'baidu.app_token', "
+        "'baidu.app_refresh')) AS next_fetch FROM tokens t "
+        "ORDER BY t.app != 'tp', t.app";
+    struct ic_args a;
+    int r;
+
+    if ((r = ic_start(argc, argv, O_JSON, 0, &a, ctl_tokens_help)) >= 0)
+        return r;
+    return ic_list(config, &a, sql, 0, NULL, "tokens", "no tokens");
+}
+
 /* ---- deliveries ---------------------------------------------------------- */
 
 void ctl_deliveries_help(FILE *f)

@@ -15,6 +15,7 @@
 int ctl_events(int argc, char **argv, const char *config);
 int ctl_show(int argc, char **argv, const char *config);
 int ctl_jobs(int argc, char **argv, const char *config);
+int ctl_tokens(int argc, char **argv, const char *config);
 int ctl_deliveries(int argc, char **argv, const char *config);
 /* payhookctl hooks [--json] (the listing; `hooks enable` is actions.c's) */
 int ctl_hooks_list(int argc, char **argv, const char *config);
@@ -23,6 +24,7 @@ int ctl_stats(int argc, char **argv, const char *config);
 void ctl_events_help(FILE *f);
 void ctl_show_help(FILE *f);
 void ctl_jobs_help(FILE *f);
+void ctl_tokens_help(FILE *f);
 void ctl_deliveries_help(FILE *f);
 void ctl_stats_help(FILE *f);
 void ctl_hooks_help(FILE *f);

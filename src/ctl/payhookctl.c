@@ -49,6 +49,8 @@ static const struct ctl_command ctl_commands[] = {
     {"show", "one event: body, jobs, query results, deliveries, attempts", ctl_show,
      ctl_show_help},
     {"jobs", "list follow-up query jobs", ctl_jobs, ctl_jobs_help},
+    {"tokens", "the access tokens held: expiry, refresh token, next fetch (never the text)",
+     ctl_tokens, ctl_tokens_help},
     {"deliveries", "list hook deliveries", ctl_deliveries, ctl_deliveries_help},
     {"hooks", "each hook's state and backlog; enable one that answered 410", ctl_hooks,
      ctl_hooks_help},

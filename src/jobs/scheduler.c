@@ -256,6 +256,21 @@ static int job_also_credentials(struct store_tx *tx, void *data)
     return a->keys ? store_tx_app_keys_set(tx, a->keys) : 0;
 }
 
+/* In the transaction that records a refused token's answer: the token is
+ * marked expired (unless a newer one replaced it), and its fetch queued
+ * now: the TP's from the latest ticket, an app's with its refresh token. */
+static int job_also_refused_token(struct store_tx *tx, void *data)
+{
+    const struct query_answer *a = &((const struct job_item *)data)->ans;
+    int tp = strcmp(a->refused_app, "tp") == 0, r;
+    struct store_followup fetch = {.kind = tp ? "baidu.tp_token" : "baidu.app_refresh",
+                                   .lane = tp ? "baidu" : "baidu.tokens"};
+
+    if ((r = store_tx_token_expire(tx, a->refused_app, a->refused_token)) <= 0)
+        return r;
+    return store_tx_job_schedule(tx, a->refused_app, &fetch) < 0 ? -EIO : 0;
+}
+
 /* A job that confirms nothing (a token fetch) ended: no confirmation, and
  * the last failure logged once. */
 static void job_decide_plain(struct job_item *it)
@@ -358,6 +373,13 @@ static void job_decide(struct job_item *it)
     if (!jobs_kind_confirms(it->job.kind)) {
         job_decide_plain(it);
         confirmation = NULL;
+    }
+    if (a->refused_app && !r->also) {
+        r->also = job_also_refused_token;
+        r->also_data = it;
+        log_warning("job %lld (%s): the platform refused the stored access token of %s (%s): "
+                    "it is marked expired and a new one is fetched",
+                    (long long)it->job.id, it->job.kind, a->refused_app, a->detail);
     }
     metrics_job_run(it->job.kind, job_outcome_name(it), strcmp(r->state, "queued") == 0);
     if (confirmation) {

@@ -61,6 +61,10 @@ struct query_answer {
     struct store_app_keys *keys;
     void *keys_ready;
     void (*keys_done)(void *ready, int committed);
+    /* the platform refused the stored token of refused_app (invalid or
+     * expired): marked expired with the result, and a new one fetched;
+     * refused_token points into the job (the text that was sent) */
+    const char *refused_app, *refused_token;
 };
 
 typedef void (*query_fn)(const struct query_env *env, struct query_answer *a);

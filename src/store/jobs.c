@@ -76,7 +76,8 @@ static const char jb_lanes_sql[] =
      * never read for a hook's delivery or another platform's job */                    \
     " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = j.app) END," \
     " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT refresh_token FROM tokens WHERE app = j.app) END," \
-    " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = 'tp') END" \
+    " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = 'tp') END," \
+    " CASE WHEN j.kind = 'baidu.tp_token' THEN (SELECT ticket FROM tp_ticket) END"     \
     " FROM jobs j LEFT JOIN events e ON e.id = j.event_id"                                 \
     " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
 static const char jb_due_sql[] = JB_DUE_COLUMNS " ORDER BY j.due_at LIMIT ?3";
@@ -250,6 +251,7 @@ static int jb_row(sqlite3_stmt *st, struct store_job *j)
     j->token = jb_text(st, 19, &bad);
     j->refresh_token = jb_text(st, 20, &bad);
     j->tp_token = jb_text(st, 21, &bad);
+    j->ticket = jb_text(st, 22, &bad);
     return bad ? -ENOMEM : 0;
 }
 
@@ -308,6 +310,7 @@ void store_job_clear(struct store_job *j)
     util_free_secret(&j->token);
     util_free_secret(&j->refresh_token);
     util_free_secret(&j->tp_token);
+    util_free_secret(&j->ticket);
     free(j->app);
     free(j->provider);
     free(j->ev_kind);

@@ -216,6 +216,9 @@ int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,
                          const char *why);
 /* 1 when app has a token row (whatever its expiry), 0 not, -EIO. */
 int store_tx_token_exists(struct store_tx *tx, const char *app);
+/* The platform refused app's access_token (invalid or expired): it is
+ * marked expired now, unless a newer one replaced it. 1 marked, 0 not, -EIO. */
+int store_tx_token_expire(struct store_tx *tx, const char *app, const char *access_token);
 /* Delete app's tokens. 0 or -EIO. */
 int store_tx_token_delete(struct store_tx *tx, const char *app);
 
@@ -295,6 +298,7 @@ struct store_job {
     /* queries only, from `tokens` (wiped when freed): the app's access and
      * refresh tokens, and the TP's own token */
     char *token, *refresh_token, *tp_token;
+    char *ticket; /* baidu.tp_token jobs only: the latest TP ticket */
 };
 
 /* Up to max lanes that have queued jobs: 0 and *n, or -EIO. */

@@ -8,7 +8,16 @@
 
 #include <errno.h>
 
-enum { TK_SET_TICKET, TK_FRESH, TK_SET_TOKEN, TK_EXISTS, TK_DELETE, TK_SET_KEYS, TK__COUNT };
+enum {
+    TK_SET_TICKET,
+    TK_FRESH,
+    TK_SET_TOKEN,
+    TK_EXISTS,
+    TK_DELETE,
+    TK_EXPIRE,
+    TK_SET_KEYS,
+    TK__COUNT
+};
 
 static const char *const tk_sql[TK__COUNT] = {
     [TK_SET_TICKET] = "INSERT INTO tp_ticket (id, ticket, create_time, received_at)"
@@ -27,6 +36,9 @@ static const char *const tk_sql[TK__COUNT] = {
                      " updated_at = excluded.updated_at",
     [TK_EXISTS] = "SELECT 1 FROM tokens WHERE app = ?1",
     [TK_DELETE] = "DELETE FROM tokens WHERE app = ?1",
+    /* only the token that was refused: a newer one written since stays */
+    [TK_EXPIRE] = "UPDATE tokens SET expires_at = ?3, updated_at = ?3"
+                  " WHERE app = ?1 AND access_token = ?2",
     [TK_SET_KEYS] = "INSERT INTO app_keys (app_id, deal_id, pm_app_key, platform_public_key,"
                     " learned_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id) DO UPDATE SET"
                     " deal_id = excluded.deal_id, pm_app_key = excluded.pm_app_key,"
@@ -72,6 +84,18 @@ int store_tx_token_fresh(struct store_tx *tx, const char *app, int64_t margin_s)
     sqlite3_bind_text(st, 2, tx->received_at, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, margin_s);
     return tk_found(st);
+}
+
+int store_tx_token_expire(struct store_tx *tx, const char *app, const char *access_token)
+{
+    sqlite3_stmt *st = STORE_ST(tx->s, TBL_TOKENS, TK_EXPIRE);
+    int r;
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, access_token, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, tx->received_at, -1, SQLITE_STATIC);
+    r = store_step_done(st);
+    return r < 0 ? r : sqlite3_changes(tx->s->db) > 0;
 }
 
 int store_tx_token_exists(struct store_tx *tx, const char *app)

@@ -22,6 +22,7 @@ import harness
 from harness import baidu_signed, form_body, tp_envelope
 from mock_openapi import MockTestCase
 from test_baidu_pay import new_order_id, pay_fields
+from test_hooks import ctl
 
 OPENAPI = """
 [openapi]
@@ -206,6 +207,65 @@ class AppTokens(TokenCase):
         self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
         self.assertEqual(self.mock.last("baidu.find_order").params["access_token"],
                          self.mock.baidu_issued[0]["access_token"])
+
+    def test_a_refused_tp_token_is_fetched_again_with_the_latest_ticket(self):
+        # the platform says the stored TP token is no longer valid (its gateway
+        # error 110) when the AUTHORIZED code is exchanged with it
+        self.push("ticket-two", 1700000600)
+        invalid = json.dumps({"error_code": 110, "error_msg": "Access token invalid or no longer valid"})
+        self.mock.respond("baidu.app_token", 200, invalid, times=1)
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        # the token is fetched again at once, with the latest ticket, by a job
+        # no push made; then the exchange is retried with it and succeeds
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        self.assertEqual(self.mock.baidu_tickets, ["ticket-one", "ticket-two"])
+        self.assertEqual(self.d.query("SELECT event_id, state FROM jobs WHERE kind = 'baidu.tp_token'"
+                                      " ORDER BY id"), [(1, "done"), (None, "done")])
+        left = self.d.query("SELECT julianday(expires_at) - julianday('now') FROM tokens WHERE app = 'tp'")
+        self.assertAlmostEqual(left[0][0], 30, delta=0.01)
+        self.assertEqual(self.mock.count("baidu.app_token"), 2)
+        self.assertEqual(self.d.logtext().count("refused the stored access token of tp"), 1)
+        self.assert_secrets_kept()
+
+    def test_a_refused_app_token_is_refreshed(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        first = self.mock.baidu_issued[0]
+        order = new_order_id()
+        self.mock.baidu_orders["T-" + order[-8:]] = {
+            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        expired = json.dumps({"error_code": 111, "error_msg": "Access token expired"})
+        self.mock.respond("baidu.find_order", 200, expired, times=1)
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
+            "application/x-www-form-urlencoded")
+        self.assertEqual(st, 200)
+        # the query is retried (its own back-off) and confirms; the refused
+        # token is refreshed with the stored refresh token, the new pair kept
+        self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
+        self.wait("SELECT count(*) FROM jobs WHERE kind = 'baidu.app_refresh' AND state = 'done'", [(1,)])
+        self.assertEqual(self.mock.requests("baidu.app_token")[1].params["refresh_token"],
+                         first["refresh_token"])
+        second = self.mock.baidu_issued[1]
+        self.assertEqual(self.app_row(), [(second["access_token"], second["refresh_token"])])
+        self.assertEqual(self.mock.count("baidu.find_order"), 2)
+        self.assert_secrets_kept()
+
+    def test_payhookctl_tokens_lists_expiry_never_the_token(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        rc, out, err = ctl(self.d, "tokens", "--json")
+        self.assertEqual(rc, 0, err)
+        rows = json.loads(out)["tokens"]
+        self.assertEqual([(r["app"], r["state"], r["refresh_token"]) for r in rows],
+                         [("tp", "valid", "no"), (APP, "valid", "yes")])
+        self.assertIsNotNone(rows[1]["next_fetch"])  # the app's next refresh is queued
+        rc, text, err = ctl(self.d, "tokens")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(APP, text)
+        for t in (self.mock.baidu_tp_token, self.mock.baidu_issued[0]["access_token"],
+                  self.mock.baidu_issued[0]["refresh_token"]):
+            self.assertNotIn(t, out + text)
 
     def test_no_stored_token_means_no_query(self):
         order = new_order_id()

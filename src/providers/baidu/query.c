@@ -57,6 +57,32 @@ static const char *bq_path(const struct config_baidu_app *app, const char *metho
     return buf;
 }
 
+/* Baidu's gateway says an access token is invalid (110) or expired (111):
+ * when it was one from the store (the TP's or the job's app's), note it, so
+ * the result marks it expired and a new one is fetched. */
+static void bq_note_refused(const struct query_env *env, struct query_answer *a,
+                            const char *const *params, const cJSON *root)
+{
+    const struct store_job *j = env->job;
+    const char *used = NULL;
+    char code[16];
+    size_t i;
+
+    if (query_text(root, "error_code", code, sizeof(code)) < 0 ||
+        (strcmp(code, "110") != 0 && strcmp(code, "111") != 0))
+        return;
+    for (i = 0; params[i]; i += 2)
+        if (strcmp(params[i], "access_token") == 0)
+            used = params[i + 1];
+    if (!used)
+        return;
+    if (j->tp_token && strcmp(used, j->tp_token) == 0)
+        a->refused_app = "tp";
+    else if (j->token && j->app && strcmp(used, j->token) == 0)
+        a->refused_app = j->app;
+    a->refused_token = a->refused_app ? used : NULL;
+}
+
 cJSON *baidu_openapi_request(const struct query_env *env, struct query_answer *a,
                              const char *path, const char *const *params, const char *post)
 {
@@ -74,6 +100,8 @@ cJSON *baidu_openapi_request(const struct query_env *env, struct query_answer *a
     }
     if (query_call(env, a, url, post, post ? strlen(post) : 0) == 0)
         root = query_json(a);
+    if (root)
+        bq_note_refused(env, a, params, root);
     explicit_bzero(url, strlen(url));
     free(url);
     return root;

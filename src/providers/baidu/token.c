@@ -68,15 +68,18 @@ static long long bt_expires_in(const cJSON *obj)
 
 void baidu_query_tp_token(const struct query_env *env, struct query_answer *a)
 {
-    /* in_tx made this job only when the push's ticket was the latest and
-     * the stored token near its end */
-    const char *ticket = env->fields ? json_string(env->fields, "Ticket") : NULL;
+    /* the latest ticket stored: a ticket push made this job when its ticket
+     * became the latest and the token was near its end; a refused token
+     * made one with no push (then the push's own ticket is not there) */
+    const char *ticket = env->job->ticket ? env->job->ticket
+                         : env->fields    ? json_string(env->fields, "Ticket")
+                                          : NULL;
     const char *params[] = {"client_id", env->cfg->tp.client_id, "ticket", ticket, NULL};
     cJSON *root = NULL;
     const cJSON *data;
 
     if (!ticket || !env->cfg->tp.enabled)
-        return query_set(a, QUERY_ERROR, "%s", !ticket ? "the push has no Ticket"
+        return query_set(a, QUERY_ERROR, "%s", !ticket ? "no TP ticket stored yet"
                                                       : "[baidu.tp] is not configured");
     data = baidu_openapi_call(env, a, BT_TP_TOKEN_PATH, params, NULL, &root);
     if (data && (a->token = bt_take(data, "access_token", a)) != NULL) {
@@ -106,7 +109,12 @@ static int bt_oauth(const struct query_env *env, struct query_answer *a, const c
     bt_wipe(a);
     if (!(root = baidu_openapi_request(env, a, BT_OAUTH_PATH, params, NULL)))
         return -1;
-    if ((err = json_string(root, "error")) != NULL) {
+    if (query_text(root, "error_code", a->code, sizeof(a->code)) == 0) {
+        /* the gateway refused the call itself (e.g. the TP token): not the
+         * grant, so no recovery through a new code; retried later */
+        const char *m = json_string(root, "error_msg");
+        query_set(a, QUERY_ERROR, "error_code %s: %.120s", a->code, m ? m : "");
+    } else if ((err = json_string(root, "error")) != NULL) {
         const char *why = json_string(root, "error_description");
         snprintf(a->code, sizeof(a->code), "%.60s", err);
         query_set(a, QUERY_ERROR, "%s refused: %.60s: %.120s", grant, err, why ? why : "");
