@@ -293,6 +293,46 @@ class AppTokens(TokenCase):
             " WHERE j.kind = 'baidu.app_refresh' ORDER BY r.id DESC LIMIT 1")[0][0])
         self.assert_secrets_kept()
 
+    def test_kill_9_between_a_refresh_and_its_commit_is_recovered(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        first = self.mock.baidu_issued[0]
+        # the refresh reaches the platform, which spends the refresh token and
+        # issues a new pair; payhookd is killed before that answer is committed
+        self.mock.delay("baidu.app_token", 30, times=1)
+        self.send(auth_push("UPDATE_AUTHORIZED"))
+        self.mock.wait_for(2, "baidu.app_token")
+        with self.mock.lock:
+            self.mock.baidu_refresh_tokens.discard(first["refresh_token"])
+        self.d.proc.kill()  # SIGKILL
+        self.d.proc.wait()
+        self.d.log.close()
+        self.assertEqual(self.app_row(), [(first["access_token"], first["refresh_token"])])
+        self.assertEqual(self.d.query("SELECT state FROM jobs WHERE kind = 'baidu.app_refresh'"),
+                         [("running",)])
+        # restarted: the job runs again, its refresh is refused (spent), and the
+        # recovery through a retrieved code stores a new pair
+        self.d.start()
+        self.wait("SELECT attempts FROM jobs WHERE kind = 'baidu.app_refresh' AND state = 'done'", [(2,)])
+        self.assertEqual(self.mock.count("baidu.retrieve_code"), 1)
+        last = self.mock.baidu_issued[-1]
+        self.assertEqual(self.app_row(), [(last["access_token"], last["refresh_token"])])
+        self.assertIn(last["refresh_token"], self.mock.baidu_refresh_tokens)
+        # nothing stays broken: the app's next refresh is queued, and its
+        # payments are confirmed with the new token
+        self.assertEqual(self.d.query("SELECT count(*) FROM jobs WHERE kind = 'baidu.app_refresh'"
+                                      " AND state = 'queued'"), [(1,)])
+        order = new_order_id()
+        self.mock.baidu_orders["T-" + order[-8:]] = {
+            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
+            "application/x-www-form-urlencoded")
+        self.assertEqual(st, 200)
+        self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
+        self.assertEqual(self.mock.last("baidu.find_order").params["access_token"], last["access_token"])
+        self.assert_secrets_kept()
+
     def test_a_refused_code_is_recovered_too(self):
         self.send(auth_push("AUTHORIZED", code="code-expired"))
         self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
