@@ -198,7 +198,8 @@ static void job_recorded(void *data, const struct store_result *res)
     util_free_secret(&it->ans.token);
     util_free_secret(&it->ans.refresh_token);
     if (it->ans.keys || it->ans.keys_ready)
-        job_keys_done(it, it->ans.keys && it->res.also && res->outcome != STORE_FAILED);
+        job_keys_done(it, it->ans.keys && it->res.also && !it->res.cancelled &&
+                              res->outcome != STORE_FAILED);
     store_job_clear(&it->job);
     it->job.id = id; /* what a requeue needs */
     while (it->n_also)

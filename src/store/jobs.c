@@ -49,7 +49,8 @@ static const char *const jb_sql[JB__COUNT] = {
     [JB_SCHEDULE_NEW] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at)"
                         " VALUES (?6, ?2, ?5, ?1, 0, " JB_DUE_AT("?3", "?4") ", ?3)",
     [JB_CANCEL] = "UPDATE jobs SET state = 'failed', outcome = 'cancelled', last_error = ?3,"
-                  " finished_at = ?4 WHERE app = ?1 AND lane = ?2 AND state = 'queued'",
+                  " finished_at = ?4 WHERE app = ?1 AND lane = ?2"
+                  " AND state IN ('queued', 'running')",
 };
 
 const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
@@ -437,6 +438,11 @@ static int jb_finish_write(struct store_tx *tx, void *data)
     sqlite3_bind_text(st, 6, tx->received_at, -1, SQLITE_STATIC);
     if ((ret = store_step_done(st)) < 0)
         return ret;
+    /* No longer running: cancelled while its call was out (UNAUTHORIZED).
+     * The attempt is kept; what the answer would write (the tokens it
+     * issued, keys, deliveries) is not. */
+    if ((r->cancelled = sqlite3_changes(tx->s->db) == 0))
+        return 0;
     return r->also ? r->also(tx, r->also_data) : 0;
 }
 

@@ -336,6 +336,9 @@ struct store_job_result {
     /* more writes of the same transaction (tokens, keys, deliveries), or NULL */
     store_write_fn also;
     void *also_data;
+    /* set by the write: the job was no longer running (cancelled while its
+     * call was out), so `also` did not run */
+    int cancelled;
 };
 
 /* Inside a transaction (an `also` write): one more job for the event, e.g.

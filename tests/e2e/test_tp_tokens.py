@@ -372,6 +372,23 @@ class AppTokens(TokenCase):
         # the TP's own token stays
         self.assertEqual(self.d.query("SELECT count(*) FROM tokens WHERE app = 'tp'"), [(1,)])
 
+    def test_unauthorized_while_a_refresh_runs_keeps_its_tokens_out(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        self.mock.delay("baidu.app_token", 1.0, times=1)
+        self.send(auth_push("UPDATE_AUTHORIZED"))
+        self.mock.wait_for(2, "baidu.app_token")
+        # the app withdraws while its refresh is with the platform
+        self.send(auth_push("UNAUTHORIZED"))
+        self.mock.wait_for(2, "baidu.app_token", answered=True)
+        self.wait("SELECT count(*) FROM query_results r JOIN jobs j ON j.id = r.job_id"
+                  " WHERE j.kind = 'baidu.app_refresh'", [(1,)])
+        # the answer is kept as an attempt, but its tokens are not written
+        # back, and no next refresh is queued
+        self.assertEqual(self.app_row(), [])
+        self.assertEqual(self.d.query("SELECT state, outcome FROM jobs WHERE kind = 'baidu.app_refresh'"
+                                      " ORDER BY id"), [("failed", "cancelled")])
+
 
 if __name__ == "__main__":
     unittest.main()
