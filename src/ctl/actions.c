@@ -268,7 +268,10 @@ int ctl_retry(int argc, char **argv, const char *config)
     return act_json_done(out, r);
 }
 
-int ctl_hooks_enable(int argc, char **argv, const char *config)
+/* A command with one NAME argument, asked as "VERB NAME": the answer
+ * printed, or with --json {key: NAME} and what add() puts in. */
+static int act_named(int argc, char **argv, const char *config, const char *usage,
+                     const char *verb, const char *key, int (*add)(cJSON *out))
 {
     char line[CONTROL_LINE_MAX], done[CONTROL_LINE_MAX];
     struct config *cfg;
@@ -278,20 +281,30 @@ int ctl_hooks_enable(int argc, char **argv, const char *config)
     if ((r = act_options(argc, argv, NULL, NULL, &json)) != 0)
         return r;
     if (optind != argc - 1 || strchr(argv[optind], ' '))
-        return ctl_usage("hooks enable: give one hook NAME");
+        return ctl_usage("%s", usage);
     if (!(cfg = ctl_config(config)))
         return ACT_FAIL;
-    snprintf(line, sizeof(line), "enable %.200s", argv[optind]);
+    snprintf(line, sizeof(line), "%s %.200s", verb, argv[optind]);
     if ((r = act_request(cfg, line, done, sizeof(done))) == ACT_OK) {
         if (!json)
             printf("%s\n", done);
         else if (!(out = cJSON_CreateObject()) ||
-                 !cJSON_AddStringToObject(out, "hook", argv[optind]) ||
-                 !cJSON_AddBoolToObject(out, "enabled", 1))
+                 !cJSON_AddStringToObject(out, key, argv[optind]) || add(out) < 0)
             r = ctl_fail("out of memory");
     }
     config_free(cfg);
     return act_json_done(out, r);
+}
+
+static int act_enabled(cJSON *out)
+{
+    return cJSON_AddBoolToObject(out, "enabled", 1) ? 0 : -1;
+}
+
+int ctl_hooks_enable(int argc, char **argv, const char *config)
+{
+    return act_named(argc, argv, config, "hooks enable: give one hook NAME", "enable", "hook",
+                     act_enabled);
 }
 
 int ctl_prune(int argc, char **argv, const char *config)
@@ -340,4 +353,15 @@ int ctl_prune(int argc, char **argv, const char *config)
     }
     config_free(cfg);
     return act_json_done(out, r);
+}
+
+static int act_keys_queued(cJSON *out)
+{
+    return cJSON_AddStringToObject(out, "queued", "baidu.getbindservice") ? 0 : -1;
+}
+
+int ctl_keys_refresh(int argc, char **argv, const char *config)
+{
+    return act_named(argc, argv, config, "keys refresh: give one APP id", "keys-refresh", "app",
+                     act_keys_queued);
 }

@@ -19,4 +19,7 @@ int ctl_hooks_enable(int argc, char **argv, const char *config);
 /* prune --older-than DAYS [--json]: compact old events (store_prune). */
 int ctl_prune(int argc, char **argv, const char *config);
 
+/* keys refresh APP [--json] (argv[0] is "refresh"): getbindservice again. */
+int ctl_keys_refresh(int argc, char **argv, const char *config);
+
 #endif

@@ -37,6 +37,8 @@ static int ctl_sample(int argc, char **argv, const char *config);
 static void ctl_sample_help(FILE *f);
 
 static int ctl_hooks(int argc, char **argv, const char *config);
+static int ctl_keys(int argc, char **argv, const char *config);
+static void ctl_keys_help(FILE *f);
 static void ctl_replay_help(FILE *f);
 static void ctl_retry_help(FILE *f);
 static void ctl_prune_help(FILE *f);
@@ -61,6 +63,8 @@ static const struct ctl_command ctl_commands[] = {
     {"retry", "queue dead deliveries again", ctl_retry, ctl_retry_help},
     {"prune", "compact events older than DAYS that have nothing left to do", ctl_prune,
      ctl_prune_help},
+    {"keys", "ask the platform for a TP app's keys again (getbindservice)", ctl_keys,
+     ctl_keys_help},
 };
 
 /* The usage error for what getopt refused (opterr is off: we name it). */
@@ -354,6 +358,30 @@ static int ctl_hooks(int argc, char **argv, const char *config)
         return ctl_usage("hooks %s: unknown subcommand (hooks [--json] | hooks enable NAME)",
                          argv[1]);
     return ctl_hooks_list(argc, argv, config);
+}
+
+static void ctl_keys_help(FILE *f)
+{
+    fputs("usage: payhookctl -c CONFIG keys refresh APP [--json]\n"
+          "\n"
+          "Queues a getbindservice call for TP app APP now (through the daemon, or the\n"
+          "store when none runs): its deal id, pmAppKey and platform public key are\n"
+          "learned again and replace the old ones whole once committed. The app needs\n"
+          "its token in tokens. The tp_apps view and the log show the result.\n",
+          f);
+}
+
+static int ctl_keys(int argc, char **argv, const char *config)
+{
+    if (argc >= 2 && strcmp(argv[1], "refresh") == 0)
+        return ctl_keys_refresh(argc - 1, argv + 1, config);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        ctl_keys_help(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (argc < 2)
+        return ctl_usage("keys: give a subcommand (keys refresh APP)");
+    return ctl_usage("keys %s: unknown subcommand (keys refresh APP)", argv[1]);
 }
 
 /* ---- the top level ----------------------------------------------------- */

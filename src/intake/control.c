@@ -21,6 +21,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "providers/baidu/learned.h"
 
 #define CONTROL_IO_MS 5000 /* a client has this long to send its line */
 
@@ -117,6 +118,43 @@ static void ctl_enable(const struct config *cfg, struct store *s, struct jobs *j
         snprintf(out, len, "ok hook %s enabled", h->name);
 }
 
+/* An app id as Baidu gives them (digits; letters, '-' and '_' allowed). */
+static int ctl_app_id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+
+    return n > 0 && n <= 64 &&
+           strspn(id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") == n;
+}
+
+/* keys-refresh APP: ask getbindservice for the app's keys again now. */
+static void ctl_keys_refresh(const struct config *cfg, struct store *s, struct jobs *j,
+                             const char *args, char *out, size_t len)
+{
+    int r;
+
+    if (!ctl_app_id_ok(args)) {
+        snprintf(out, len, "error usage: keys refresh APP (the app id, digits)");
+        return;
+    }
+    if (!cfg->tp.enabled) {
+        snprintf(out, len, "error [baidu.tp] is not configured: only a TP learns app keys");
+        return;
+    }
+    if ((r = store_job_schedule_now(s, args, &baidu_keys_job)) == -ENOKEY) {
+        snprintf(out, len, "error app %s has no token in tokens (no AUTHORIZED push "
+                 "exchanged yet?): getbindservice needs it", args);
+        return;
+    }
+    if (r < 0) {
+        snprintf(out, len, "error the store refused it: %s", strerror(-r));
+        return;
+    }
+    jobs_poke(j);
+    log_notice("operator: keys of app %s asked for again (getbindservice queued)", args);
+    snprintf(out, len, "ok getbindservice queued for app %s", args);
+}
+
 /* prune DAYS: compact the events older than DAYS with nothing left to do. */
 static void ctl_prune(struct store *s, const char *args, char *out, size_t len)
 {
@@ -157,6 +195,8 @@ void control_do(const struct config *cfg, struct store *s, struct jobs *j, const
         ctl_enable(cfg, s, j, args, out, len);
     else if (strcmp(buf, "prune") == 0)
         ctl_prune(s, args, out, len);
+    else if (strcmp(buf, "keys-refresh") == 0)
+        ctl_keys_refresh(cfg, s, j, args, out, len);
     else
         snprintf(out, len, "error unknown request %.32s", buf);
 }

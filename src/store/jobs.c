@@ -164,6 +164,30 @@ int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct sto
     return jb_schedule(tx, 0, app, f);
 }
 
+struct jb_now {
+    const char *app;
+    const struct store_followup *f;
+};
+
+static int jb_now_write(struct store_tx *tx, void *data)
+{
+    const struct jb_now *n = data;
+    struct store_followup f = *n->f;
+    int r = store_tx_token_exists(tx, n->app);
+
+    if (r <= 0)
+        return r < 0 ? r : -ENOKEY;
+    f.delay_s = 0;
+    return store_tx_job_schedule(tx, n->app, &f);
+}
+
+int store_job_schedule_now(struct store *s, const char *app, const struct store_followup *f)
+{
+    struct jb_now n = {app, f};
+
+    return store_op_wait(s, jb_now_write, &n);
+}
+
 int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,
                          const char *why)
 {

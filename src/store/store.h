@@ -210,6 +210,10 @@ int store_tx_set_token(struct store_tx *tx, const char *app, const char *access_
  * queued per (app, kind): an existing one is brought forward to f's due
  * time if that is earlier. */
 int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct store_followup *f);
+/* The same as one operation on the writer, due now (an operator's ask);
+ * -ENOKEY when app has no row in tokens (the job would have nothing to ask
+ * with). 0 or -errno. */
+int store_job_schedule_now(struct store *s, const char *app, const struct store_followup *f);
 /* Fail app's queued jobs of lane (its queries, its token jobs) with `why`
  * (an app that withdrew its authorisation). 0 or -EIO. */
 int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,

@@ -11,6 +11,7 @@ import time
 import unittest
 
 import harness
+from test_hooks import ctl
 from harness import Daemon, baidu_signed, form_body, tp_envelope
 from test_baidu_pay import new_order_id, pay_fields
 from test_tp_tokens import TokenCase, auth_push
@@ -127,6 +128,30 @@ class Onboard(TokenCase):
         self.wait_learned(2)
         self.assertEqual(self.pay(OTHER)[0], 200)
         self.assertEqual(self.pay(KEY)[0], 401)
+
+    def test_payhookctl_keys_refresh_learns_them_again(self):
+        self.pass_push()
+        self.wait_learned(1)
+        self.mock.baidu_bindservice["*"] = bindservice(OTHER.spki_b64())
+        rc, out, err = ctl(self.d, "keys", "refresh", APP)
+        self.assertEqual((rc, out), (0, "getbindservice queued for app %s\n" % APP), err)
+        self.wait("SELECT count(*) FROM jobs WHERE kind = 'baidu.getbindservice' AND state = 'done'", [(2,)])
+        self.assertIsNone(self.d.query("SELECT event_id FROM jobs WHERE kind = 'baidu.getbindservice'"
+                                       " ORDER BY id DESC LIMIT 1")[0][0])
+        self.wait_learned(2)
+        self.assertEqual(self.pay(OTHER)[0], 200)
+        self.assertEqual(self.pay(KEY)[0], 401)
+        self.assertIn("operator: keys of app %s asked for again" % APP, self.d.logtext())
+        # an app without a token, and a malformed id: refused, nothing queued
+        rc, out, err = ctl(self.d, "keys", "refresh", "99999")
+        self.assertEqual(rc, 1)
+        self.assertIn("app 99999 has no token in tokens", err)
+        rc, out, err = ctl(self.d, "keys", "refresh", "1;2")
+        self.assertEqual(rc, 1)
+        self.assertIn("usage: keys refresh APP", err)
+        rc, out, err = ctl(self.d, "keys", "refresh")
+        self.assertEqual(rc, 2)
+        self.assertEqual(self.d.query("SELECT count(*) FROM jobs WHERE kind = 'baidu.getbindservice'"), [(2,)])
 
     def test_tp_apps_shows_where_an_app_is_in_onboarding(self):
         self.mock.baidu_account_audit["*"] = {"status": 4, "verify_message": ""}

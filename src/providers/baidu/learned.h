@@ -15,6 +15,10 @@
 
 struct learned;
 
+/* The job that learns (again) an app's keys: getbindservice, in the app's
+ * token lane, one queued per app (payhookctl keys refresh APP). */
+extern const struct store_followup baidu_keys_job;
+
 /* An app made from keys (the key parsed once, here, off the commit path:
  * an RSA public key given as text, never a file name), not yet in use; or
  * NULL with why (a field missing or empty, a key that does not parse). */

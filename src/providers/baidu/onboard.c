@@ -84,6 +84,9 @@ static void bo_judge(const struct query_env *env, const cJSON *data, struct quer
         query_set(a, QUERY_CONFIRMED, "keys learned for deal %s", deal);
 }
 
+const struct store_followup baidu_keys_job = {
+    .kind = "baidu.getbindservice", .lane = "baidu.tokens", .once_per_app = 1};
+
 void baidu_query_bindservice(const struct query_env *env, struct query_answer *a)
 {
     const char *params[] = {"access_token", env->job->token, NULL};
