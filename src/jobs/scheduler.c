@@ -269,6 +269,9 @@ static int job_also_refused_token(struct store_tx *tx, void *data)
 
     if ((r = store_tx_token_expire(tx, a->refused_app, a->refused_token)) <= 0)
         return r;
+    /* one fetch at a time: a running one stores a new token anyway */
+    if ((r = store_tx_job_running(tx, a->refused_app, fetch.kind)) != 0)
+        return r < 0 ? r : 0;
     return store_tx_job_schedule(tx, a->refused_app, &fetch) < 0 ? -EIO : 0;
 }
 
@@ -379,7 +382,7 @@ static void job_decide(struct job_item *it)
         r->also = job_also_refused_token;
         r->also_data = it;
         log_warning("job %lld (%s): the platform refused the stored access token of %s (%s): "
-                    "it is marked expired and a new one is fetched",
+                    "with this answer it is marked expired and a new one fetched (once)",
                     (long long)it->job.id, it->job.kind, a->refused_app, a->detail);
     }
     metrics_job_run(it->job.kind, job_outcome_name(it), strcmp(r->state, "queued") == 0);

@@ -15,7 +15,7 @@
 #include "lib/util.h"
 
 enum { JB_CREATE, JB_CLAIM, JB_FINISH, JB_RESULT, JB_RECOVER, JB_RELEASE, JB_META,
-       JB_SCHEDULE_SOONER, JB_SCHEDULE_NEW, JB_CANCEL, JB__COUNT };
+       JB_SCHEDULE_SOONER, JB_SCHEDULE_NEW, JB_CANCEL, JB_RUNNING, JB__COUNT };
 
 /* When a job created at ?1 with a delay of ?2 seconds is due. */
 #define JB_DUE_AT(now, delay) "strftime('%Y-%m-%dT%H:%M:%fZ', " now ", '+' || " delay " || ' seconds')"
@@ -49,8 +49,12 @@ static const char *const jb_sql[JB__COUNT] = {
     [JB_SCHEDULE_NEW] = "INSERT INTO jobs (event_id, kind, lane, app, confirms, due_at, created_at)"
                         " VALUES (?6, ?2, ?5, ?1, 0, " JB_DUE_AT("?3", "?4") ", ?3)",
     [JB_CANCEL] = "UPDATE jobs SET state = 'failed', outcome = 'cancelled', last_error = ?3,"
-                  " finished_at = ?4 WHERE app = ?1 AND lane = ?2"
-                  " AND state IN ('queued', 'running')",
+                  " finished_at = ?4 WHERE app = ?1 AND lane = ?2 AND (state = 'queued'"
+                  /* a running token job's answer would write credentials back;
+                   * a running query's answer (a confirmation) is still the
+                   * platform's word on a payment, and is recorded */
+                  " OR (state = 'running' AND lane GLOB '*.tokens'))",
+    [JB_RUNNING] = "SELECT 1 FROM jobs WHERE app = ?1 AND kind = ?2 AND state = 'running'",
 };
 
 const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
@@ -186,6 +190,19 @@ int store_job_schedule_now(struct store *s, const char *app, const struct store_
     struct jb_now n = {app, f};
 
     return store_op_wait(s, jb_now_write, &n);
+}
+
+int store_tx_job_running(struct store_tx *tx, const char *app, const char *kind)
+{
+    sqlite3_stmt *st = JB_ST(tx->s, JB_RUNNING);
+    int rc;
+
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,

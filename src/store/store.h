@@ -214,8 +214,11 @@ int store_tx_job_schedule(struct store_tx *tx, const char *app, const struct sto
  * -ENOKEY when app has no row in tokens (the job would have nothing to ask
  * with). 0 or -errno. */
 int store_job_schedule_now(struct store *s, const char *app, const struct store_followup *f);
-/* Fail app's queued jobs of lane (its queries, its token jobs) with `why`
- * (an app that withdrew its authorisation). 0 or -EIO. */
+/* 1 when a job of app and kind is running, 0 not, -EIO. */
+int store_tx_job_running(struct store_tx *tx, const char *app, const char *kind);
+/* Fail app's queued jobs of lane (its queries, its token jobs; in a token
+ * lane, '*.tokens', also the running ones: their answers then write
+ * nothing) with `why` (an app that withdrew its authorisation). 0 or -EIO. */
 int store_tx_jobs_cancel(struct store_tx *tx, const char *app, const char *lane,
                          const char *why);
 /* 1 when app has a token row (whatever its expiry), 0 not, -EIO. */

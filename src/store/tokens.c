@@ -36,9 +36,11 @@ static const char *const tk_sql[TK__COUNT] = {
                      " updated_at = excluded.updated_at",
     [TK_EXISTS] = "SELECT 1 FROM tokens WHERE app = ?1",
     [TK_DELETE] = "DELETE FROM tokens WHERE app = ?1",
-    /* only the token that was refused: a newer one written since stays */
+    /* only the token that was refused (a newer one written since stays),
+     * and once: its other refusals change nothing and fetch nothing more */
     [TK_EXPIRE] = "UPDATE tokens SET expires_at = ?3, updated_at = ?3"
-                  " WHERE app = ?1 AND access_token = ?2",
+                  " WHERE app = ?1 AND access_token = ?2"
+                  " AND (expires_at IS NULL OR expires_at > ?3)",
     [TK_SET_KEYS] = "INSERT INTO app_keys (app_id, deal_id, pm_app_key, platform_public_key,"
                     " learned_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id) DO UPDATE SET"
                     " deal_id = excluded.deal_id, pm_app_key = excluded.pm_app_key,"

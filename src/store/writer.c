@@ -274,7 +274,7 @@ static void store_item_error(struct store *s, struct store_req *q, int r)
  * RELEASE: written, yet reported failed with the batch. */
 static int store_write_item(struct store *s, struct store_req *q)
 {
-    int r;
+    int r = 0;
 
     if (store_tx_run(s, TX_SAVEPOINT) != SQLITE_DONE) {
         snprintf(q->error, sizeof(q->error), "%s", sqlite3_errmsg(s->db));
@@ -288,12 +288,12 @@ static int store_write_item(struct store *s, struct store_req *q)
     }
     /* The reason first: rolling back resets SQLite's error message. */
     store_item_error(s, q, r);
-    store_tx_run(s, TX_ROLLBACK_TO);
+    r = store_tx_run(s, TX_ROLLBACK_TO) == SQLITE_DONE ? 0 : -EIO; /* else its writes stay */
     store_tx_run(s, TX_RELEASE);
 out:
     q->res.outcome = STORE_FAILED;
     q->res.error = q->error;
-    return sqlite3_get_autocommit(s->db) ? -EIO : 0;
+    return r < 0 || sqlite3_get_autocommit(s->db) ? -EIO : 0;
 }
 
 /* Forget what a write attempt left in an item (before it is written again). */
@@ -363,9 +363,13 @@ static int store_write_batch(struct store *s, struct store_req *batch)
                      sqlite3_errmsg(s->db));
             store_tx_run(s, TX_ROLLBACK);
         }
-    } else if (!s->last_error[0]) {
-        snprintf(s->last_error, sizeof(s->last_error), "cannot begin a transaction: %s",
-                 sqlite3_errmsg(s->db));
+    } else {
+        if (!s->last_error[0])
+            snprintf(s->last_error, sizeof(s->last_error), "cannot begin a transaction: %s",
+                     sqlite3_errmsg(s->db));
+        /* nothing of a failed batch stays open for the next BEGIN */
+        if (!sqlite3_get_autocommit(s->db))
+            store_tx_run(s, TX_ROLLBACK);
     }
     for (q = batch; !ok && q; q = q->next)
         store_fail_item(q, s->last_error);

@@ -372,6 +372,23 @@ class AppTokens(TokenCase):
         # the TP's own token stays
         self.assertEqual(self.d.query("SELECT count(*) FROM tokens WHERE app = 'tp'"), [(1,)])
 
+    def test_unauthorized_while_a_payment_query_runs_keeps_its_confirmation(self):
+        self.send(auth_push("AUTHORIZED", code="code-1"))
+        self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
+        order = new_order_id()
+        self.mock.baidu_orders["T-" + order[-8:]] = {
+            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        self.mock.delay("baidu.find_order", 1.0, times=1)
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
+            "application/x-www-form-urlencoded")
+        self.assertEqual(st, 200)
+        self.mock.wait_for(1, "baidu.find_order")
+        # the app withdraws while the platform is being asked about its payment:
+        # the platform's answer on the payment is still recorded
+        self.send(auth_push("UNAUTHORIZED"))
+        self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
+
     def test_unauthorized_while_a_refresh_runs_keeps_its_tokens_out(self):
         self.send(auth_push("AUTHORIZED", code="code-1"))
         self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])

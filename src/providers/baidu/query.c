@@ -76,11 +76,15 @@ static void bq_note_refused(const struct query_env *env, struct query_answer *a,
             used = params[i + 1];
     if (!used)
         return;
-    if (j->tp_token && strcmp(used, j->tp_token) == 0)
+    /* the job's own copies: `used` may be the config's text, which a
+     * reload frees before the writer records the answer */
+    if (j->tp_token && strcmp(used, j->tp_token) == 0) {
         a->refused_app = "tp";
-    else if (j->token && j->app && strcmp(used, j->token) == 0)
+        a->refused_token = j->tp_token;
+    } else if (j->token && j->app && strcmp(used, j->token) == 0) {
         a->refused_app = j->app;
-    a->refused_token = a->refused_app ? used : NULL;
+        a->refused_token = j->token;
+    }
 }
 
 cJSON *baidu_openapi_request(const struct query_env *env, struct query_answer *a,
