@@ -157,6 +157,20 @@ class AppTokens(TokenCase):
     def send(self, body):
         self.assertEqual(self.d.post("/baidu/tp/events", body), (200, b"success"))
 
+    def new_paid_order(self):
+        """An order the mock knows as paid (1000 fen, the app's deal)."""
+        order = new_order_id()
+        self.mock.baidu_orders["T-" + order[-8:]] = {
+            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        return order
+
+    def pay(self, order):
+        """The app's signed pay notification for the order, acknowledged."""
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
+            "application/x-www-form-urlencoded")
+        self.assertEqual(st, 200)
+
     def app_row(self):
         return self.d.query("SELECT access_token, refresh_token FROM tokens WHERE app = ?", APP)
 
@@ -197,13 +211,8 @@ class AppTokens(TokenCase):
     def test_a_pay_notification_is_confirmed_with_the_stored_token(self):
         self.send(auth_push("AUTHORIZED", code="code-1"))
         self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
-        order = new_order_id()
-        self.mock.baidu_orders["T-" + order[-8:]] = {
-            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
-        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
-            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
-            "application/x-www-form-urlencoded")
-        self.assertEqual(st, 200)
+        order = self.new_paid_order()
+        self.pay(order)
         self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
         self.assertEqual(self.mock.last("baidu.find_order").params["access_token"],
                          self.mock.baidu_issued[0]["access_token"])
@@ -231,15 +240,10 @@ class AppTokens(TokenCase):
         self.send(auth_push("AUTHORIZED", code="code-1"))
         self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
         first = self.mock.baidu_issued[0]
-        order = new_order_id()
-        self.mock.baidu_orders["T-" + order[-8:]] = {
-            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        order = self.new_paid_order()
         expired = json.dumps({"error_code": 111, "error_msg": "Access token expired"})
         self.mock.respond("baidu.find_order", 200, expired, times=1)
-        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
-            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
-            "application/x-www-form-urlencoded")
-        self.assertEqual(st, 200)
+        self.pay(order)
         # the query is retried (its own back-off) and confirms; the refused
         # token is refreshed with the stored refresh token, the new pair kept
         self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
@@ -322,13 +326,8 @@ class AppTokens(TokenCase):
         # payments are confirmed with the new token
         self.assertEqual(self.d.query("SELECT count(*) FROM jobs WHERE kind = 'baidu.app_refresh'"
                                       " AND state = 'queued'"), [(1,)])
-        order = new_order_id()
-        self.mock.baidu_orders["T-" + order[-8:]] = {
-            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
-        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
-            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
-            "application/x-www-form-urlencoded")
-        self.assertEqual(st, 200)
+        order = self.new_paid_order()
+        self.pay(order)
         self.wait("SELECT confirmation FROM event_status WHERE order_id = '%s'" % order, [("confirmed",)])
         self.assertEqual(self.mock.last("baidu.find_order").params["access_token"], last["access_token"])
         self.assert_secrets_kept()
@@ -375,14 +374,9 @@ class AppTokens(TokenCase):
     def test_unauthorized_while_a_payment_query_runs_keeps_its_confirmation(self):
         self.send(auth_push("AUTHORIZED", code="code-1"))
         self.wait("SELECT count(*) FROM tokens WHERE app = '%s'" % APP, [(1,)])
-        order = new_order_id()
-        self.mock.baidu_orders["T-" + order[-8:]] = {
-            "orderId": order, "status": 2, "totalMoney": 1000, "dealId": 470193086}
+        order = self.new_paid_order()
         self.mock.delay("baidu.find_order", 1.0, times=1)
-        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
-            pay_fields(order, total=1000, tp_order="T-" + order[-8:]), BAIDU_KEY)),
-            "application/x-www-form-urlencoded")
-        self.assertEqual(st, 200)
+        self.pay(order)
         self.mock.wait_for(1, "baidu.find_order")
         # the app withdraws while the platform is being asked about its payment:
         # the platform's answer on the payment is still recorded
