@@ -16,6 +16,9 @@ import harness
 
 TOP = os.path.abspath(os.path.join(harness.HERE, "..", ".."))
 BUILD = os.path.dirname(os.path.abspath(harness.PAYHOOKD))
+# Under make check (and distcheck) the parent make's flags are in the
+# environment; the makes run here must not inherit its jobserver or options.
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
 DIRS = ["sbindir", "bindir", "sysconfdir", "docdir", "mandir", "systemdsystemunitdir", "sysusersdir"]
 
 
@@ -23,12 +26,16 @@ def make_vars(names):
     """The build's installation directories, fully expanded, as make sees them."""
     rules = "print:\n" + "".join("\t@echo '%s=$(%s)'\n" % (n, n) for n in names)
     r = subprocess.run(["make", "-s", "--no-print-directory", "-C", BUILD, "-f", "Makefile", "-f", "-", "print"],
-                       input=rules, capture_output=True, text=True, check=True)
-    return dict(line.split("=", 1) for line in r.stdout.splitlines())
+                       input=rules, capture_output=True, text=True, check=True, env=MAKE_ENV)
+    found = dict(re.findall(r"^(\w+)=(.*)$", r.stdout, re.M))
+    if sorted(found) != sorted(names):
+        raise AssertionError("make did not print %s:\n%s%s" % (names, r.stdout, r.stderr))
+    return found
 
 
 def make(dest, target):
-    r = subprocess.run(["make", "-s", "-C", BUILD, target, "DESTDIR=" + dest], capture_output=True, text=True)
+    r = subprocess.run(["make", "-s", "-C", BUILD, target, "DESTDIR=" + dest], capture_output=True, text=True,
+                       env=MAKE_ENV)
     if r.returncode != 0:
         raise AssertionError("make %s failed:\n%s%s" % (target, r.stdout, r.stderr))
 
@@ -63,7 +70,7 @@ class Install(unittest.TestCase):
 
     def test_every_file_lands_where_configured(self):
         v = self.v
-        expected = sorted([
+        expected = sorted(os.path.normpath(p) for p in [
             v["sbindir"] + "/payhookd", v["bindir"] + "/payhookctl",
             v["sysconfdir"] + "/payhookd/payhookd.conf", v["sysconfdir"] + "/payhookd/payhookd.conf.example",
             v["systemdsystemunitdir"] + "/payhookd.service", v["systemdsystemunitdir"] + "/payhookd.socket",
