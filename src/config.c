@@ -425,14 +425,31 @@ static int conf_url(const struct conf_key *k, const char *v, void *dst, char *er
     return conf_str(k, v, dst, err, errlen);
 }
 
-/* An RSA private key: a path to a PEM file, PEM text, or bare base64. */
+/*
+ * A file named by a relative path, in $CREDENTIALS_DIRECTORY when systemd
+ * set it (LoadCredential=) and the file is there: full (of len bytes)
+ * then holds the path to open; else v as given.
+ */
+static const char *conf_cred_path(const char *v, char *full, size_t len)
+{
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+
+    if (v[0] == '/' || !creds || !*creds || strncmp(v, "-----", 5) == 0)
+        return v;
+    if ((size_t)snprintf(full, len, "%s/%s", creds, v) >= len || access(full, R_OK) != 0)
+        return v;
+    return full;
+}
+
+/* An RSA private key: a path to a PEM file (relative: also in
+ * $CREDENTIALS_DIRECTORY), PEM text, or bare base64. */
 static int conf_privkey(const struct conf_key *k, const char *v, void *dst, char *err,
                         size_t errlen)
 {
     struct crypto_key **p = dst, *key = NULL;
-    char why[256];
+    char why[256], full[4096];
 
-    if (crypto_privkey_load(v, &key, why, sizeof(why)) < 0) {
+    if (crypto_privkey_load(conf_cred_path(v, full, sizeof(full)), &key, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s", why);
         return -EINVAL;
     }
@@ -441,14 +458,15 @@ static int conf_privkey(const struct conf_key *k, const char *v, void *dst, char
     return 0;
 }
 
-/* An RSA public key: bare base64, PEM text, or a path to a PEM key or certificate. */
+/* An RSA public key: bare base64, PEM text, or a path to a PEM key or
+ * certificate (relative: also in $CREDENTIALS_DIRECTORY). */
 static int conf_pubkey(const struct conf_key *k, const char *v, void *dst, char *err,
                        size_t errlen)
 {
     struct crypto_key **p = dst, *key = NULL;
-    char why[256];
+    char why[256], full[4096];
 
-    if (crypto_pubkey_load(v, &key, why, sizeof(why)) < 0) {
+    if (crypto_pubkey_load(conf_cred_path(v, full, sizeof(full)), &key, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s", why);
         return -EINVAL;
     }
@@ -691,16 +709,11 @@ static const struct conf_section sections[] = {
  */
 static int conf_read_secret(const char *path, char **out, char *msg, size_t len)
 {
-    const char *creds = getenv("CREDENTIALS_DIRECTORY");
     char full[4096], line[4096];
-    FILE *f = NULL;
+    FILE *f;
     size_t n;
 
-    if (path[0] != '/' && creds && *creds) {
-        snprintf(full, sizeof(full), "%s/%s", creds, path);
-        f = fopen(full, "re");
-    }
-    if (!f && !(f = fopen(path, "re"))) {
+    if (!(f = fopen(conf_cred_path(path, full, sizeof(full)), "re"))) {
         snprintf(msg, len, "cannot read %s: %s", path, strerror(errno));
         return -errno;
     }

@@ -354,5 +354,33 @@ class BaiduNotConfigured(DaemonTest):
         self.assertEqual(st, 404)
 
 
+class CredentialKeys(unittest.TestCase):
+    """Under systemd's LoadCredential=, key files named by a relative path
+    are found in $CREDENTIALS_DIRECTORY (issue 12, item 3)."""
+
+    def test_a_relative_key_path_is_read_from_the_credentials_directory(self):
+        creds = tempfile.mkdtemp(prefix="payhookd-creds-")
+        key = RsaKey(2048)
+        key.write_public_pem(creds, "shop-platform.pem")
+        d = harness.Daemon("[baidu.app creds]\ndeal_id = 470193086\n"
+                           "platform_public_key = shop-platform.pem\n")
+        self.addCleanup(d.kill)
+        # not found from the daemon's working directory: only there
+        d.start(env=dict(os.environ, CREDENTIALS_DIRECTORY=creds))
+        order = new_order_id()
+        st, body = d.post("/baidu/pay/notify", form_body(baidu_signed(pay_fields(order), key)),
+                          "application/x-www-form-urlencoded")
+        self.assertEqual((st, body), (200, OK_PAY))
+        self.assertEqual(d.stop(), 0)
+        # without it the relative path names no file: the config is refused
+        d2 = harness.Daemon("[baidu.app creds]\ndeal_id = 470193086\n"
+                            "platform_public_key = shop-platform.pem\n")
+        self.addCleanup(d2.kill)
+        env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+        d2.start(env=env, expect_fail=True)
+        self.assertNotEqual(d2.stop(), 0)
+        self.assertIn("platform_public_key", d2.logtext())
+
+
 if __name__ == "__main__":
     unittest.main()
