@@ -608,6 +608,8 @@ static const struct conf_key baidu_app_keys[] = {
     {"deal_id", conf_str, BA(deal_id), 0, 0, NULL, 1, NULL, OWN_STR},
     {"app_key", conf_str, BA(app_key), 0, 0, NULL, 0, NULL, OWN_STR},
     {"platform_public_key", conf_pubkey, BA(platform_key), 0, 0, NULL, 1, NULL, OWN_KEY},
+    {"platform_public_key_next", conf_pubkey, BA(platform_key_next), 0, 0, NULL, 0, NULL,
+     OWN_KEY},
     {"refund_audit", conf_enum, BA(refund_audit), 0, 0, "auto", 0, audit_choices,
      OWN_NONE},
     {"is_consumed", conf_uint, BA(is_consumed), 1, 2, "2", 0, NULL, OWN_NONE},

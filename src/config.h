@@ -85,6 +85,7 @@ struct config_baidu_app {
     char *deal_id;
     char *app_key;                   /* pmAppKey */
     struct crypto_key *platform_key; /* platform_public_key */
+    struct crypto_key *platform_key_next; /* a second key accepted during a switch */
     int refund_audit;                /* enum config_refund_audit */
     unsigned is_consumed;            /* isConsumed answered: 2 unless configured */
     char *access_token;              /* the app's own OpenAPI token (or from the file) */

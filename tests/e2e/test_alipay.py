@@ -570,5 +570,27 @@ class AlipayVectors(unittest.TestCase):
         self.assertGreaterEqual(accepted, 1)
 
 
+NEXT_KEY = RsaKey(2048)  # the key Alipay switches to
+
+
+class KeySwitch(DaemonTest):
+    """During a key switch both keys verify notifications (design: two keys
+    accepted per app during the switch)."""
+    extra_config = """
+[alipay.app shop]
+app_id = %s
+alipay_public_key = %s
+alipay_public_key_next = %s
+""" % (SHOP_APP, SHOP_KEY.spki_b64(), NEXT_KEY.spki_b64())
+
+    def test_both_keys_verify_and_no_other(self):
+        for key in (SHOP_KEY, NEXT_KEY):
+            fields = signed(notify_fields(seller=None), key=key)
+            self.assertEqual(self.d.post(NOTIFY, form_body(fields), FORM), (200, OK))
+        fields = signed(notify_fields(seller=None), key=OTHER_KEY)
+        self.assertEqual(self.d.post(NOTIFY, form_body(fields), FORM), (401, FAIL))
+        self.assertEqual(self.d.query("SELECT count(*) FROM events"), [(2,)])
+
+
 if __name__ == "__main__":
     unittest.main()

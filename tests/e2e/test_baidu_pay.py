@@ -382,5 +382,24 @@ class CredentialKeys(unittest.TestCase):
         self.assertIn("platform_public_key", d2.logtext())
 
 
+NEXT_KEY = RsaKey(2048)  # the key the platform switches to
+
+
+class KeySwitch(DaemonTest):
+    """During a key switch both platform keys verify (a reload adds the next one)."""
+    extra_config = ("[baidu.app shop]\ndeal_id = 470193086\nplatform_public_key = %s\n"
+                    "platform_public_key_next = %s\n" % (SHOP_KEY.spki_b64(), NEXT_KEY.spki_b64()))
+
+    def test_both_keys_verify_and_no_other(self):
+        for key in (SHOP_KEY, NEXT_KEY):
+            st, body = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+                pay_fields(new_order_id()), key)), "application/x-www-form-urlencoded")
+            self.assertEqual((st, body), (200, OK_PAY))
+        st, _ = self.d.post("/baidu/pay/notify", form_body(baidu_signed(
+            pay_fields(new_order_id()), OTHER_KEY)), "application/x-www-form-urlencoded")
+        self.assertEqual(st, 401)
+        self.assertEqual(self.d.query("SELECT count(*) FROM events"), [(2,)])
+
+
 if __name__ == "__main__":
     unittest.main()

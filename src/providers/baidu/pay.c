@@ -86,16 +86,19 @@ static const struct config_baidu_app *bp_app_by_deal(const struct config *c,
     return app ? app : baidu_learned_by_deal(deal);
 }
 
-/* Check rsaSign (present: see bp_has_sign) with one app's platform key: 0, -EBADMSG,
- * -EINVAL. */
+/* Check rsaSign (present: see bp_has_sign) with one app's platform key, and
+ * during a key switch its next one: 0, -EBADMSG, -EINVAL. */
 static int bp_check(const struct config_baidu_app *app, const struct form *f,
                     struct provider_reply *out)
 {
     size_t len;
     const char *sig = form_get(f, "rsaSign", &len);
+    int r = provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len, out);
 
-    return provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len,
-                                out);
+    if (r == -EBADMSG && app->platform_key_next)
+        r = provider_verify_form(f, &bp_rule, app->platform_key_next, CRYPTO_SHA1, sig, len,
+                                 out);
+    return r;
 }
 
 /* A check that could not be made (no memory, OpenSSL failed): the platform must retry. */
