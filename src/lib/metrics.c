@@ -51,8 +51,9 @@ static struct histogram request_latency = {.bounds = latency_bounds,
                                            .n_bounds = ARRAY_SIZE(latency_bounds)};
 
 /* Follow-up jobs: kinds registered at run time, outcomes fixed. */
-static const char *const job_outcomes[] = {"confirmed", "mismatch", "unknown_order",
-                                           "pending", "error", "delivered", "gone"};
+/* "done": a job that confirms nothing (a token fetched, keys learned) */
+static const char *const job_outcomes[] = {"confirmed", "mismatch", "unknown_order", "pending",
+                                           "error",     "delivered", "gone", "done"};
 #define N_OUTCOME ARRAY_SIZE(job_outcomes)
 static const char *const confirmations[] = {"confirmed", "mismatch", "unconfirmed"};
 static const char *const platforms[] = {"baidu", "alipay", "gateway", "other"};

@@ -84,8 +84,10 @@ class TpToken(TokenCase):
             self.assertNotIn(self.mock.baidu_tp_token, str(v))
             self.assertNotIn("ticket-one", str(v))
         self.assertNotIn(self.mock.baidu_tp_token, self.d.logtext())
-        # no confirmation is made of a TP push
+        # no confirmation is made of a TP push; the run is counted as done
         self.assertEqual(self.d.query("SELECT DISTINCT confirmation FROM event_status"), [("none",)])
+        _, metrics, _ = self.d.request("GET", "/metrics")
+        self.assertIn(b'payhookd_job_runs_total{kind="baidu.tp_token",outcome="done"} 1\n', metrics)
         # later tickets, with the token fresh: kept, nothing fetched
         self.push("ticket-two", 1700000600)
         self.assertEqual(self.d.query("SELECT ticket FROM tp_ticket"), [("ticket-two",)])
