@@ -293,9 +293,22 @@ enum provider_verdict provider_yuan_field(const struct form *f, const char *key,
 }
 
 /* Verify the canonical string, with the '+'-decoded-as-space retry. */
+/* The signature with key, then with next (the switch's key) when it does not verify. */
+static int provider_verify_keys(const struct crypto_key *key, const struct crypto_key *next,
+                                enum crypto_hash hash, const char *canon, size_t canon_len,
+                                const char *sig, size_t sig_len)
+{
+    int r = crypto_rsa_verify_b64(key, hash, canon, canon_len, sig, sig_len);
+
+    if (r == -EBADMSG && next)
+        r = crypto_rsa_verify_b64(next, hash, canon, canon_len, sig, sig_len);
+    return r;
+}
+
 int provider_verify_form(const struct form *f, const struct form_canon_rule *rule,
-                         const struct crypto_key *key, enum crypto_hash hash,
-                         const char *sig, size_t sig_len, struct provider_reply *out)
+                         const struct crypto_key *key, const struct crypto_key *next,
+                         enum crypto_hash hash, const char *sig, size_t sig_len,
+                         struct provider_reply *out)
 {
     char *canon = NULL, *fixed;
     size_t canon_len, i;
@@ -305,7 +318,7 @@ int provider_verify_form(const struct form *f, const struct form_canon_rule *rul
         return -ENOMEM;
     if (!arena_adopt(out->arena, canon)) /* freed already on failure */
         return -ENOMEM;
-    r = crypto_rsa_verify_b64(key, hash, canon, canon_len, sig, sig_len);
+    r = provider_verify_keys(key, next, hash, canon, canon_len, sig, sig_len);
     if (r == 0 || !memchr(sig, ' ', sig_len))
         return r;
     fixed = arena_strndup(out->arena, sig, sig_len);
@@ -314,7 +327,7 @@ int provider_verify_form(const struct form *f, const struct form_canon_rule *rul
     for (i = 0; i < sig_len; i++)
         if (fixed[i] == ' ')
             fixed[i] = '+';
-    return crypto_rsa_verify_b64(key, hash, canon, canon_len, fixed, sig_len);
+    return provider_verify_keys(key, next, hash, canon, canon_len, fixed, sig_len);
 }
 
 /* One part of a dedupe key, ':', '%' and NUL escaped as %XX. */

@@ -135,14 +135,16 @@ enum provider_verdict provider_yuan_field(const struct form *f, const char *key,
 const char *provider_form_json(const struct form *f, struct provider_reply *out);
 
 /*
- * Verify an RSA signature over the form's canonical string. When the check
- * fails and the signature contains spaces (a '+' decoded as a space by a
- * proxy that decoded twice), one more check with '+' is made. Returns 0
- * (verified), -EBADMSG, or -EINVAL (signature not base64).
+ * Verify an RSA signature over the form's canonical string with key, and
+ * during a key switch with next too (NULL: none). When the check fails and
+ * the signature contains spaces (a '+' decoded as a space by a proxy that
+ * decoded twice), one more check with '+' is made. Returns 0 (verified),
+ * -EBADMSG, or -EINVAL (signature not base64).
  */
 int provider_verify_form(const struct form *f, const struct form_canon_rule *rule,
-                         const struct crypto_key *key, enum crypto_hash hash,
-                         const char *sig, size_t sig_len, struct provider_reply *out);
+                         const struct crypto_key *key, const struct crypto_key *next,
+                         enum crypto_hash hash, const char *sig, size_t sig_len,
+                         struct provider_reply *out);
 
 /*
  * One part of a dedupe key with ':', '%' and NUL escaped as %XX, so that

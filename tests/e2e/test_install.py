@@ -97,7 +97,7 @@ class Install(unittest.TestCase):
         self.assertEqual(re.findall(r"^ExecStart=(.*)$", unit, re.M), [daemon])
         self.assertEqual(re.findall(r"^ExecStartPre=(.*)$", unit, re.M), [daemon + " --check"])
         self.assertIn("file:%s/README.md" % self.v["docdir"], unit)
-        self.assertEqual(re.findall(r"@[a-z_]+@", unit), [], "unsubstituted placeholder")
+        self.assertEqual(re.findall(r"@[a-z_]+@", unit), [], "a configure variable left in the unit (not substituted)")
 
     def test_the_service_keeps_every_line_of_its_template(self):
         """Only the @...@ paths change: the hardening is the template's, line for line."""

@@ -106,28 +106,19 @@ static enum provider_verdict ap_hash(const struct form *f, enum crypto_hash *h,
                            util_escape(t, len, UTIL_ESC_QUOTES, q, sizeof(q)));
 }
 
-/* Check sign (present: see ap_has_sign) with one key, by V1, then with
- * sign_type kept: 0 or -errno. */
-static int ap_check_key(const struct crypto_key *key, const struct form *f, enum crypto_hash h,
-                        struct provider_reply *out)
-{
-    size_t len;
-    const char *sig = form_get(f, "sign", &len);
-    int r = provider_verify_form(f, &ap_v1, key, h, sig, len, out);
-
-    if (r == -EBADMSG && ap_opt(f, "sign_type"))
-        r = provider_verify_form(f, &ap_v2, key, h, sig, len, out);
-    return r;
-}
-
-/* With the app's key, and during a key switch its next one too. */
+/* Check sign (present: see ap_has_sign) by V1, then with sign_type kept;
+ * with the app's key, and during a key switch its next one: 0 or -errno. */
 static int ap_check(const struct config_alipay_app *app, const struct form *f,
                     enum crypto_hash h, struct provider_reply *out)
 {
-    int r = ap_check_key(app->alipay_key, f, h, out);
+    size_t len;
+    const char *sig = form_get(f, "sign", &len);
+    int r = provider_verify_form(f, &ap_v1, app->alipay_key, app->alipay_key_next, h, sig,
+                                 len, out);
 
-    if (r == -EBADMSG && app->alipay_key_next)
-        r = ap_check_key(app->alipay_key_next, f, h, out);
+    if (r == -EBADMSG && ap_opt(f, "sign_type"))
+        r = provider_verify_form(f, &ap_v2, app->alipay_key, app->alipay_key_next, h, sig,
+                                 len, out);
     return r;
 }
 

@@ -93,12 +93,9 @@ static int bp_check(const struct config_baidu_app *app, const struct form *f,
 {
     size_t len;
     const char *sig = form_get(f, "rsaSign", &len);
-    int r = provider_verify_form(f, &bp_rule, app->platform_key, CRYPTO_SHA1, sig, len, out);
 
-    if (r == -EBADMSG && app->platform_key_next)
-        r = provider_verify_form(f, &bp_rule, app->platform_key_next, CRYPTO_SHA1, sig, len,
-                                 out);
-    return r;
+    return provider_verify_form(f, &bp_rule, app->platform_key, app->platform_key_next,
+                                CRYPTO_SHA1, sig, len, out);
 }
 
 /* A check that could not be made (no memory, OpenSSL failed): the platform must retry. */

@@ -80,7 +80,7 @@ static int gw_check_rsa(const struct gw_entry *e, const struct form *f, const ch
 {
     struct form_canon_rule rule = {e->exclude, e->g->drop_empty, NULL, 0};
     enum crypto_hash h = e->g->rsa_sha256 ? CRYPTO_SHA256 : CRYPTO_SHA1;
-    int r = provider_verify_form(f, &rule, e->g->public_key, h, sig, sig_len, out);
+    int r = provider_verify_form(f, &rule, e->g->public_key, NULL, h, sig, sig_len, out);
 
     return r == -ENOMEM ? r : r < 0 ? -EBADMSG : 0;
 }
