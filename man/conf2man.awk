@@ -2,7 +2,8 @@
 # example, so the manual page and the example cannot drift apart: every
 # key there (given or commented out) becomes an entry with its default and
 # the comment above it; "; ---- Title ----" lines become sections.
-#   awk -v version=0.1.0 -f man/conf2man.awk etc/payhookd.conf > payhookd.conf.5
+#   awk -v version=0.1.0 -v conf=/etc/payhookd/payhookd.conf -f man/conf2man.awk \
+#       etc/payhookd.conf > payhookd.conf.5
 function esc(s) {
     gsub(/\\/, "\\e", s)
     if (s ~ /^[.']/) s = "\\&" s
@@ -19,7 +20,7 @@ BEGIN {
     print ".SH NAME"
     print "payhookd.conf \\- configuration of payhookd, the payment callback receiver"
     print ".SH SYNOPSIS"
-    print "/etc/payhookd/payhookd.conf"
+    print conf
     print ".SH DESCRIPTION"
     n = 0; started = 0
 }
@@ -57,7 +58,7 @@ END {
     flush()
     print ".SH FILES"
     print ".TP"
-    print "/etc/payhookd/payhookd.conf"
+    print conf
     print "The configuration. Check it with \\fBpayhookd \\-c FILE \\-\\-check\\fR; reload a running"
     print "daemon with SIGHUP (a bad new file is refused and the running configuration kept)."
     print ".SH SEE ALSO"

@@ -77,7 +77,8 @@ class Install(unittest.TestCase):
             v["sysusersdir"] + "/payhookd.conf",
             v["mandir"] + "/man1/payhookctl.1", v["mandir"] + "/man5/payhookd.conf.5",
             v["mandir"] + "/man8/payhookd.8",
-            v["docdir"] + "/README.md", v["docdir"] + "/nginx/payhookd.conf"])
+            v["docdir"] + "/README.md", v["docdir"] + "/operations.md",
+            v["docdir"] + "/payhookd.rules.yml", v["docdir"] + "/nginx/payhookd.conf"])
         self.assertEqual(files_under(self.dest), expected)
         for exe in (self.path("sbindir", "payhookd"), self.path("bindir", "payhookctl")):
             self.assertTrue(os.access(exe, os.X_OK), exe)
@@ -86,6 +87,16 @@ class Install(unittest.TestCase):
                                   (self.path("systemdsystemunitdir", "payhookd.socket"), "systemd/payhookd.socket")):
             with open(installed) as a, open(os.path.join(TOP, source)) as b:
                 self.assertEqual(a.read(), b.read(), installed)
+
+    def test_the_man_pages_name_the_installed_configuration(self):
+        conf = "%s/payhookd/payhookd.conf" % self.v["sysconfdir"]
+        for page in ("man8/payhookd.8", "man5/payhookd.conf.5"):
+            with open(self.path("mandir", page)) as f:
+                text = f.read()
+            self.assertIn(conf, text, page)
+            self.assertEqual(re.findall(r"@[a-z_]+@", text), [], page)
+            if conf != "/etc/payhookd/payhookd.conf":
+                self.assertNotIn("/etc/payhookd/payhookd.conf", text.replace(conf, ""), page)
 
     def test_an_existing_configuration_is_not_overwritten(self):
         with open(self.own_conf) as f:

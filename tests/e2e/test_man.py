@@ -11,7 +11,7 @@ import harness
 
 TOP = os.path.abspath(os.path.join(harness.HERE, "..", ".."))
 BUILD = os.path.dirname(os.path.abspath(harness.PAYHOOKD))
-PAGES = [os.path.join(TOP, "man", "payhookd.8"), os.path.join(TOP, "man", "payhookctl.1"),
+PAGES = [os.path.join(BUILD, "payhookd.8"), os.path.join(TOP, "man", "payhookctl.1"),
          os.path.join(BUILD, "payhookd.conf.5")]
 
 

@@ -26,9 +26,10 @@ post() { payhookctl -c "$1" sample baidu.tp --event "$2" --post "$URL"; }
 
 echo "systemd $(systemctl --version | head -n 1 | cut -d' ' -f2), $(dpkg-query -W payhookd)"
 
-# 1. systemctl start payhookd.socket: the socket listens, the service is
-#    not running until the first connection.
-if systemctl start payhookd.socket && [ "$(systemctl is-active payhookd.socket)" = active ] &&
+# 1. systemctl enable --now payhookd.socket (as docs/operations.md says):
+#    the socket listens, the service is not running until the first
+#    connection.
+if systemctl enable --now payhookd.socket && [ "$(systemctl is-active payhookd.socket)" = active ] &&
     [ "$(systemctl is-active payhookd.service)" = inactive ]; then
     pass socket
 else
@@ -73,7 +74,46 @@ else
 fi
 echo "  old token answered: $old"
 
-# 4. The journal has payhookd's structured fields: the refused request's
+# 4. nginx in front, set up as docs/operations.md says: the packaged
+#    snippet as it is (no line changed), a certificate at the paths it
+#    names. A callback from 127.0.0.2 through nginx is stored with that
+#    address (nginx connects from 127.0.0.1, the trusted proxy), and
+#    /metrics is refused to it while 127.0.0.1 gets it.
+nginx_front() {
+    site=/etc/nginx/sites-available/payhookd
+    zcat -f /usr/share/doc/payhookd/nginx/payhookd.conf* > "$site" &&
+        ln -s "$site" /etc/nginx/sites-enabled/ &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=pay.example.com \
+            -addext subjectAltName=DNS:pay.example.com \
+            -keyout /etc/ssl/private/pay.example.com.key -out /etc/ssl/certs/pay.example.com.pem \
+            2>/dev/null &&
+        nginx -t 2>&1 && systemctl reload nginx
+}
+# GET or POST (with body file $3) https://pay.example.com$2 from address $1
+# through nginx; prints the HTTP status, the answer goes to /root/answer.
+via_nginx() {
+    curl -sS -o /root/answer -w '%{http_code}' --cacert /etc/ssl/certs/pay.example.com.pem \
+        --resolve pay.example.com:443:127.0.0.1 --interface "$1" \
+        ${3:+-H 'Content-Type: application/json' --data-binary "@$3"} "https://pay.example.com$2"
+}
+if setup=$(nginx_front 2>&1); then
+    payhookctl -c /root/new.conf sample baidu.tp --app-id 24600001 > /root/push.json
+    code=$(via_nginx 127.0.0.2 /baidu/tp/events /root/push.json 2>&1)
+    addr=$(runuser -u payhookd -- sqlite3 "$DB" "SELECT remote_addr FROM events WHERE app = '24600001'" 2>&1)
+    outside=$(via_nginx 127.0.0.2 /metrics 2>&1)
+    inside=$(via_nginx 127.0.0.1 /metrics 2>&1)
+    if [ "$code" = 200 ] && [ "$addr" = 127.0.0.2 ] && [ "$outside" = 403 ] && [ "$inside" = 200 ] &&
+        grep -q '^payhookd_' /root/answer; then
+        pass nginx
+    else
+        fail nginx "callback via nginx: $code, stored remote_addr '$addr'; /metrics from 127.0.0.2: $outside, from 127.0.0.1: $inside"
+        tail -n 5 /var/log/nginx/error.log
+    fi
+else
+    fail nginx "setting nginx up as docs/operations.md says failed: $setup"
+fi
+
+# 5. The journal has payhookd's structured fields: the refused request's
 #    PAYHOOK_ROUTE and PAYHOOK_REASON.
 line=$(journalctl -u payhookd -o json --no-pager | grep '"PAYHOOK_REASON"' |
     grep '"PAYHOOK_ROUTE":"/baidu/tp/events"' | tail -n 1)
@@ -85,7 +125,7 @@ else
     journalctl -u payhookd -o json --no-pager | tail -n 5
 fi
 
-# 5. The watchdog: a stopped (hung) main process is killed and restarted
+# 6. The watchdog: a stopped (hung) main process is killed and restarted
 #    by systemd (WatchdogSec= in the installed unit, Restart=on-failure).
 wd=$(prop WatchdogUSec payhookd)
 restarts=$(prop NRestarts payhookd)
@@ -108,7 +148,7 @@ else
 fi
 echo "  WatchdogUSec=$wd; restarted after ${t}s; NRestarts $restarts -> $after"
 
-# 6. systemctl stop drains: the main process exits 0 on SIGTERM, and what
+# 7. systemctl stop drains: the main process exits 0 on SIGTERM, and what
 #    was acknowledged is in the store.
 n=$(events 2>&1)
 systemctl stop payhookd.service
