@@ -340,15 +340,18 @@ nomem:
     return -ENOMEM;
 }
 
-/* An EncodingAESKey: 43 base64 characters. */
+/* An EncodingAESKey: 43 base64 characters, into a struct config_aes_key. */
 static int conf_aes_key(const struct conf_key *k, const char *v, void *dst, char *err,
                         size_t errlen)
 {
-    if (strlen(v) != 43 || crypto_tp_key(v, dst) < 0) {
+    struct config_aes_key *a = dst;
+
+    if (strlen(v) != 43 || crypto_tp_key(v, a->key) < 0) {
         snprintf(err, errlen,
                  "must be the 43-character EncodingAESKey from the platform");
         return -EINVAL;
     }
+    a->set = 1;
     return 0;
 }
 
@@ -567,6 +570,8 @@ static const struct conf_key tp_keys[] = {
     {"client_id", conf_str, TP(client_id), 0, 0, NULL, 1, NULL, OWN_STR},
     {"token", conf_str, TP(token), 0, 0, NULL, 1, NULL, OWN_SECRET},
     {"encoding_aes_key", conf_aes_key, TP(aes_key), 0, 0, NULL, 1, NULL, OWN_NONE},
+    {"token_next", conf_str, TP(token_next), 0, 0, NULL, 0, NULL, OWN_SECRET},
+    {"encoding_aes_key_next", conf_aes_key, TP(aes_key_next), 0, 0, NULL, 0, NULL, OWN_NONE},
     {"allow_plaintext", conf_bool, TP(allow_plaintext), 0, 0, "no", 0, NULL, OWN_NONE},
     END_KEYS,
 };
@@ -641,10 +646,12 @@ static const struct conf_key alipay_app_keys[] = {
 static const struct conf_key gateway_keys[] = {
     {"notify_path", conf_path, GW(notify_path), 0, 0, NULL, 0, NULL, OWN_STR},
     {"secret", conf_str, GW(secret), 0, 0, NULL, 0, NULL, OWN_SECRET},
+    {"secret_next", conf_str, GW(secret_next), 0, 0, NULL, 0, NULL, OWN_SECRET},
     {"sign", conf_enum, GW(sign), 0, 0, "md5_key", 0, gw_sign_choices, OWN_NONE},
     {"hex", conf_enum, GW(hex_upper), 0, 0, "lower", 0, hex_choices, OWN_NONE},
     {"ack", conf_str, GW(ack), 0, 0, "SUCCESS", 0, NULL, OWN_STR},
     {"public_key", conf_pubkey, GW(public_key), 0, 0, NULL, 0, NULL, OWN_KEY},
+    {"public_key_next", conf_pubkey, GW(public_key_next), 0, 0, NULL, 0, NULL, OWN_KEY},
     {"rsa_hash", conf_enum, GW(rsa_sha256), 0, 0, "sha256", 0, hash_choices, OWN_NONE},
     {"exclude", conf_words, GW(exclude), 0, 0, "sign sign_type", 0, NULL, OWN_STRV},
     {"drop_empty", conf_bool, GW(drop_empty), 0, 0, "yes", 0, NULL, OWN_NONE},
@@ -683,13 +690,15 @@ static int conf_finish_alipay_app(struct config *c, void *obj, const char *name,
                                   char *msg, size_t len);
 static int conf_finish_gateway(struct config *c, void *obj, const char *name, char *msg,
                                size_t len);
+static int conf_finish_tp(struct config *c, void *obj, const char *name, char *msg,
+                          size_t len);
 
 #define CFG(f) offsetof(struct config, f)
 static const struct conf_section sections[] = {
     {"server", server_keys, 0, CFG(server), 0, 0, NULL},
     {"store", store_keys, 0, CFG(store), 0, 0, NULL},
     {"openapi", openapi_keys, 0, CFG(openapi), 0, 0, NULL},
-    {"baidu.tp", tp_keys, 0, CFG(tp), 0, 0, NULL},
+    {"baidu.tp", tp_keys, 0, CFG(tp), 0, 0, conf_finish_tp},
     {"baidu", baidu_keys, 0, CFG(baidu), 0, 0, NULL},
     {"baidu.app", baidu_app_keys, 1, CFG(baidu_apps), CFG(n_baidu_apps),
      sizeof(struct config_baidu_app), conf_finish_baidu_app},
@@ -775,6 +784,19 @@ static int conf_finish_alipay_app(struct config *c, void *obj, const char *name,
 }
 
 /* A gateway has the secret or key its signature mode needs, and a path. */
+static int conf_finish_tp(struct config *c, void *obj, const char *name, char *msg,
+                          size_t len)
+{
+    const struct config_baidu_tp *t = obj;
+
+    (void)c, (void)name;
+    if (t->token_next && !t->token_next[0]) {
+        snprintf(msg, len, "token_next is empty (remove it, or give the new token)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int conf_finish_gateway(struct config *c, void *obj, const char *name, char *msg,
                                size_t len)
 {
@@ -786,6 +808,18 @@ static int conf_finish_gateway(struct config *c, void *obj, const char *name, ch
     }
     if (g->sign != GW_SIGN_RSA && (!g->secret || !g->secret[0])) {
         snprintf(msg, len, "secret is required with sign = %s", gw_sign_choices[g->sign]);
+        return -EINVAL;
+    }
+    /* A second key of the other kind would never be tried: say so. */
+    if (g->sign == GW_SIGN_RSA ? g->secret_next != NULL : g->public_key_next != NULL) {
+        snprintf(msg, len, "%s does not apply with sign = %s (use %s)",
+                 g->sign == GW_SIGN_RSA ? "secret_next" : "public_key_next",
+                 gw_sign_choices[g->sign],
+                 g->sign == GW_SIGN_RSA ? "public_key_next" : "secret_next");
+        return -EINVAL;
+    }
+    if (g->secret_next && !g->secret_next[0]) {
+        snprintf(msg, len, "secret_next is empty (remove it, or give the new secret)");
         return -EINVAL;
     }
     if (!g->dedupe_fields || !g->dedupe_fields[0]) {
@@ -1368,7 +1402,8 @@ struct config *config_free(struct config *c)
         free(arr);
     }
     free(c->server.trusted);
-    explicit_bzero(c->tp.aes_key, sizeof(c->tp.aes_key));
+    explicit_bzero(&c->tp.aes_key, sizeof(c->tp.aes_key));
+    explicit_bzero(&c->tp.aes_key_next, sizeof(c->tp.aes_key_next));
     free(c->file);
     free(c);
     return NULL;

@@ -44,12 +44,23 @@ struct config_store {
     unsigned rejection_body_max; /* bytes of a rejected body kept */
 };
 
+/* An EncodingAESKey, decoded; set when the configuration gave one. */
+struct config_aes_key {
+    uint8_t key[32];
+    int set;
+};
+
 struct config_baidu_tp {
     int enabled; /* the [baidu.tp] section is present */
     char *path;
     char *client_id;
     char *token;
-    uint8_t aes_key[32];
+    struct config_aes_key aes_key;
+    /* During a switch: pushes sealed with token_next and/or
+     * encoding_aes_key_next (each defaulting to the current one) are
+     * accepted too. */
+    char *token_next;
+    struct config_aes_key aes_key_next;
     int allow_plaintext;
 };
 
@@ -119,10 +130,12 @@ struct config_gateway {
     unsigned line;
     char *notify_path;
     char *secret;
+    char *secret_next; /* a second MD5 secret accepted during a switch */
     int sign;      /* enum config_gateway_sign */
     int hex_upper; /* the case the gateway writes; verification ignores case */
     char *ack;
     struct crypto_key *public_key; /* sign = rsa */
+    struct crypto_key *public_key_next; /* sign = rsa: a second key during a switch */
     int rsa_sha256;                /* sign = rsa: 1 SHA256 (RSA2), 0 SHA1 */
     char **exclude;                /* keys left out of the signed string */
     int drop_empty;

@@ -1035,7 +1035,7 @@ START_TEST(tp_section)
     ck_assert_str_eq(c->tp.path, "/baidu/tp/events");
     ck_assert_str_eq(c->tp.client_id, "client-1");
     ck_assert_str_eq(c->tp.token, "tok-1");
-    ck_assert_mem_eq(c->tp.aes_key, want, 32);
+    ck_assert_mem_eq(c->tp.aes_key.key, want, 32);
     ck_assert_int_eq(c->tp.allow_plaintext, 0);
     config_free(c);
 }

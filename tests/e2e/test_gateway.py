@@ -572,6 +572,66 @@ class GatewayWithoutMd5(DaemonTest):
         self.assertEqual(self.count("events"), 0)
 
 
+NEXT_RSA_KEY = RsaKey(2048)  # [gateway rsa]'s public_key_next in KeySwitch
+
+
+class KeySwitch(DaemonTest):
+    """During a switch a gateway accepts its second secret or key
+    (secret_next / public_key_next) beside the first, and nothing else."""
+    extra_config = """
+[gateway lower]
+secret = %s
+secret_next = lower-secret-the-new-one
+
+[gateway fubei]
+notify_path = %s
+sign = md5_append
+hex = upper
+secret = %s
+secret_next = FubeiSecretNext88
+ack = success
+exclude = sign
+
+[gateway rsa]
+sign = rsa
+public_key = %s
+public_key_next = %s
+""" % (LOWER.secret, FUBEI.path, FUBEI.secret, RSA256_KEY.spki_b64(), NEXT_RSA_KEY.spki_b64())
+
+    def post(self, gw, **kw):
+        return self.d.post(gw.path, form_body(gw.signed(notify_fields(gw), **kw)), FORM)
+
+    def test_both_secrets_verify_and_no_other(self):
+        for gw, new in ((LOWER, "lower-secret-the-new-one"), (FUBEI, "FubeiSecretNext88")):
+            self.assertEqual(self.post(gw), (200, gw.ack))
+            self.assertEqual(self.post(gw, secret=new), (200, gw.ack))
+            self.assertEqual(self.post(gw, secret="neither-of-them"), (401, b"FAIL"))
+            self.assertEqual(self.count("events", "provider = ?", "gateway." + gw.name), 2)
+        detail = self.d.query("SELECT detail FROM rejections WHERE route = ? ORDER BY id DESC LIMIT 1",
+                              LOWER.path)[0][0]
+        self.assertIn("secret or secret_next", detail)
+        self.assertNotIn("lower-secret", detail)
+
+    def test_both_public_keys_verify_and_no_other(self):
+        for key in (RSA256_KEY, NEXT_RSA_KEY):
+            self.assertEqual(self.post(RSA, key=key), (200, RSA.ack))
+        self.assertEqual(self.post(RSA, key=OTHER_KEY), (401, b"FAIL"))
+        self.assertEqual(self.count("events", "provider = ?", "gateway.rsa"), 2)
+
+    def test_a_second_key_of_the_other_kind_is_refused(self):
+        for section, why in (("[gateway a]\nsecret = s1\npublic_key_next = %s\n" % OTHER_KEY.spki_b64(),
+                              "public_key_next does not apply with sign = md5_key (use secret_next)"),
+                             ("[gateway b]\nsign = rsa\npublic_key = %s\nsecret_next = s2\n"
+                              % OTHER_KEY.spki_b64(),
+                              "secret_next does not apply with sign = rsa (use public_key_next)")):
+            self.d.stop()
+            self.d.write_config(section)
+            self.d.start(expect_fail=True)
+            self.assertNotEqual(self.d.proc.wait(60), 0)
+            self.d.log.close()
+            self.assertIn(why, self.d.logtext())
+
+
 class GatewayConfig(DaemonTest):
     def test_no_gateway_no_route(self):
         st, _ = self.d.post("/gateway/lower/notify", b"a=1", FORM)

@@ -172,6 +172,58 @@ class TpPush(DaemonTest):
         self.d.wait_rows("SELECT count(*) FROM rejections WHERE remote_addr = '203.0.113.7'", 1)
 
 
+NEXT_TOKEN = "e2e-token-next-" + os.urandom(4).hex()
+NEXT_AES_KEY = harness.random_aes_key43()
+
+
+class TpKeySwitch(DaemonTest):
+    """During a switch pushes sealed with token_next and encoding_aes_key_next
+    are accepted beside the current pair, each next value defaulting to the
+    current one; nothing else is."""
+    extra_config = harness.tp_config() + "token_next = %s\nencoding_aes_key_next = %s\n" % (
+        NEXT_TOKEN, NEXT_AES_KEY)
+
+    def test_current_and_next_pair_accepted(self):
+        for n, (token, key) in enumerate(((None, None), (NEXT_TOKEN, NEXT_AES_KEY))):
+            self.assertEqual(self.d.post(PATH, tp_envelope(event(n), token=token, aes_key=key)),
+                             (200, b"success"))
+        self.assertEqual(self.count("events"), 2)
+
+    def test_mixed_pairs_follow_the_defaults(self):
+        # Both next values are set, so the next pair is (token_next,
+        # encoding_aes_key_next): the next token with the current key is
+        # neither pair, and is refused without storing.
+        st, data = self.d.post(PATH, tp_envelope(event(5), token=NEXT_TOKEN))
+        self.assertEqual((st, data), (400, b"bad ciphertext"))
+        st, _ = self.d.post(PATH, tp_envelope(event(6), token="another-token", aes_key=NEXT_AES_KEY))
+        self.assertEqual(st, 401)
+        self.assertEqual(self.count("events"), 0)
+        detail = self.d.query("SELECT detail FROM rejections WHERE reason = 'bad_signature'")[0][0]
+        self.assertEqual(detail, "MsgSignature does not match the token or token_next")
+        self.assertNotIn(NEXT_TOKEN, self.d.logtext())
+
+
+class TpKeyOnlySwitch(DaemonTest):
+    """Only the EncodingAESKey changes: the token signs both, and a push the
+    current key cannot open is opened with the next one."""
+    extra_config = harness.tp_config() + "encoding_aes_key_next = %s\n" % NEXT_AES_KEY
+
+    def test_either_key_under_the_one_token(self):
+        for n, key in enumerate((None, NEXT_AES_KEY)):
+            self.assertEqual(self.d.post(PATH, tp_envelope(event(n), aes_key=key)), (200, b"success"))
+        self.assertEqual(self.d.post(PATH, tp_envelope(event(9), aes_key=harness.random_aes_key43())),
+                         (400, b"bad ciphertext"))
+        self.assertEqual(self.count("events"), 2)
+
+    def test_an_empty_token_next_is_refused(self):
+        self.d.stop()
+        self.d.write_config(harness.tp_config() + "token_next =\n")
+        self.d.start(expect_fail=True)
+        self.assertNotEqual(self.d.proc.wait(60), 0)
+        self.d.log.close()
+        self.assertIn("token_next is empty", self.d.logtext())
+
+
 class TpPlaintextAllowed(DaemonTest):
     extra_config = harness.tp_config(allow_plaintext="yes")
 

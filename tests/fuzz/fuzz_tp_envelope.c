@@ -214,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int mode = size ? data[0] % 5 : 0, plain = mode == 1;
     const uint8_t *p = data + (size ? 1 : 0);
     const size_t n = size ? size - 1 : 0;
-    const uint8_t *key = cfg[0]->tp.aes_key;
+    const uint8_t *key = cfg[0]->tp.aes_key.key;
     struct arena arena = {0};
     struct provider_request rq = {0};
     struct provider_reply out = {0};

@@ -77,7 +77,7 @@ static int tp_secrets(struct tp_sample *t, const struct sample_opts *o,
             return sample_fail(err, errlen, -EINVAL,
                                "--aes-key: must be the 43-character EncodingAESKey");
     } else if (c) {
-        memcpy(t->key, c->aes_key, sizeof(t->key));
+        memcpy(t->key, c->aes_key.key, sizeof(t->key));
     } else {
         return tp_missing(err, errlen, "aes-key");
     }

@@ -189,7 +189,41 @@ static enum provider_verdict tp_no_memory(struct provider_reply *out)
                            "out of memory");
 }
 
-/* Check the envelope's signature and decrypt it into m. */
+/* One (Token, EncodingAESKey) pair a push may be sealed with. */
+struct tp_seal {
+    const char *token;
+    const uint8_t *aes_key;
+};
+
+/* The current pair, then during a switch the next one (token_next and
+ * encoding_aes_key_next, each defaulting to the current). Returns how many. */
+static int tp_seals(const struct config_baidu_tp *c, struct tp_seal s[2])
+{
+    s[0] = (struct tp_seal){c->token, c->aes_key.key};
+    if (!c->token_next && !c->aes_key_next.set)
+        return 1;
+    s[1] = (struct tp_seal){c->token_next ? c->token_next : c->token,
+                            c->aes_key_next.set ? c->aes_key_next.key : c->aes_key.key};
+    return 2;
+}
+
+/* The refusal of an envelope whose signature matched but which did not
+ * decrypt (r from crypto_tp_decrypt, why its words). */
+static enum provider_verdict tp_decrypt_refusal(int r, const char *why,
+                                                struct provider_reply *out)
+{
+    if (r == -EPERM)
+        return provider_reject(out, 401, "wrong_client_id", "wrong client id", "%s", why);
+    if (r == -ENOMEM || r == -EIO)
+        return provider_reject(out, 503, r == -ENOMEM ? "no_memory" : "crypto_failure",
+                               "cannot decrypt, retry later", "%s", why);
+    return provider_reject(out, 400, "bad_ciphertext", "bad ciphertext", "%s", why);
+}
+
+/* Check the envelope's signature and decrypt it into m, with the current
+ * pair or (during a switch) the next one. A pair whose token signs the
+ * envelope but whose key does not open it gives way to the other; the
+ * first such failure is the one reported. */
 static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
                                               const cJSON *env,
                                               struct provider_reply *out,
@@ -200,10 +234,11 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
     const char *ts = tp_field(env, "TimeStamp", ts_buf);
     const char *sig = json_string(env, "MsgSignature");
     const char *enc = json_string(env, "Encrypt");
-    char expect[41], why[160];
+    char expect[41], why[160], first_why[160] = "";
+    struct tp_seal seals[2];
+    int n = tp_seals(c, seals), i, r, first = 0;
     char *msg = NULL;
     size_t msg_len = 0;
-    int r;
 
     if (!nonce || !ts || !sig || !enc)
         return provider_reject(out, 400, "missing_field", "missing field",
@@ -212,21 +247,28 @@ static enum provider_verdict tp_open_envelope(const struct config_baidu_tp *c,
                                : !ts  ? "TimeStamp"
                                : !sig ? "MsgSignature"
                                       : "Encrypt");
-    if (crypto_tp_signature(c->token, ts, nonce, enc, expect) < 0)
-        return provider_reject(out, 503, "crypto_failure", "cannot check, retry later",
-                               "SHA1 is unavailable to OpenSSL");
-    if (strlen(sig) != 40 || !crypto_hexeq_nocase(sig, expect, 40))
-        return provider_reject(out, 401, "bad_signature", "invalid MsgSignature",
-                               "MsgSignature does not match the token");
-    r = crypto_tp_decrypt(c->aes_key, enc, strlen(enc), c->client_id, &msg, &msg_len, why,
-                          sizeof(why));
-    if (r == -EPERM)
-        return provider_reject(out, 401, "wrong_client_id", "wrong client id", "%s", why);
-    if (r == -ENOMEM || r == -EIO)
-        return provider_reject(out, 503, r == -ENOMEM ? "no_memory" : "crypto_failure",
-                               "cannot decrypt, retry later", "%s", why);
-    if (r < 0)
-        return provider_reject(out, 400, "bad_ciphertext", "bad ciphertext", "%s", why);
+    for (i = 0; i < n; i++) {
+        if (crypto_tp_signature(seals[i].token, ts, nonce, enc, expect) < 0)
+            return provider_reject(out, 503, "crypto_failure", "cannot check, retry later",
+                                   "SHA1 is unavailable to OpenSSL");
+        if (strlen(sig) != 40 || !crypto_hexeq_nocase(sig, expect, 40))
+            continue;
+        r = crypto_tp_decrypt(seals[i].aes_key, enc, strlen(enc), c->client_id, &msg,
+                              &msg_len, why, sizeof(why));
+        if (r == 0)
+            break;
+        if (r == -ENOMEM || r == -EIO)
+            return tp_decrypt_refusal(r, why, out);
+        if (!first) {
+            first = r;
+            snprintf(first_why, sizeof(first_why), "%s", why);
+        }
+    }
+    if (i == n)
+        return first ? tp_decrypt_refusal(first, first_why, out)
+                     : provider_reject(out, 401, "bad_signature", "invalid MsgSignature",
+                                       "MsgSignature does not match the token%s",
+                                       c->token_next ? " or token_next" : "");
     if (!arena_adopt(out->arena, msg)) /* msg is freed already */
         return tp_no_memory(out);
     m->text = msg;

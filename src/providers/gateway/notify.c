@@ -29,6 +29,8 @@ struct gw_entry {
     const char **exclude; /* "sign" plus the configured exclude words */
     char *append;         /* md5: "&key=SECRET" or "SECRET"; wiped on unload */
     size_t append_len;
+    char *append_next;    /* the same with secret_next, or NULL */
+    size_t append_next_len;
     unsigned first_delay; /* [openapi] first_delay, for its follow-up jobs */
 };
 
@@ -50,13 +52,13 @@ static const char *gw_get(const struct form *f, const char *key, size_t *len)
     return v;
 }
 
-/* MD5 rules: hash the canonical string with the secret appended and compare
- * in constant time. 0 verified, -EBADMSG, -ENOMEM, -EIO (no MD5: FIPS). */
-static int gw_check_md5(const struct gw_entry *e, const struct form *f, const char *sig,
-                        size_t sig_len)
+/* MD5 rules: hash the canonical string with one secret appended (append)
+ * and compare in constant time. 0 verified, -EBADMSG, -ENOMEM, -EIO (no
+ * MD5: FIPS). */
+static int gw_md5_matches(const struct gw_entry *e, const struct form *f, const char *append,
+                          size_t append_len, const char *sig, size_t sig_len)
 {
-    struct form_canon_rule rule = {e->exclude, e->g->drop_empty, e->append,
-                                   e->append_len};
+    struct form_canon_rule rule = {e->exclude, e->g->drop_empty, append, append_len};
     char *canon = NULL, hex[33];
     size_t canon_len;
     int ok, r;
@@ -74,13 +76,25 @@ static int gw_check_md5(const struct gw_entry *e, const struct form *f, const ch
     return ok ? 0 : -EBADMSG;
 }
 
+/* The secret, then secret_next during a switch. Returns as gw_md5_matches. */
+static int gw_check_md5(const struct gw_entry *e, const struct form *f, const char *sig,
+                        size_t sig_len)
+{
+    int r = gw_md5_matches(e, f, e->append, e->append_len, sig, sig_len);
+
+    if (r == -EBADMSG && e->append_next)
+        r = gw_md5_matches(e, f, e->append_next, e->append_next_len, sig, sig_len);
+    return r;
+}
+
 /* RSA rule: PKCS#1 v1.5 over the canonical string, no secret. Same returns. */
 static int gw_check_rsa(const struct gw_entry *e, const struct form *f, const char *sig,
                         size_t sig_len, struct provider_reply *out)
 {
     struct form_canon_rule rule = {e->exclude, e->g->drop_empty, NULL, 0};
     enum crypto_hash h = e->g->rsa_sha256 ? CRYPTO_SHA256 : CRYPTO_SHA1;
-    int r = provider_verify_form(f, &rule, e->g->public_key, NULL, h, sig, sig_len, out);
+    int r = provider_verify_form(f, &rule, e->g->public_key, e->g->public_key_next, h, sig,
+                                 sig_len, out);
 
     return r == -ENOMEM ? r : r < 0 ? -EBADMSG : 0;
 }
@@ -112,7 +126,10 @@ static enum provider_verdict gw_verify(const struct gw_entry *e, const struct fo
                                    : "MD5 is unavailable in this OpenSSL (FIPS mode?)");
     return provider_reject(out, 401, "bad_signature", GW_FAIL,
                            "sign does not verify with the %s of [gateway %s]",
-                           e->g->sign == GW_SIGN_RSA ? "public_key" : "secret",
+                           e->g->sign == GW_SIGN_RSA
+                               ? (e->g->public_key_next ? "public_key or public_key_next"
+                                                        : "public_key")
+                               : (e->g->secret_next ? "secret or secret_next" : "secret"),
                            e->g->name);
 }
 
@@ -266,6 +283,17 @@ static const char **gw_exclude(const struct config_gateway *g)
     return x;
 }
 
+/* The text an MD5 rule appends: sep and the secret. 0 or -ENOMEM. */
+static int gw_append(const char *sep, const char *secret, char **out, size_t *len)
+{
+    if (asprintf(out, "%s%s", sep, secret) < 0) {
+        *out = NULL;
+        return -ENOMEM;
+    }
+    *len = strlen(*out);
+    return 0;
+}
+
 /* Build one entry from its section. 0 or -ENOMEM. */
 static int gw_entry_init(struct gw_entry *e, const struct config_gateway *g)
 {
@@ -275,15 +303,16 @@ static int gw_entry_init(struct gw_entry *e, const struct config_gateway *g)
     if (asprintf(&e->provider, "gateway.%s", g->name) < 0)
         e->provider = NULL;
     e->exclude = gw_exclude(g);
-    if (g->sign != GW_SIGN_RSA) {
-        e->append_len = strlen(sep) + strlen(g->secret);
-        if (asprintf(&e->append, "%s%s", sep, g->secret) < 0)
-            e->append = NULL;
-    }
-    if (!e->provider || !e->exclude || (g->sign != GW_SIGN_RSA && !e->append))
+    if (g->sign != GW_SIGN_RSA &&
+        (gw_append(sep, g->secret, &e->append, &e->append_len) < 0 ||
+         (g->secret_next &&
+          gw_append(sep, g->secret_next, &e->append_next, &e->append_next_len) < 0)))
+        return -ENOMEM;
+    if (!e->provider || !e->exclude)
         return -ENOMEM;
     return 0;
 }
+
 
 /* Free the state, wiping the copies of the secrets; NULL-safe. */
 static void gw_unload(void *state)
@@ -296,7 +325,10 @@ static void gw_unload(void *state)
     for (i = 0; i < st->n; i++) {
         if (st->e[i].append)
             explicit_bzero(st->e[i].append, st->e[i].append_len);
+        if (st->e[i].append_next)
+            explicit_bzero(st->e[i].append_next, st->e[i].append_next_len);
         free(st->e[i].append);
+        free(st->e[i].append_next);
         free(st->e[i].provider);
         free(st->e[i].exclude);
     }
