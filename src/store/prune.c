@@ -27,7 +27,10 @@ static const char *const pr_sql[PR__COUNT] = {
                   " AND (j.state IN ('queued', 'running')"
                   " OR (j.state = 'failed' AND j.kind LIKE 'hook.%')))"
                   " ORDER BY e.id LIMIT " PR_XSTR(PR_BATCH) ") RETURNING id",
-    [PR_RESULTS] = "DELETE FROM query_results WHERE job_id IN"
+    /* the answers' bodies only: each attempt's status, outcome and time
+     * stay, so deliveries.last_status and the attempt history still say
+     * how the event's jobs ended */
+    [PR_RESULTS] = "UPDATE query_results SET body = NULL WHERE body IS NOT NULL AND job_id IN"
                    " (SELECT id FROM jobs WHERE event_id = ?1)",
 };
 

@@ -244,14 +244,24 @@ class Prune(Read):
         e3, _ = self.pay()                       # recent: kept
         self.settled(3, 2)
         before = self.d.query("SELECT id, confirmation FROM event_status ORDER BY id")
+        attempts = "SELECT id, at, http_status, outcome, detail, duration_ms FROM query_results WHERE event_id = ?"
+        r1_attempts = self.d.query(attempts, r1)
+        r1_delivery = self.d.query("SELECT state, attempts, last_status, delivered_at FROM deliveries "
+                                   "WHERE event_id = ?", r1)
+        self.assertEqual(r1_delivery[0][2], 200)
         self.assertIn("--older-than 0", self.usage("prune", "--older-than", "0"))
         self.assertIn("--older-than", self.usage("prune"))
         got = self.js("prune", "--older-than", "30")
         self.assertEqual((got["events"], got["attempt_answers"]), (1, 1))
         rows = self.d.query("SELECT id, length(body), pruned_at IS NOT NULL FROM events ORDER BY id")
         self.assertEqual([(r[0], r[1] > 0, r[2]) for r in rows], [(e1, True, 0), (r1, False, 1), (e3, True, 0)])
-        self.assertEqual(self.d.query("SELECT count(*) FROM query_results WHERE event_id = ?", r1), [(0,)])
-        self.assertEqual(self.d.query("SELECT state FROM deliveries WHERE event_id = ?", r1), [("delivered",)])
+        # the answers' bodies go; what each attempt was (status, outcome,
+        # time) stays, so the delivery still says how it ended
+        self.assertEqual(self.d.query("SELECT count(*) FROM query_results WHERE event_id = ? "
+                                      "AND body IS NOT NULL", r1), [(0,)])
+        self.assertEqual(self.d.query(attempts, r1), r1_attempts)
+        self.assertEqual(self.d.query("SELECT state, attempts, last_status, delivered_at FROM deliveries "
+                                      "WHERE event_id = ?", r1), r1_delivery)
         self.assertEqual(self.d.query("SELECT id, confirmation FROM event_status ORDER BY id"), before)
         # the old callback told again is a duplicate: no new event, no new delivery
         self.assertEqual(self.d.post(REFUND, body, FORM)[0], 200)
