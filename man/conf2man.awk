@@ -16,6 +16,7 @@ function flush(  i) {
     n = 0
 }
 BEGIN {
+    if (conf == "") conf = "/etc/payhookd/payhookd.conf"
     print ".TH PAYHOOKD.CONF 5 \"\" \"payhookd " version "\" \"File Formats\""
     print ".SH NAME"
     print "payhookd.conf \\- configuration of payhookd, the payment callback receiver"

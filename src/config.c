@@ -783,7 +783,7 @@ static int conf_finish_alipay_app(struct config *c, void *obj, const char *name,
     return 0;
 }
 
-/* A gateway has the secret or key its signature mode needs, and a path. */
+/* A [baidu.tp] token_next, when given, is a token. */
 static int conf_finish_tp(struct config *c, void *obj, const char *name, char *msg,
                           size_t len)
 {
@@ -797,6 +797,7 @@ static int conf_finish_tp(struct config *c, void *obj, const char *name, char *m
     return 0;
 }
 
+/* A gateway has the secret or key its signature mode needs, and a path. */
 static int conf_finish_gateway(struct config *c, void *obj, const char *name, char *msg,
                                size_t len)
 {

@@ -29,9 +29,13 @@ static const char *const pr_sql[PR__COUNT] = {
                   " ORDER BY e.id LIMIT " PR_XSTR(PR_BATCH) ") RETURNING id",
     /* the answers' bodies only: each attempt's status, outcome and time
      * stay, so deliveries.last_status and the attempt history still say
-     * how the event's jobs ended */
+     * how the event's jobs ended. A TP app's audit answers are kept whole:
+     * they are its onboarding state (the tp_apps view reads them), not
+     * history. */
     [PR_RESULTS] = "UPDATE query_results SET body = NULL WHERE body IS NOT NULL AND job_id IN"
-                   " (SELECT id FROM jobs WHERE event_id = ?1)",
+                   " (SELECT id FROM jobs WHERE event_id = ?1 AND kind NOT IN"
+                   " ('baidu.account_audit', 'baidu.develop_config_audit',"
+                   " 'baidu.pay_service_audit'))",
 };
 
 const struct store_table store_prune_table = {"prune", pr_sql, PR__COUNT};

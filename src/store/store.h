@@ -159,7 +159,7 @@ void store_reject(struct store *s, const struct store_rejection *r);
 /* What store_prune did. */
 struct store_pruned {
     long events;  /* events compacted: body dropped, pruned_at set */
-    long results; /* query_results rows (query and delivery attempts) deleted */
+    long results; /* answer bodies of query and delivery attempts dropped (the rows stay) */
 };
 
 /* Compact the events received before `before` (ISO-8601 UTC) that have

@@ -7,6 +7,7 @@ that commit on a pay notification for the deal verifies with the learned
 key (and only with it), and is confirmed through the TP query path with
 the app's token and the learned pmAppKey, also after a restart. A key that
 does not parse is a failed job and no app."""
+import sqlite3
 import time
 import unittest
 
@@ -173,6 +174,26 @@ class Onboard(TokenCase):
             " WHERE j.kind = 'baidu.getbindservice'"), [("APP_PAYMENT_CREATE_PAYMENT_PASS",)])
         self.assertEqual(self.d.post("/baidu/tp/events", auth_push("UNAUTHORIZED")), (200, b"success"))
         self.assertEqual(self.d.query("SELECT authorized, token_expires_at FROM tp_apps"), [(0, None)])
+
+    def test_prune_keeps_what_tp_apps_shows(self):
+        """The audit answers are the app's onboarding state, not history:
+        compacting old pushes keeps them."""
+        self.mock.baidu_account_audit["*"] = {"status": 4, "verify_message": ""}
+        self.assertEqual(self.d.post("/baidu/tp/events", auth_push("APP_PAYMENT_CREATE_ACCOUNT_PASS")),
+                         (200, b"success"))
+        shown = "SELECT app_id, account_audit FROM tp_apps"
+        self.wait(shown, [(APP, "approved")])
+        self.assertEqual(self.d.stop(), 0, self.d.logtext())
+        con = sqlite3.connect(self.d.db_path)
+        con.execute("UPDATE events SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')")
+        con.commit()
+        con.close()
+        self.d.start()
+        rc, out, err = ctl(self.d, "prune", "--older-than", "30")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.d.query("SELECT pruned_at IS NOT NULL FROM events"
+                                      " WHERE status = 'APP_PAYMENT_CREATE_ACCOUNT_PASS'"), [(1,)])
+        self.assertEqual(self.d.query(shown), [(APP, "approved")])
 
 
 if __name__ == "__main__":

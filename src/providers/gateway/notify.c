@@ -313,7 +313,6 @@ static int gw_entry_init(struct gw_entry *e, const struct config_gateway *g)
     return 0;
 }
 
-
 /* Free the state, wiping the copies of the secrets; NULL-safe. */
 static void gw_unload(void *state)
 {
