@@ -246,6 +246,19 @@ class Daemon:
                 raise AssertionError("valgrind reported problems:\n" + report)
         return rc
 
+    def age_events(self, days):
+        """Make every stored event `days` older (for prune): the daemon is
+        stopped (cleanly: exit 0) while the store is changed, then started."""
+        rc = self.stop()
+        if rc != 0:
+            raise AssertionError("payhookd exited %s:\n%s" % (rc, self.logtext()))
+        con = sqlite3.connect(self.db_path)
+        con.execute("UPDATE events SET received_at = strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now', '-%d days')"
+                    % int(days))
+        con.commit()
+        con.close()
+        self.start()
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()

@@ -235,12 +235,7 @@ class Prune(Read):
         self.assertEqual(self.d.post(REFUND, body, FORM)[0], 200)
         r1 = self.d.query("SELECT id FROM events WHERE kind = 'refund_notify'")[0][0]   # delivered: prunable
         self.settled(2, 1)
-        self.assertEqual(self.d.stop(), 0, self.d.logtext())
-        con = sqlite3.connect(self.d.db_path)
-        con.execute("UPDATE events SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')")
-        con.commit()
-        con.close()
-        self.d.start()
+        self.d.age_events(40)
         e3, _ = self.pay()                       # recent: kept
         self.settled(3, 2)
         before = self.d.query("SELECT id, confirmation FROM event_status ORDER BY id")

@@ -7,7 +7,6 @@ that commit on a pay notification for the deal verifies with the learned
 key (and only with it), and is confirmed through the TP query path with
 the app's token and the learned pmAppKey, also after a restart. A key that
 does not parse is a failed job and no app."""
-import sqlite3
 import time
 import unittest
 
@@ -183,12 +182,7 @@ class Onboard(TokenCase):
                          (200, b"success"))
         shown = "SELECT app_id, account_audit FROM tp_apps"
         self.wait(shown, [(APP, "approved")])
-        self.assertEqual(self.d.stop(), 0, self.d.logtext())
-        con = sqlite3.connect(self.d.db_path)
-        con.execute("UPDATE events SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-40 days')")
-        con.commit()
-        con.close()
-        self.d.start()
+        self.d.age_events(40)
         rc, out, err = ctl(self.d, "prune", "--older-than", "30")
         self.assertEqual(rc, 0, err)
         self.assertEqual(self.d.query("SELECT pruned_at IS NOT NULL FROM events"
