@@ -190,6 +190,12 @@ void reconcile_sweep(const struct query_env *env, struct query_answer *a)
 
 /* ---- starting sweeps ------------------------------------------------------------ */
 
+/* The id the store names a Baidu app by (events.app): its app id, else NAME. */
+static const char *rc_app_name(const struct config_baidu_app *b)
+{
+    return b->app_id && b->app_id[0] ? b->app_id : b->name;
+}
+
 /* The Baidu app named app (its NAME or app id) with its id. */
 static const struct config_baidu_app *rc_baidu_app(const struct config *c, const char *app)
 {
@@ -233,7 +239,7 @@ int reconcile_start(struct store *s, const struct config *c, const char *app,
                -ENOENT;
     if (!b->reconcile)
         return snprintf(err, errlen, "[baidu.app %s] has reconcile = no", b->name), -EPERM;
-    r = store_reconcile_begin(s, b->app_id && b->app_id[0] ? b->app_id : b->name, day,
+    r = store_reconcile_begin(s, rc_app_name(b), day,
                               pl->provider, pl->job_kind, pl->lane, job_id);
     if (r < 0)
         snprintf(err, errlen, "the store refused the sweep: %s", strerror(-r));
@@ -263,7 +269,7 @@ static void rc_again(void *data, const char *day)
 static void rc_schedule_app(struct store *s, const struct config *c,
                             const struct config_baidu_app *b, int64_t now_s)
 {
-    const char *app = b->app_id && b->app_id[0] ? b->app_id : b->name;
+    const char *app = rc_app_name(b);
     struct rc_tick t = {s, c, app};
     char day[11], oldest[11];
     unsigned i;
@@ -297,8 +303,7 @@ void reconcile_tick(struct store *s, const struct config *c)
 
     for (i = 0; i < c->n_baidu_apps; i++)
         if (rc_app_sweeps(c->baidu_apps[i]))
-            metrics_reconcile(c->baidu_apps[i]->app_id ? c->baidu_apps[i]->app_id
-                                                       : c->baidu_apps[i]->name, 0, 0, 0);
+            metrics_reconcile(rc_app_name(c->baidu_apps[i]), 0, 0, 0);
     if (local < (long)c->reconcile.at_minutes * 60)
         return;
     reconcile_day_before(now_s, c->reconcile.zone_offset, 0, today);
