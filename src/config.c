@@ -520,6 +520,62 @@ nomem:
 
 /* ---- the tables ------------------------------------------------------ */
 
+/* A time of day "HH:MM" as minutes after midnight. */
+static int conf_clock(const struct conf_key *k, const char *v, void *dst, char *err,
+                      size_t errlen)
+{
+    unsigned h, m;
+    char tail;
+
+    (void)k;
+    if (strlen(v) != 5 || sscanf(v, "%2u:%2u%c", &h, &m, &tail) != 2 || h > 23 || m > 59) {
+        snprintf(err, errlen, "'%s' is not a time of day HH:MM", v);
+        return -EINVAL;
+    }
+    *(unsigned *)dst = h * 60 + m;
+    return 0;
+}
+
+/* A zone as its offset east of UTC in seconds: UTC, a fixed offset
+ * "+08:00" / "-05:30", or one of the zone names of the platforms, which
+ * have kept one offset since 1991 (no daylight saving time). */
+static int conf_zone(const struct conf_key *k, const char *v, void *dst, char *err,
+                     size_t errlen)
+{
+    static const char *const utc8[] = {"Asia/Shanghai", "Asia/Chongqing", "Asia/Hong_Kong",
+                                       "Asia/Macau", "Asia/Taipei", "PRC", NULL};
+    unsigned h, m;
+    char sign, tail;
+    size_t i;
+
+    (void)k;
+    for (i = 0; utc8[i]; i++)
+        if (strcmp(v, utc8[i]) == 0)
+            return *(long *)dst = 8 * 3600, 0;
+    if (strcmp(v, "UTC") == 0)
+        return *(long *)dst = 0, 0;
+    if (strlen(v) == 6 && sscanf(v, "%c%2u:%2u%c", &sign, &h, &m, &tail) == 3 &&
+        (sign == '+' || sign == '-') && h <= 14 && m <= 59) {
+        *(long *)dst = (sign == '-' ? -1 : 1) * (long)(h * 3600 + m * 60);
+        return 0;
+    }
+    snprintf(err, errlen, "'%s' is not UTC, +HH:MM, -HH:MM or Asia/Shanghai (and the other "
+             "UTC+8 names)", v);
+    return -EINVAL;
+}
+
+/* reconcile on a platform whose order-list sweep is not built: only no. */
+static int conf_sweep_unbuilt(const struct conf_key *k, const char *v, void *dst, char *err,
+                              size_t errlen)
+{
+    (void)k;
+    if (strcmp(v, "no") == 0)
+        return *(int *)dst = 0, 0;
+    snprintf(err, errlen, "'%s': reconciliation sweeps of this platform's order list are not "
+             "built yet; only no is accepted", v);
+    return -EINVAL;
+}
+
 static const char *const sync_choices[] = {"normal", "full", NULL};
 static const char *const audit_choices[] = {"auto", "approve", "reject", NULL};
 static const char *const gw_sign_choices[] = {"md5_key", "md5_append", "rsa", NULL};
@@ -596,6 +652,15 @@ static const struct conf_key openapi_keys[] = {
     END_KEYS,
 };
 
+#define RC(f) offsetof(struct config_reconcile, f)
+static const struct conf_key reconcile_keys[] = {
+    {"at", conf_clock, RC(at_minutes), 0, 0, "02:30", 0, NULL, OWN_NONE},
+    {"zone", conf_zone, RC(zone_offset), 0, 0, "Asia/Shanghai", 0, NULL, OWN_NONE},
+    {"days", conf_uint, RC(days), 1, 31, "1", 0, NULL, OWN_NONE},
+    {"give_up_days", conf_uint, RC(give_up_days), 1, 365, "7", 0, NULL, OWN_NONE},
+    END_KEYS,
+};
+
 #define BD(f) offsetof(struct config_baidu, f)
 static const struct conf_key baidu_keys[] = {
     {"pay_notify_path", conf_path, BD(pay_notify_path), 0, 0, "/baidu/pay/notify", 0,
@@ -621,6 +686,7 @@ static const struct conf_key baidu_app_keys[] = {
     {"access_token", conf_str, BA(access_token), 0, 0, NULL, 0, NULL, OWN_SECRET},
     {"access_token_file", conf_str, BA(access_token_file), 0, 0, NULL, 0, NULL, OWN_STR},
     {"query", conf_bool, BA(query), 0, 0, "yes", 0, NULL, OWN_NONE},
+    {"reconcile", conf_bool, BA(reconcile), 0, 0, "yes", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 
@@ -639,6 +705,7 @@ static const struct conf_key alipay_app_keys[] = {
     {"seller_id", conf_str, AA(seller_id), 0, 0, NULL, 0, NULL, OWN_STR},
     {"app_private_key", conf_privkey, AA(private_key), 0, 0, NULL, 0, NULL, OWN_KEY},
     {"query", conf_bool, AA(query), 0, 0, "yes", 0, NULL, OWN_NONE},
+    {"reconcile", conf_sweep_unbuilt, AA(reconcile), 0, 0, "no", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 
@@ -661,6 +728,7 @@ static const struct conf_key gateway_keys[] = {
     {"query_url", conf_url, GW(query_url), 0, 0, NULL, 0, NULL, OWN_STR},
     {"merchant_no", conf_str, GW(merchant_no), 0, 0, NULL, 0, NULL, OWN_STR},
     {"query", conf_bool, GW(query), 0, 0, "yes", 0, NULL, OWN_NONE},
+    {"reconcile", conf_sweep_unbuilt, GW(reconcile), 0, 0, "no", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 
@@ -698,6 +766,7 @@ static const struct conf_section sections[] = {
     {"server", server_keys, 0, CFG(server), 0, 0, NULL},
     {"store", store_keys, 0, CFG(store), 0, 0, NULL},
     {"openapi", openapi_keys, 0, CFG(openapi), 0, 0, NULL},
+    {"reconcile", reconcile_keys, 0, CFG(reconcile), 0, 0, NULL},
     {"baidu.tp", tp_keys, 0, CFG(tp), 0, 0, conf_finish_tp},
     {"baidu", baidu_keys, 0, CFG(baidu), 0, 0, NULL},
     {"baidu.app", baidu_app_keys, 1, CFG(baidu_apps), CFG(n_baidu_apps),

@@ -79,6 +79,14 @@ struct config_openapi {
     unsigned unconfirmed_after;     /* seconds, for the unconfirmed_payments view */
 };
 
+/* [reconcile]: the daily sweeps of the platforms' order lists. */
+struct config_reconcile {
+    unsigned at_minutes;  /* local time of day the sweeps start, minutes after 00:00 */
+    long zone_offset;     /* the platforms' zone, seconds east of UTC */
+    unsigned days;        /* past days each daily sweep covers */
+    unsigned give_up_days; /* an open day is swept again until this old */
+};
+
 /* [baidu]: the cashier callback paths (defaults apply without the section). */
 struct config_baidu {
     char *pay_notify_path;
@@ -102,6 +110,7 @@ struct config_baidu_app {
     char *access_token;              /* the app's own OpenAPI token (or from the file) */
     char *access_token_file;
     int query; /* follow-up queries wanted (with a token) */
+    int reconcile; /* daily sweeps of its order list (with a token) */
     int learned; /* from getbindservice (app_keys), not the config: a TP-managed app */
 };
 
@@ -120,6 +129,7 @@ struct config_alipay_app {
     char *seller_id;                    /* when set, notifications must carry it */
     struct crypto_key *private_key;     /* app_private_key: signs OpenAPI requests */
     int query;
+    int reconcile; /* only 0: its sweep is not built */
 };
 
 enum config_gateway_sign { GW_SIGN_MD5_KEY, GW_SIGN_MD5_APPEND, GW_SIGN_RSA };
@@ -144,6 +154,7 @@ struct config_gateway {
     char *query_url;      /* trade.query endpoint */
     char *merchant_no;
     int query;
+    int reconcile; /* only 0: its sweep is not built */
 };
 
 enum config_hook_when { HOOK_RECEIVED, HOOK_CONFIRMED };
@@ -172,6 +183,7 @@ struct config {
     struct config_server server;
     struct config_store store;
     struct config_openapi openapi;
+    struct config_reconcile reconcile;
     struct config_baidu_tp tp;
     struct config_baidu baidu;
     struct config_alipay alipay;

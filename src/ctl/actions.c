@@ -23,8 +23,7 @@
 #define ACT_FAIL  CTL_EXIT_FAIL
 #define ACT_HOOKS_MAX 64 /* hooks one replay without --hook goes to */
 
-/* Ask the running daemon: 1 answered (into answer), 0 no daemon listens, -1 failed. */
-static int act_ask_daemon(const char *db, const char *line, char *answer, size_t len)
+int ctl_ask_daemon(const char *db, const char *line, char *answer, size_t len)
 {
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     ssize_t n;
@@ -82,7 +81,7 @@ static int act_do_here(const struct config *cfg, const char *line, char *answer,
 static int act_request(const struct config *cfg, const char *line, char *done, size_t len)
 {
     char answer[CONTROL_LINE_MAX];
-    int r = act_ask_daemon(cfg->store.path, line, answer, sizeof(answer));
+    int r = ctl_ask_daemon(cfg->store.path, line, answer, sizeof(answer));
 
     if (r < 0)
         return ctl_fail("cannot talk to payhookd on %s.ctl: %s", cfg->store.path,

@@ -9,6 +9,8 @@
 #ifndef PAYHOOKD_CTL_ACTIONS_H
 #define PAYHOOKD_CTL_ACTIONS_H
 
+#include <stddef.h>
+
 /* payhookctl replay EVENT_ID [--hook NAME] */
 int ctl_replay(int argc, char **argv, const char *config);
 /* payhookctl retry --dead [--hook NAME] */
@@ -21,5 +23,9 @@ int ctl_prune(int argc, char **argv, const char *config);
 
 /* keys refresh APP [--json] (argv[0] is "refresh"): getbindservice again. */
 int ctl_keys_refresh(int argc, char **argv, const char *config);
+
+/* Ask the daemon holding store db: 1 answered (into answer), 0 no daemon
+ * listens, -1 failed (errno). */
+int ctl_ask_daemon(const char *db, const char *line, char *answer, size_t len);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "autoconf.h"
 #include "config.h"
+#include "ctl/reconcile.h"
 #include "ctl/actions.h"
 #include "ctl/common.h"
 #include "ctl/inspect.h"
@@ -65,6 +66,8 @@ static const struct ctl_command ctl_commands[] = {
      ctl_prune_help},
     {"keys", "ask the platform for a TP app's keys again (getbindservice)", ctl_keys,
      ctl_keys_help},
+    {"reconcile", "sweep a platform's order list for a day now; a day's report",
+     ctl_reconcile, ctl_reconcile_help},
 };
 
 /* The usage error for what getopt refused (opterr is off: we name it). */

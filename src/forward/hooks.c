@@ -32,7 +32,11 @@ static int hk_matches(const struct config_hook *h, const char *provider, const c
     return 0;
 }
 
-int forward_select(const struct config *c, struct store_event *ev, struct arena *a)
+/* The deliveries of ev to the hooks that take it, each stating
+ * confirmation: those with when = received, and with confirmed_too also
+ * when = confirmed ones (an event born confirmed: a sweep's). */
+static int hk_select(const struct config *c, struct store_event *ev, struct arena *a,
+                     const char *confirmation, int confirmed_too)
 {
     struct store_followup *f;
     size_t i, n = 0;
@@ -45,16 +49,25 @@ int forward_select(const struct config *c, struct store_event *ev, struct arena 
         return -ENOMEM;
     for (i = 0; i < c->n_hooks; i++) {
         const struct config_hook *h = c->hooks[i];
-        if (h->when != HOOK_RECEIVED || (!ev->verified && !h->unverified) ||
+        if ((h->when != HOOK_RECEIVED && !confirmed_too) || (!ev->verified && !h->unverified) ||
             !hk_matches(h, ev->provider, ev->kind))
             continue;
-        f[n++] = (struct store_followup){.kind = h->kind,
-                                         .lane = h->kind,
-                                         .confirmation = ev->followup.kind ? "pending" : "none"};
+        f[n++] = (struct store_followup){
+            .kind = h->kind, .lane = h->kind, .confirmation = confirmation};
     }
     ev->hooks = f;
     ev->n_hooks = n;
     return 0;
+}
+
+int forward_select(const struct config *c, struct store_event *ev, struct arena *a)
+{
+    return hk_select(c, ev, a, ev->followup.kind ? "pending" : "none", 0);
+}
+
+int forward_select_confirmed(const struct config *c, struct store_event *ev, struct arena *a)
+{
+    return hk_select(c, ev, a, "confirmed", 1);
 }
 
 size_t forward_confirmed(const struct config *c, const char *provider, const char *kind,
@@ -94,7 +107,7 @@ static cJSON *hk_data(const struct query_env *env, const char *confirmation, lon
                     : cJSON_AddNullToObject(d, "refund_total_fen"));
     ok = ok && hk_str(d, "status", j->status) &&
          cJSON_AddBoolToObject(d, "verified", j->verified != 0) &&
-         cJSON_AddStringToObject(d, "source", "callback") &&
+         cJSON_AddStringToObject(d, "source", j->source ? j->source : "callback") &&
          cJSON_AddStringToObject(d, "confirmation", confirmation) &&
          hk_str(d, "received_at", j->received_at) &&
          cJSON_AddNumberToObject(d, "deliveries", (double)deliveries);

@@ -18,6 +18,11 @@
 /* The deliveries a new event makes to when = received hooks, allocated in
  * the arena into ev->hooks / ev->n_hooks. 0 or -ENOMEM. */
 int forward_select(const struct config *c, struct store_event *ev, struct arena *a);
+/* The same for an event that is confirmed as it is stored (a sweep found
+ * the payment in the platform's own order list): every matching hook,
+ * when = received and when = confirmed alike, its envelope saying
+ * confirmation "confirmed". 0 or -ENOMEM. */
+int forward_select_confirmed(const struct config *c, struct store_event *ev, struct arena *a);
 
 /* The when = confirmed hooks an event of provider/kind goes to once it is
  * confirmed: up to max hooks into out; returns how many. */

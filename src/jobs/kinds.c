@@ -5,6 +5,7 @@
 #include "jobs/jobs.h"
 
 #include "forward/hooks.h"
+#include "jobs/reconcile.h"
 
 #include <string.h>
 
@@ -26,6 +27,8 @@ static const struct {
     /* develop config and payment service audits: one call, two states */
     {"baidu.develop_config_audit", baidu_query_pay_service_audit, 0},
     {"baidu.pay_service_audit", baidu_query_pay_service_audit, 0},
+    /* a reconciliation sweep of one (app, day): its context is the day */
+    {"baidu.orderlist", reconcile_sweep, 0},
 };
 
 int jobs_kind_confirms(const char *kind)

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "forward/hooks.h"
+#include "jobs/reconcile.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/util.h"
@@ -31,6 +32,7 @@
 #define JOBS_BODY_KEEP   16384 /* bytes of an answer kept in query_results */
 #define JOBS_IDLE_MS     1000  /* longest sleep: new due times, gauges */
 #define JOBS_REQUEUE_DELAY_MS 2000 /* an unrecorded result's job runs again after */
+#define JOBS_RECONCILE_MS 30000 /* how often the sweeps' schedule is looked at */
 #define JOBS_HOOKS_MAX   16    /* when = confirmed hooks one confirmation feeds */
 
 /* A platform's caps: calls in flight, and a token bucket for the rate. */
@@ -84,6 +86,7 @@ struct jobs {
     struct lane lanes[JOBS_MAX_LANES];
     size_t n_lanes;
     uint64_t gauges_ns;
+    uint64_t reconcile_ns; /* the last look at the sweeps' schedule */
 };
 
 /* A worker thread's argument. */
@@ -472,6 +475,8 @@ static int job_run(struct jobs *j, struct openapi_client *client, struct job_ite
         .client = client,
         .timeout_ms = it->set.timeout * 1000,
         .connect_ms = it->set.connect_timeout * 1000,
+        .store = j->s,
+        .stopping = &j->stopping,
     };
 
     if (job_is_hook(&it->job) && (env.hook = config_hook_by_kind(rt->cfg, it->job.kind))) {
@@ -760,6 +765,18 @@ static void jobs_requeue_unrecorded(struct jobs *j)
     pthread_mutex_unlock(&j->lock);
 }
 
+/* The sweeps' daily schedule, looked at every JOBS_RECONCILE_MS (the first
+ * pass after a start catches up a schedule missed while down). */
+static void jobs_reconcile_tick(struct jobs *j, const struct config *c)
+{
+    uint64_t now = util_now_ns();
+
+    if (j->reconcile_ns && now - j->reconcile_ns < JOBS_RECONCILE_MS * 1000000ull)
+        return;
+    j->reconcile_ns = now;
+    reconcile_tick(j->s, c);
+}
+
 /* One pass over the lanes with queued jobs; returns how long to sleep. */
 static long jobs_dispatch(struct jobs *j)
 {
@@ -775,6 +792,7 @@ static long jobs_dispatch(struct jobs *j)
     if (store_jobs_lanes(j->s, lanes, JOBS_MAX_LANES, &n) < 0)
         return JOBS_IDLE_MS;
     rt = runtime_acquire(j->rt);
+    jobs_reconcile_tick(j, rt->cfg);
     util_iso8601_now(now);
     for (i = 0; i < n; i++) {
         int64_t due = iso_ms(lanes[i].next_due);

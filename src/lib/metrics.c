@@ -68,6 +68,11 @@ static _Atomic double jobs_oldest_due;
 static struct histogram query_latency[N_PLATFORM] = {LATENCY_H, LATENCY_H, LATENCY_H,
                                                      LATENCY_H};
 
+/* Reconciliation sweeps, by app id. */
+static struct label_set recon_apps = {PTHREAD_MUTEX_INITIALIZER, 0, {0}};
+static atomic_llong recon_missing[METRICS_MAX_LABELS], recon_mismatch[METRICS_MAX_LABELS],
+    recon_last_ok[METRICS_MAX_LABELS];
+
 /* Find or add a label; -1 when the set is full or out of memory. */
 static int label_index(struct label_set *s, const char *name)
 {
@@ -235,6 +240,48 @@ void metrics_set_jobs(const long counts[4], double oldest_due_s)
     for (i = 0; i < 4; i++)
         atomic_store(&jobs_by_state[i], counts[i]);
     atomic_store(&jobs_oldest_due, oldest_due_s);
+}
+
+void metrics_reconcile(const char *app, long missing, long mismatched, int64_t finished_s)
+{
+    int i = label_index(&recon_apps, app);
+
+    if (i < 0)
+        return;
+    atomic_fetch_add(&recon_missing[i], missing > 0 ? missing : 0);
+    atomic_fetch_add(&recon_mismatch[i], mismatched > 0 ? mismatched : 0);
+    if (finished_s > 0)
+        atomic_store(&recon_last_ok[i], finished_s);
+}
+
+/* Append one reconciliation family: a value per app. */
+static int render_by_app(struct buf *o, const char *name, const char *type, const char *help,
+                         atomic_llong *values)
+{
+    int n = atomic_load(&recon_apps.n), r, i;
+
+    r = buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (i = 0; r == 0 && i < n; i++)
+        r = buf_printf(o, "%s{app=\"%s\"} %lld\n", name, recon_apps.names[i],
+                       (long long)atomic_load(&values[i]));
+    return r;
+}
+
+/* Append the reconciliation series (one per app that has swept or will). */
+static int render_reconcile(struct buf *o)
+{
+    int r = render_by_app(o, "payhookd_reconcile_missing_total", "counter",
+                          "Paid orders a sweep found with no callback stored (an event was "
+                          "synthesised).", recon_missing);
+
+    r = r ? r
+          : render_by_app(o, "payhookd_reconcile_mismatch_total", "counter",
+                          "Stored events a sweep found the platform disagreeing with (amount "
+                          "or status).", recon_mismatch);
+    return r ? r
+             : render_by_app(o, "payhookd_reconcile_last_success_timestamp_seconds", "gauge",
+                             "When the last sweep of an app finished (0: none since start).",
+                             recon_last_ok);
 }
 
 /* Append one histogram in Prometheus form; labels ("platform=\"x\"") or NULL,
@@ -429,6 +476,7 @@ int metrics_render(struct buf *o)
     r = r ? r : render_rejections(o);
     r = r ? r : render_scalars(o);
     r = r ? r : render_jobs(o);
+    r = r ? r : render_reconcile(o);
     r = r ? r
           : render_histogram(o, "payhookd_commit_batch_rows",
                              "Rows committed per transaction.", &commit_rows);

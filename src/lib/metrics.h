@@ -53,6 +53,9 @@ void metrics_confirmation(const char *result);
 /* One query's duration, by platform (the job's lane up to its first dot). */
 void metrics_query_latency(const char *platform, uint64_t ns);
 /* Jobs by state (queued, running, done, failed) and the oldest due job's age. */
+/* A sweep page's findings for app; finished_s > 0: its sweep ended then. */
+void metrics_reconcile(const char *app, long missing, long mismatched, int64_t finished_s);
+
 void metrics_set_jobs(const long counts[4], double oldest_due_s);
 
 /* Append the Prometheus text exposition. 0 or -ENOMEM. */

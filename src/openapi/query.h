@@ -34,6 +34,11 @@ struct query_env {
     struct openapi_client *client;
     unsigned timeout_ms, connect_ms;
     const struct config_hook *hook; /* a delivery's hook */
+    /* for sweeps (jobs/reconcile.c), which record each page as they go:
+     * the store, and the scheduler's stop flag (a sweep between pages
+     * stops at once and resumes at its page after the restart) */
+    struct store *store;
+    const int *stopping;
 };
 
 /* A query's answer; call holds the last HTTP exchange (for query_results). */

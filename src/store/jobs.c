@@ -82,7 +82,8 @@ static const char jb_lanes_sql[] =
     " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = j.app) END," \
     " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT refresh_token FROM tokens WHERE app = j.app) END," \
     " CASE WHEN j.lane GLOB 'baidu*' THEN (SELECT access_token FROM tokens WHERE app = 'tp') END," \
-    " CASE WHEN j.kind = 'baidu.tp_token' THEN (SELECT ticket FROM tp_ticket) END"     \
+    " CASE WHEN j.kind = 'baidu.tp_token' THEN (SELECT ticket FROM tp_ticket) END,"    \
+    " e.source"                                                                            \
     " FROM jobs j LEFT JOIN events e ON e.id = j.event_id"                                 \
     " WHERE j.state = 'queued' AND j.lane = ?1 AND j.due_at <= ?2"
 static const char jb_due_sql[] = JB_DUE_COLUMNS " ORDER BY j.due_at LIMIT ?3";
@@ -294,6 +295,7 @@ static int jb_row(sqlite3_stmt *st, struct store_job *j)
     j->refresh_token = jb_text(st, 20, &bad);
     j->tp_token = jb_text(st, 21, &bad);
     j->ticket = jb_text(st, 22, &bad);
+    j->source = jb_text(st, 23, &bad);
     return bad ? -ENOMEM : 0;
 }
 
@@ -362,6 +364,7 @@ void store_job_clear(struct store_job *j)
     free(j->fields);
     free(j->received_at);
     free(j->context);
+    free(j->source);
     free(j->body);
     memset(j, 0, sizeof(*j));
 }

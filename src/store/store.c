@@ -27,6 +27,7 @@ static const struct store_table *const store_tables[TBL__COUNT] = {
     [TBL_DELIVERIES] = &store_deliveries_table,
     [TBL_ALIPAY] = &store_alipay_table,
     [TBL_PRUNE] = &store_prune_table,
+    [TBL_RECONCILE] = &store_reconcile_table,
 };
 
 /* ---- statement helpers --------------------------------------------------- */

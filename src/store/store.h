@@ -306,6 +306,7 @@ struct store_job {
      * refresh tokens, and the TP's own token */
     char *token, *refresh_token, *tp_token;
     char *ticket; /* baidu.tp_token jobs only: the latest TP ticket */
+    char *source; /* the event's source: callback or sweep */
 };
 
 /* Up to max lanes that have queued jobs: 0 and *n, or -EIO. */
@@ -400,7 +401,86 @@ int store_hook_set_disabled(struct store *s, const char *hook, const char *reaso
 int store_hooks_disabled(struct store *s, void (*each)(void *data, const char *hook),
                          void *data);
 
+/* A meta value into buf ("" when absent). 0 or -EIO. Reader connection. */
+int store_get_meta(struct store *s, const char *key, char *buf, size_t len);
+
 /* Set a meta value the views read (e.g. unconfirmed_after). Waits. */
 int store_set_meta(struct store *s, const char *key, const char *value);
+
+/* ---- reconciliation sweeps (reconcile.c) -------------------------------- */
+
+enum store_finding { FINDING_MATCHED, FINDING_MISSING, FINDING_MISMATCH, FINDING_UNKNOWN };
+
+/* One order of a platform's order list, normalised by its page client. */
+struct store_sweep_record {
+    const char *order_id, *merchant_order_id;
+    int has_amount;
+    int64_t amount_fen;
+    const char *status; /* the platform's status as it wrote it */
+    int paid;           /* it was paid (whatever happened after) */
+    /* the event its callback would have stored (dedupe key, answer, hooks),
+     * synthesised when no stored event has its ids; NULL when not paid */
+    struct store_event *ev;
+};
+
+/* What a stored event says of an order (for the judge). */
+struct store_sweep_stored {
+    int64_t id;
+    int has_amount;
+    int64_t amount_fen;
+    const char *status, *source;
+};
+
+/* A platform's rule: does a stored event agree with the platform's record?
+ * FINDING_MATCHED or FINDING_MISMATCH, with the reason in detail. */
+typedef enum store_finding (*store_sweep_judge)(const struct store_sweep_record *r,
+                                                const struct store_sweep_stored *e,
+                                                char *detail, size_t len);
+
+/* One page of a sweep of (app, day), committed with its findings. */
+struct store_sweep_page {
+    const char *app, *day;
+    const char *provider, *kind; /* of the events it compares: "baidu", "pay_notify" */
+    const char *paid_status;     /* a stored paid event's status ("2"), for unknown */
+    const char *day_from, *day_to; /* the day in UTC ISO text, [from, to) */
+    int page;                    /* recorded only while next_page is this page */
+    int last;                    /* no page after it: the day's findings end */
+    int give_up;                 /* the day is past give_up_days: open becomes given_up */
+    struct store_sweep_record *recs;
+    size_t n;
+    store_sweep_judge judge;
+    /* out, after the commit */
+    long missing, mismatched, unknown; /* what this page found */
+    int stale;                          /* the page was recorded already: nothing done */
+    char state[16];                     /* the day's state after it */
+};
+
+/* Start a sweep of (app, day): its row reset to running at page 1, the old
+ * findings dropped, a job of kind on lane queued now with the day as its
+ * context -- unless one is queued or running already (then *job_id is
+ * that one's). Waits for the commit. 0 or -errno. */
+int store_reconcile_begin(struct store *s, const char *app, const char *day,
+                          const char *provider, const char *kind, const char *lane,
+                          int64_t *job_id);
+
+/* The page a sweep fetches next and the day's state: 1 found, 0 no row,
+ * -EIO. Reader connection. */
+int store_reconcile_next(struct store *s, const char *app, const char *day, int *page,
+                         char *state, size_t len);
+
+/* Record one page through the writer and wait. 0 or -errno. */
+int store_reconcile_page(struct store *s, struct store_sweep_page *p);
+
+/* The state of the job job_id: 1 (state copied), 0 none, -EIO. */
+int store_job_state(struct store *s, int64_t job_id, char *state, size_t len, char *error,
+                    size_t elen);
+
+/* Days of app that are open (swept, not reconciled) and on or after
+ * since, to fn; 0 or -EIO. Reader connection. */
+int store_reconcile_open_days(struct store *s, const char *app, const char *since,
+                              void (*fn)(void *data, const char *day), void *data);
+
+/* Mark app's open days before `before` given_up. Waits. 0 or -errno. */
+int store_reconcile_give_up(struct store *s, const char *app, const char *before);
 
 #endif

@@ -36,11 +36,12 @@ enum store_table_id {
     TBL_DELIVERIES, /* deliveries.c: operators' replays and retries, hook state */
     TBL_ALIPAY,     /* alipay.c: refund amounts from Alipay's refunded totals */
     TBL_PRUNE,      /* prune.c: compacting old events */
+    TBL_RECONCILE,  /* reconcile.c: sweeps of the platforms' order lists */
     TBL__COUNT
 };
 extern const struct store_table store_tx_table, store_events_table,
     store_rejections_table, store_baidu_table, store_tokens_table, store_jobs_table,
-    store_deliveries_table, store_alipay_table, store_prune_table;
+    store_deliveries_table, store_alipay_table, store_prune_table, store_reconcile_table;
 
 /* Statement i of table t on the writer's connection. */
 #define STORE_ST(s, t, i) ((s)->st[t][i])

@@ -66,6 +66,7 @@ ROUTES = {
     _PAY + "auditstatus": "baidu.pay_service_audit",
     "/rest/2.0/smartapp/pay/account/auditstatus": "baidu.account_audit",
     "/rest/2.0/smartapp/pushmsg/getmsg": "baidu.getmsg",
+    _PAY + "orderlist": "baidu.orderlist",
     "/gateway.do": "alipay",
     "/gateway/query": "gateway.query",
 }
@@ -83,6 +84,14 @@ def _dumps(obj):
 
 def _jbytes(obj):
     return _dumps(obj).encode("utf-8")
+
+
+def _baidu_time(text):
+    """Baidu's "YYYY-MM-DD HH:MM:SS" (UTC+8) as unix seconds."""
+    import datetime
+    t = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+    tz = datetime.timezone(datetime.timedelta(hours=8))
+    return int(t.replace(tzinfo=tz).timestamp())
 
 
 def _value(entry, req):
@@ -504,6 +513,13 @@ class MockOpenAPI:
         self.baidu_bindservice = {}  # access_token (or "*") -> getbindservice `data`
         self.baidu_pay_service_audit = {}  # access_token (or "*") -> {"status":..,"fail_reason":..}
         self.baidu_account_audit = {}      # access_token (or "*") -> {"status":..,"verify_message":..}
+
+        # Baidu order list (seed document 000, 4.1): the orders a sweep reads,
+        # each a dict of the list's fields (order_id, tp_order_id, sub_status,
+        # total_money, create_time "YYYY-MM-DD HH:MM:SS" UTC+8, ...); served
+        # those whose create_time falls in [start_time, end_time], in order,
+        # paged by current_page / page_size.
+        self.baidu_order_list = []
 
         # Alipay (section 5).
         self.alipay_key = RsaKey(key_bits)      # the platform's key: signs answers
@@ -932,6 +948,26 @@ class MockOpenAPI:
         data = {"tpOrderId": tp}
         data.update(_value(entry, req))
         return self._baidu_json({"errno": 0, "msg": "success", "data": data})
+
+    def _h_baidu_orderlist(self, req):
+        err = self._baidu_token_error(req)
+        if err:
+            return err
+        p = req.params
+        try:
+            start, end = int(p["start_time"]), int(p["end_time"])
+            page, size = int(p["current_page"]), int(p["page_size"])
+            assert p["status"] == "all" and page >= 1 and 1 <= size <= 1000
+        except (KeyError, ValueError, AssertionError):
+            return self._baidu_json({"errno": 60000, "msg": "参数错误"})
+        with self.lock:
+            rows = [o for o in self.baidu_order_list
+                    if start <= _baidu_time(o.get("create_time")) <= end]
+        chunk = rows[(page - 1) * size:page * size]
+        return self._baidu_json({"errno": 0, "msg": "success", "data": {
+            "total_money": "-", "current_page": page, "page_size": size,
+            "total_count": len(rows), "total_page": (len(rows) + size - 1) // size,
+            "data": chunk}})
 
     def _h_baidu_find_refund(self, req):
         err = self._baidu_token_error(req)

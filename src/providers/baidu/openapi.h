@@ -22,4 +22,18 @@ const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer
                                 const char *path, const char *const *params, const char *post,
                                 cJSON **root);
 
+/* The dedupe key of a pay notification (pay.c): the sweeps synthesise
+ * their events under it. NULL on ENOMEM. */
+char *baidu_pay_dedupe_key(struct arena *a, const char *order_id, const char *status);
+
+/* The [baidu.app] (or learned app) of the job's app, with a token to ask
+ * with; NULL with a set. */
+const struct config_baidu_app *baidu_query_app(const struct query_env *env,
+                                               struct query_answer *a);
+/* The app's token: the config's, else the one in `tokens`. */
+const char *baidu_query_token(const struct query_env *env, const struct config_baidu_app *app);
+/* A cashier method's path (a TP-managed app's under tp/). */
+const char *baidu_query_path(const struct config_baidu_app *app, const char *method, char *buf,
+                             size_t len);
+
 #endif

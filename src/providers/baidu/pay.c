@@ -16,6 +16,7 @@
 #include "wire/amount.h"
 #include "wire/crypto.h"
 #include "wire/form.h"
+#include "providers/baidu/openapi.h"
 #include "providers/provider.h"
 #include "providers/baidu/learned.h"
 
@@ -45,6 +46,21 @@ static const struct form_canon_rule bp_rule = {bp_excluded, 0, NULL, 0};
 static const char *const bp_pay_key[] = {"orderId", "status", NULL};
 static const char *const bp_audit_key[] = {"refundBatchId", NULL};
 static const char *const bp_refund_key[] = {"refundBatchId", "refundStatus", NULL};
+
+/* The dedupe key of a pay notification of order_id with status: the key a
+ * sweep gives the event it synthesises, so the late callback is its
+ * redelivery (the same fields, the same rule). NULL on ENOMEM. */
+char *baidu_pay_dedupe_key(struct arena *a, const char *order_id, const char *status)
+{
+    struct form *f = form_new();
+    char *key = NULL;
+
+    if (f && form_add(f, "orderId", 7, order_id, strlen(order_id)) == 0 &&
+        form_add(f, "status", 6, status, strlen(status)) == 0)
+        key = provider_dedupe_key(a, "baidu:pay", f, bp_pay_key);
+    form_free(f);
+    return key;
+}
 
 /* Reject with Baidu's JSON error shape (errno != 0 makes Baidu retry). */
 static enum provider_verdict bp_reject(struct provider_reply *out, int status,

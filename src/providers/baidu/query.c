@@ -19,7 +19,7 @@
 #define BQ_PATH "/rest/2.0/smartapp/pay/paymentservice/"
 
 /* The [baidu.app] of the job's event (events.app is its app id, or NAME). */
-static const struct config_baidu_app *bq_app(const struct query_env *env,
+const struct config_baidu_app *baidu_query_app(const struct query_env *env,
                                              struct query_answer *a)
 {
     const struct config *c = env->cfg;
@@ -50,7 +50,7 @@ static const struct config_baidu_app *bq_app(const struct query_env *env,
 
 /* A cashier method's path: a TP-managed (learned) app's calls go through
  * the TP paths (".../paymentservice/tp/<method>"). */
-static const char *bq_path(const struct config_baidu_app *app, const char *method, char *buf,
+const char *baidu_query_path(const struct config_baidu_app *app, const char *method, char *buf,
                            size_t len)
 {
     snprintf(buf, len, BQ_PATH "%s%s", app->learned ? "tp/" : "", method);
@@ -137,7 +137,7 @@ const cJSON *baidu_openapi_call(const struct query_env *env, struct query_answer
 }
 
 /* The app's token: the config's, else the one in `tokens`. */
-static const char *bq_token(const struct query_env *env, const struct config_baidu_app *app)
+const char *baidu_query_token(const struct query_env *env, const struct config_baidu_app *app)
 {
     return app->access_token && app->access_token[0] ? app->access_token : env->job->token;
 }
@@ -153,13 +153,13 @@ static const char *bq_field(const struct query_env *env, const char *name)
 static int bq_refunded(const struct query_env *env, const struct config_baidu_app *app,
                        struct query_answer *a)
 {
-    const char *params[] = {"access_token", bq_token(env, app), "tpOrderId",
+    const char *params[] = {"access_token", baidu_query_token(env, app), "tpOrderId",
                             env->job->merchant_order_id, "userId", bq_field(env, "userId"),
                             "pmAppKey", app->app_key, NULL};
     cJSON *root;
     char path[96], st[16];
     const cJSON *data = baidu_openapi_call(
-                    env, a, bq_path(app, "findOrderRefund", path, sizeof(path)), params, NULL, &root),
+                    env, a, baidu_query_path(app, "findOrderRefund", path, sizeof(path)), params, NULL, &root),
                 *it;
     int found = data ? 0 : -1;
 
@@ -216,7 +216,7 @@ static void bq_judge_order(const struct query_env *env, const struct config_baid
 
 void baidu_query_find_order(const struct query_env *env, struct query_answer *a)
 {
-    const struct config_baidu_app *app = bq_app(env, a);
+    const struct config_baidu_app *app = baidu_query_app(env, a);
     const char *tp_order = env->job->merchant_order_id;
     cJSON *root = NULL;
     const cJSON *data;
@@ -226,10 +226,10 @@ void baidu_query_find_order(const struct query_env *env, struct query_answer *a)
     if (!tp_order)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
     {
-        const char *params[] = {"access_token", bq_token(env, app), "tpOrderId", tp_order,
+        const char *params[] = {"access_token", baidu_query_token(env, app), "tpOrderId", tp_order,
                                 "pmAppKey", app->app_key, NULL};
         char path[96];
-        data = baidu_openapi_call(env, a, bq_path(app, "findByTpOrderId", path, sizeof(path)),
+        data = baidu_openapi_call(env, a, baidu_query_path(app, "findByTpOrderId", path, sizeof(path)),
                                   params, NULL, &root);
     }
     if (!data && strcmp(a->code, "0") == 0)
@@ -268,8 +268,8 @@ static void bq_judge_refund(const struct query_env *env, const cJSON *data,
 
 void baidu_query_find_refund(const struct query_env *env, struct query_answer *a)
 {
-    const struct config_baidu_app *app = bq_app(env, a);
-    const char *params[] = {"access_token", app ? bq_token(env, app) : NULL, "tpOrderId",
+    const struct config_baidu_app *app = baidu_query_app(env, a);
+    const char *params[] = {"access_token", app ? baidu_query_token(env, app) : NULL, "tpOrderId",
                             env->job->merchant_order_id, "userId", bq_field(env, "userId"),
                             "pmAppKey", app ? app->app_key : NULL, NULL};
     cJSON *root = NULL;
@@ -280,7 +280,7 @@ void baidu_query_find_refund(const struct query_env *env, struct query_answer *a
         return;
     if (!env->job->merchant_order_id)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
-    if ((data = baidu_openapi_call(env, a, bq_path(app, "findOrderRefund", path, sizeof(path)),
+    if ((data = baidu_openapi_call(env, a, baidu_query_path(app, "findOrderRefund", path, sizeof(path)),
                                    params, NULL, &root)) != NULL)
         bq_judge_refund(env, data, a);
     cJSON_Delete(root);

@@ -1,0 +1,186 @@
+/*
+ * orderlist.c: the Baidu order list a reconciliation sweep reads (seed
+ * document 000, 4.1: GET .../paymentservice/orderlist with the app's
+ * access token, status=all, start_time/end_time in unix seconds,
+ * current_page from 1 and page_size). Answers {"errno":0,"data":{
+ * "total_count", "data":[{order_id, tp_order_id, sub_status,
+ * total_money (fen, text), ...}]}}. Each paid order carries the pay
+ * notification its callback would have stored, so a missing one can be
+ * synthesised under the same dedupe key.
+ */
+#include "jobs/reconcile.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "providers/baidu/openapi.h"
+#include "wire/amount.h"
+#include "wire/json.h"
+
+#define BO_PATH "/rest/2.0/smartapp/pay/paymentservice/orderlist"
+#define BO_PAGE_SIZE 100 /* orders asked for per page */
+
+/* sub_status: 1 unpaid, 2 paid, 3 consumed, 4 refunding, 5 refunded,
+ * 6 refund failed, 7 cancelled. Every state from 2 to 6 was paid first. */
+static int bo_paid(const char *sub_status)
+{
+    return strlen(sub_status) == 1 && sub_status[0] >= '2' && sub_status[0] <= '6';
+}
+
+/* A member as text in the arena, or NULL when absent. */
+static const char *bo_text(struct arena *ar, const cJSON *o, const char *key)
+{
+    char buf[128];
+
+    return query_text(o, key, buf, sizeof(buf)) == 0 ? arena_strdup(ar, buf) : NULL;
+}
+
+/* The pay notification a paid order's callback would have been: Baidu's
+ * field names, status 2, Baidu's answer. NULL on ENOMEM. */
+static struct store_event *bo_event(const struct query_env *env, const struct config_baidu_app *app,
+                                    struct arena *ar, const struct store_sweep_record *r,
+                                    const cJSON *item)
+{
+    struct store_event *ev = arena_alloc(ar, sizeof(*ev));
+    cJSON *f = cJSON_CreateObject();
+    char *fields = NULL, *body = cJSON_PrintUnformatted(item);
+    int ok = ev && f && body;
+
+    ok = ok && cJSON_AddStringToObject(f, "orderId", r->order_id) &&
+         cJSON_AddStringToObject(f, "tpOrderId", r->merchant_order_id ? r->merchant_order_id : "") &&
+         cJSON_AddStringToObject(f, "status", "2") &&
+         cJSON_AddNumberToObject(f, "totalMoney", (double)r->amount_fen) &&
+         cJSON_AddStringToObject(f, "subStatus", r->status);
+    ok = ok && (fields = cJSON_PrintUnformatted(f)) != NULL;
+    cJSON_Delete(f);
+    if (!ok) {
+        free(fields);
+        free(body);
+        return NULL;
+    }
+    memset(ev, 0, sizeof(*ev));
+    ev->provider = "baidu";
+    ev->kind = "pay_notify";
+    ev->app = app->app_id && app->app_id[0] ? app->app_id : app->name;
+    ev->dedupe_key = baidu_pay_dedupe_key(ar, r->order_id, "2");
+    ev->verified = 1;
+    ev->order_id = r->order_id;
+    ev->merchant_order_id = r->merchant_order_id;
+    ev->has_amount = 1;
+    ev->amount_fen = r->amount_fen;
+    ev->status = "2";
+    ev->remote_addr = "sweep";
+    ev->fields = arena_adopt(ar, fields);
+    ev->body = arena_adopt(ar, body);
+    ev->body_len = strlen(body);
+    ev->answer = arena_printf(ar, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
+                              app->is_consumed);
+    (void)env;
+    return ev->dedupe_key && ev->answer ? ev : NULL;
+}
+
+/* One listed order into a record. 0, or -1 with a set. */
+static int bo_record(const struct query_env *env, const struct config_baidu_app *app,
+                     struct query_answer *a, struct arena *ar, const cJSON *item,
+                     struct store_sweep_record *r)
+{
+    const char *money;
+
+    memset(r, 0, sizeof(*r));
+    r->order_id = bo_text(ar, item, "order_id");
+    r->merchant_order_id = bo_text(ar, item, "tp_order_id");
+    r->status = bo_text(ar, item, "sub_status");
+    money = bo_text(ar, item, "total_money");
+    if (!r->order_id || !r->status || !money) {
+        query_set(a, QUERY_ERROR, "a listed order lacks order_id, sub_status or total_money");
+        return -1;
+    }
+    if (amount_fen_parse(money, strlen(money), 0, &r->amount_fen) < 0) {
+        query_set(a, QUERY_ERROR, "order %.40s: total_money %.24s is not fen", r->order_id,
+                  money);
+        return -1;
+    }
+    r->has_amount = 1;
+    r->paid = bo_paid(r->status);
+    if (r->paid && !(r->ev = bo_event(env, app, ar, r, item))) {
+        query_set(a, QUERY_ERROR, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* The records of a page's data; *last when it is the last page. */
+static int bo_records(const struct query_env *env, const struct config_baidu_app *app,
+                      struct query_answer *a, const cJSON *data, int page, struct arena *ar,
+                      struct store_sweep_record **recs, size_t *n, int *last)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "data"), *it;
+    char total[24];
+    size_t k = 0, count = (size_t)cJSON_GetArraySize(list);
+
+    if (!cJSON_IsArray(list))
+        return query_set(a, QUERY_ERROR, "answer has no data.data list"), -1;
+    if (count > BO_PAGE_SIZE)
+        return query_set(a, QUERY_ERROR, "a page of %zu orders (asked for %d)", count,
+                         BO_PAGE_SIZE), -1;
+    if (!(*recs = arena_alloc(ar, (count ? count : 1) * sizeof(**recs))))
+        return query_set(a, QUERY_ERROR, "out of memory"), -1;
+    cJSON_ArrayForEach(it, list)
+        if (bo_record(env, app, a, ar, it, &(*recs)[k++]) < 0)
+            return -1;
+    *n = k;
+    /* a short page is the last; so is one that reaches total_count */
+    *last = count < BO_PAGE_SIZE ||
+            (query_text(data, "total_count", total, sizeof(total)) == 0 &&
+             (long long)page * BO_PAGE_SIZE >= strtoll(total, NULL, 10));
+    return 0;
+}
+
+int baidu_orderlist_page(const struct query_env *env, struct query_answer *a,
+                         const struct sweep_day *d, int page, struct arena *ar,
+                         struct store_sweep_record **recs, size_t *n, int *last)
+{
+    const struct config_baidu_app *app = baidu_query_app(env, a);
+    char from[24], to[24], pg[16], size[16];
+    cJSON *root = NULL;
+    const cJSON *data;
+    int r = -1;
+
+    if (!app)
+        return -1;
+    snprintf(from, sizeof(from), "%lld", (long long)d->from_s);
+    snprintf(to, sizeof(to), "%lld", (long long)d->to_s - 1);
+    snprintf(pg, sizeof(pg), "%d", page);
+    snprintf(size, sizeof(size), "%d", BO_PAGE_SIZE);
+    {
+        const char *params[] = {"access_token", baidu_query_token(env, app), "status", "all",
+                                "start_time", from, "end_time", to, "current_page", pg,
+                                "page_size", size, NULL};
+        data = baidu_openapi_call(env, a, BO_PATH, params, NULL, &root);
+    }
+    if (data && !cJSON_IsObject(data))
+        query_set(a, QUERY_ERROR, "answer's data is not an object");
+    else if (data)
+        r = bo_records(env, app, a, data, page, ar, recs, n, last);
+    cJSON_Delete(root);
+    return r;
+}
+
+enum store_finding baidu_orderlist_judge(const struct store_sweep_record *r,
+                                         const struct store_sweep_stored *e, char *detail,
+                                         size_t len)
+{
+    if (e->has_amount && r->has_amount && e->amount_fen != r->amount_fen) {
+        snprintf(detail, len, "totalMoney: stored %lld, the platform %lld",
+                 (long long)e->amount_fen, (long long)r->amount_fen);
+        return FINDING_MISMATCH;
+    }
+    /* a stored paid notification (2) needs a paid state on the platform;
+     * an unpaid one (1) may have been paid or cancelled since */
+    if (strcmp(e->status, "2") == 0 && !r->paid) {
+        snprintf(detail, len, "status: stored 2 (paid), the platform sub_status %s", r->status);
+        return FINDING_MISMATCH;
+    }
+    return FINDING_MATCHED;
+}

@@ -1,0 +1,305 @@
+"""End to end: reconciliation sweeps (issue 13). The real daemon sweeps a
+mock Baidu order list (tests/e2e/mock_openapi.py, started here on
+127.0.0.1) page by page through its job queue and writer, compares it with
+the callbacks it stored, and closes the gap: a paid order with no callback
+becomes an event with source = sweep that hooks get once; a late callback
+is its redelivery; a disagreement is flagged. Alipay and gateway sweeps are
+not built yet: asking for them is refused."""
+import datetime
+import json
+import subprocess
+import threading
+import time
+import unittest
+
+import harness
+from harness import Daemon, RsaKey, baidu_signed, form_body
+from hook_receiver import HookReceiver, new_secret
+from mock_openapi import MockOpenAPI, MockTestCase
+from test_baidu_pay import new_order_id, pay_fields
+
+FORM = "application/x-www-form-urlencoded"
+PAY = "/baidu/pay/notify"
+TOKEN = "baidu-recon-token-Q3"
+KEY = RsaKey(2048)
+APP_ID = "14508451"
+SECRET, RAW = new_secret()
+SLOW = 4 if harness.VALGRIND else 1
+ZONE = datetime.timezone(datetime.timedelta(hours=8))
+# three days back: within give_up_days, outside the daily schedule's days = 1
+DAY = (datetime.datetime.now(ZONE).date() - datetime.timedelta(days=3)).isoformat()
+
+
+def ctl(*args, timeout=120):
+    p = subprocess.run([harness.PAYHOOKCTL] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def listed(order, tp, money=1000, sub_status="2", day=DAY, at="10:00:00"):
+    """One order of Baidu's order list (seed document 000, 4.1)."""
+    return {"id": order, "deal_id": "470193086", "deal_title": "t", "order_id": order,
+            "tp_order_id": tp, "phone": "178****2684", "create_time": "%s %s" % (day, at),
+            "update_time": "%s %s" % (day, at), "sub_status": sub_status,
+            "total_money": str(money), "pay_money": str(money),
+            "segment_refunded_money": None, "channel": None}
+
+
+class Reconcile(MockTestCase):
+    hook_url = None
+
+    def daemon_config(self, mock):
+        self.recv = HookReceiver().start()
+        self.addCleanup(self.recv.stop)
+        return """
+[openapi]
+baidu_base = %s
+retry_base = 0
+retry_max = 1
+max_attempts = 5
+timeout = 3
+
+[reconcile]
+at = 02:30
+zone = Asia/Shanghai
+days = 1
+give_up_days = 7
+
+[baidu.app shop]
+app_id = %s
+deal_id = 470193086
+app_key = MMMpmkey
+platform_public_key = %s
+access_token = %s
+query = no
+
+[hook h]
+url = %s
+events = baidu.*
+secret = %s
+retry_base = 0
+retry_max = 1
+""" % (mock.base, APP_ID, KEY.spki_b64(), TOKEN, self.recv.url, SECRET)
+
+    # ---- helpers ----
+    def pay(self, order, tp, total=1000, status=2):
+        st, data = self.d.post(PAY, form_body(baidu_signed(
+            pay_fields(order, total=total, status=status, tp_order=tp), KEY)), FORM)
+        self.assertEqual(st, 200, data)
+        return data
+
+    def orders(self, n, day=DAY):
+        out = []
+        for i in range(n):
+            order = new_order_id()
+            out.append((order, "T-%s-%d" % (order[-6:], i)))
+        self.mock.baidu_order_list.extend(listed(o, t, day=day) for o, t in out)
+        return out
+
+    def sweep(self, day=DAY, app="shop", ok=True):
+        r, out, err = ctl("-c", self.d.conf, "reconcile", "--app", app, "--date", day, "--json")
+        if ok:
+            self.assertEqual(r, 0, err + self.d.logtext()[-3000:])
+            return json.loads(out)
+        return r, out, err
+
+    def report(self, day=DAY):
+        return self.d.query("SELECT platform_count, stored_count, missing, mismatched, unknown, state"
+                            " FROM reconciliation WHERE app = ? AND day = ?", APP_ID, day)[0]
+
+    def pages(self, day=DAY):
+        start = int(datetime.datetime.fromisoformat(day).replace(tzinfo=ZONE).timestamp())
+        return [int(r.query["current_page"]) for r in self.mock.requests("baidu.orderlist")
+                if int(r.query["start_time"]) == start]
+
+    def wait_state(self, want, day=DAY, timeout=20):
+        deadline = time.time() + timeout * SLOW
+        got = None
+        while time.time() < deadline:
+            rows = self.d.query("SELECT state FROM reconciliations WHERE app = ? AND day = ?", APP_ID, day)
+            got = rows[0][0] if rows else None
+            if got == want:
+                return
+            time.sleep(0.1)
+        self.fail("day %s: state %r, expected %r\n%s" % (day, got, want, self.d.logtext()[-3000:]))
+
+    # ---- tests ----
+    def test_all_callbacks_stored_all_matched_across_pages_last_short(self):
+        listed_orders = self.orders(205)       # pages of 100: 100, 100, 5
+        for o, t in listed_orders:
+            self.pay(o, t)
+        rep = self.sweep()
+        self.assertEqual(self.pages(), [1, 2, 3])
+        req = self.mock.requests("baidu.orderlist")[-1]
+        self.assertEqual((req.query["access_token"], req.query["status"], req.query["page_size"]),
+                         (TOKEN, "all", "100"))
+        self.assertEqual(self.report(), (205, 205, 0, 0, 0, "reconciled"))
+        self.assertEqual(rep["reconciliations"][0]["state"], "reconciled")
+        self.assertEqual(rep["findings"], [])
+        self.assertEqual(self.d.query("SELECT count(*) FROM reconciliation_items WHERE finding = 'matched'"
+                                      " AND day = ?", DAY)[0][0], 205)
+        self.assertEqual(self.d.query("SELECT count(*) FROM events WHERE source = 'sweep'")[0][0], 0)
+
+    def test_missing_payment_synthesised_delivered_once_idempotent_late_callback_redelivery(self):
+        (o1, t1), (o2, t2), (o3, t3) = self.orders(3)
+        self.mock.baidu_order_list.append(listed(new_order_id(), "T-unpaid", sub_status="1"))
+        self.pay(o1, t1)
+        self.pay(o2, t2)
+        self.recv.wait_for(2, timeout=10 * SLOW)
+        rep = self.sweep()
+        self.assertEqual(self.report(), (4, 2, 1, 0, 0, "open"))
+        [f] = rep["findings"]
+        self.assertEqual((f["finding"], f["order_id"], f["merchant_order_id"], f["amount_fen"]),
+                         ("missing", o3, t3, 1000))
+        eid = f["event_id"]
+        row = self.d.query("SELECT provider, kind, app, source, verified, status, amount_fen, deliveries"
+                           " FROM events WHERE id = ?", eid)[0]
+        self.assertEqual(row, ("baidu", "pay_notify", APP_ID, "sweep", 1, "2", 1000, 1))
+        self.assertEqual(self.d.query("SELECT confirmation FROM event_status WHERE id = ?", eid)[0][0],
+                         "confirmed")
+        # the hook gets it once, like any verified event, and the envelope says source
+        got = self.recv.wait_for(3, timeout=10 * SLOW)
+        swept = [x for x in got if x.data["order_id"] == o3]
+        self.assertEqual(len(swept), 1)
+        self.assertTrue(swept[0].verifies_with(RAW))
+        data = swept[0].data
+        self.assertEqual((data["source"], data["verified"], data["confirmation"], data["amount_fen"]),
+                         ("sweep", True, "confirmed", 1000))
+        self.assertEqual([x.data["source"] for x in got if x.data["order_id"] == o1], ["callback"])
+        # the same sweep again: nothing new
+        self.sweep()
+        self.assertEqual(self.d.query("SELECT count(*) FROM events")[0][0], 3)
+        self.assertEqual(self.report(), (4, 2, 0, 0, 0, "reconciled"))  # stored: callbacks
+        # the late callback is the sweep's event delivered again: no second hook delivery
+        answer = self.pay(o3, t3)
+        self.assertIn(b'"errno":0', answer)
+        self.assertEqual(self.d.query("SELECT count(*), max(deliveries) FROM events WHERE order_id = ?", o3)[0],
+                         (1, 2))
+        time.sleep(1.5 * SLOW)
+        self.assertEqual(self.recv.count(), 3)
+        st, body, _ = self.d.request("GET", "/metrics")
+        self.assertIn(b'payhookd_reconcile_missing_total{app="%s"} 1' % APP_ID.encode(), body)
+        self.assertRegex(body.decode(), r'payhookd_reconcile_last_success_timestamp_seconds\{app="%s"\} [1-9]'
+                         % APP_ID)
+
+    def test_amount_mismatch_flagged_on_the_stored_event(self):
+        (o1, t1), = self.orders(1)
+        self.mock.baidu_order_list[0]["total_money"] = "900"
+        self.pay(o1, t1, total=1000)
+        rep = self.sweep()
+        self.assertEqual(self.report(), (1, 1, 0, 1, 0, "open"))
+        [f] = rep["findings"]
+        self.assertEqual(f["finding"], "mismatch")
+        self.assertIn("totalMoney: stored 1000, the platform 900", f["detail"])
+        self.assertEqual(self.d.query("SELECT reconcile FROM events WHERE order_id = ?", o1)[0][0], "mismatch")
+        self.assertIn("disagree with the platform", self.d.logtext())
+        st, body, _ = self.d.request("GET", "/metrics")
+        self.assertIn(b'payhookd_reconcile_mismatch_total{app="%s"} 1' % APP_ID.encode(), body)
+
+    def test_status_mismatch_cancelled_on_the_platform(self):
+        (o1, t1), = self.orders(1)
+        self.mock.baidu_order_list[0]["sub_status"] = "7"   # cancelled: never paid
+        self.pay(o1, t1)
+        self.sweep()
+        self.assertEqual(self.report(), (1, 1, 0, 1, 0, "open"))
+
+    def test_stored_paid_callback_not_listed_is_unknown(self):
+        today = datetime.datetime.now(ZONE).date().isoformat()
+        o1 = new_order_id()
+        self.pay(o1, "T-unlisted")
+        rep = self.sweep(day=today)
+        self.assertEqual(self.report(today), (0, 0, 0, 0, 1, "open"))
+        self.assertEqual([(f["finding"], f["order_id"]) for f in rep["findings"]], [("unknown", o1)])
+
+    def test_error_midway_is_retried_at_its_page(self):
+        self.orders(250)
+        calls = []
+
+        def flaky(req):
+            calls.append(int(req.query["current_page"]))
+            if calls.count(2) == 1 and calls[-1] == 2:
+                return (503, b"busy")
+            return self.mock._h_baidu_orderlist(req)
+        self.mock.handlers["baidu.orderlist"] = flaky
+        self.sweep()
+        self.assertEqual(self.pages(), [1, 2, 2, 3])
+        self.assertEqual(self.report(), (250, 0, 250, 0, 0, "open"))
+        self.assertEqual(self.d.query("SELECT count(*) FROM events WHERE source = 'sweep'")[0][0], 250)
+
+    def test_restart_mid_sweep_resumes_at_its_page(self):
+        self.orders(250)
+
+        third = threading.Event()
+
+        def slow_third(req):
+            if req.query["current_page"] == "3":
+                third.set()
+                time.sleep(3)
+            return self.mock._h_baidu_orderlist(req)
+        self.mock.handlers["baidu.orderlist"] = slow_third
+        p = subprocess.Popen([harness.PAYHOOKCTL, "-c", self.d.conf, "reconcile", "--app", "shop",
+                              "--date", DAY], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertTrue(third.wait(15 * SLOW))
+        self.d.kill()                                      # kill -9 while page 3 is out
+        p.wait(timeout=30)
+        self.assertEqual(self.d.query("SELECT next_page, state, missing FROM reconciliations WHERE day = ?", DAY)[0],
+                         (3, "running", 200))
+        self.mock.handlers.pop("baidu.orderlist")
+        self.d.start()
+        self.wait_state("open")
+        self.assertEqual(self.pages(), [1, 2, 3, 3])
+        self.assertEqual(self.report(), (250, 0, 250, 0, 0, "open"))
+        self.assertEqual(self.d.query("SELECT count(*) FROM events WHERE source = 'sweep'")[0][0], 250)
+        self.assertEqual(self.recv.wait_for(250, timeout=30 * SLOW)[0].data["source"], "sweep")
+
+    def test_report_table_and_json(self):
+        (o1, t1), = self.orders(1)
+        self.sweep()
+        r, out, err = ctl("-c", self.d.conf, "reconcile", "--report", "--date", DAY)
+        self.assertEqual(r, 0, err)
+        self.assertIn("missing", out)
+        self.assertIn("10.00", out)                         # the missing amount in yuan
+        r, out, err = ctl("-c", self.d.conf, "reconcile", "--report", "--date", DAY, "--json")
+        doc = json.loads(out)
+        self.assertEqual(doc["reconciliations"][0]["missing_yuan"], "10.00")
+        self.assertEqual(doc["findings"][0]["order_id"], o1)
+
+    def test_bad_requests_are_refused(self):
+        r, out, err = self.sweep(day="2026-02-30", ok=False)
+        self.assertEqual(r, 1)
+        self.assertIn("not a day", err)
+        r, out, err = self.sweep(app="nosuch", ok=False)
+        self.assertEqual(r, 1)
+        self.assertIn("no [baidu.app] named nosuch", err)
+
+    def test_no_daemon_no_sweep(self):
+        self.assertEqual(self.d.stop(), 0)
+        r, out, err = self.sweep(ok=False)
+        self.assertEqual(r, 1)
+        self.assertIn("no payhookd holds the store", err)
+
+
+class Config(unittest.TestCase):
+    def check(self, text):
+        d = Daemon(text)
+        return subprocess.run([harness.PAYHOOKD, "-c", d.conf, "--check"], capture_output=True, text=True)
+
+    def test_unbuilt_platforms_refuse_reconcile_yes(self):
+        for section in ("[gateway g]\nsecret = s\n", "[alipay.app a]\napp_id = 1\nalipay_public_key = %s\n"
+                        % KEY.spki_b64()):
+            r = self.check(section + "reconcile = yes\n")
+            self.assertEqual(r.returncode, 1, section)
+            self.assertIn("reconcile", r.stdout + r.stderr)
+            self.assertIn("not built yet", r.stdout + r.stderr)
+            self.assertEqual(self.check(section + "reconcile = no\n").returncode, 0, section)
+
+    def test_reconcile_keys_checked(self):
+        for bad in ("at = 25:00", "zone = Mars/Base", "days = 0", "give_up_days = 0"):
+            r = self.check("[reconcile]\n%s\n" % bad)
+            self.assertEqual(r.returncode, 1, bad)
+            self.assertIn(bad.split()[0], r.stdout + r.stderr)
+        self.assertEqual(self.check("[reconcile]\nat = 23:05\nzone = +05:30\n").returncode, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
