@@ -71,7 +71,10 @@ void reconcile_day_before(int64_t now_s, long zone_offset_s, int days_back, char
     time_t t = (time_t)(now_s + zone_offset_s - (int64_t)days_back * 86400);
 
     gmtime_r(&t, &tm);
-    snprintf(out, 11, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    /* strftime: the year of a time_t from gmtime_r has four digits here,
+     * which snprintf's %04d cannot promise the compiler */
+    if (strftime(out, 11, "%Y-%m-%d", &tm) != 10)
+        out[0] = '\0';
 }
 
 /* unix seconds as the store's ISO-8601 UTC text. */
