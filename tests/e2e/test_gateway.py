@@ -607,6 +607,7 @@ public_key_next = %s
             self.assertEqual(self.post(gw, secret=new), (200, gw.ack))
             self.assertEqual(self.post(gw, secret="neither-of-them"), (401, b"FAIL"))
             self.assertEqual(self.count("events", "provider = ?", "gateway." + gw.name), 2)
+        self.d.wait_rows("SELECT count(*) FROM rejections WHERE route = ?", 1, LOWER.path)
         detail = self.d.query("SELECT detail FROM rejections WHERE route = ? ORDER BY id DESC LIMIT 1",
                               LOWER.path)[0][0]
         self.assertIn("secret or secret_next", detail)

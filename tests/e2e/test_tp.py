@@ -198,6 +198,8 @@ class TpKeySwitch(DaemonTest):
         st, _ = self.d.post(PATH, tp_envelope(event(6), token="another-token", aes_key=NEXT_AES_KEY))
         self.assertEqual(st, 401)
         self.assertEqual(self.count("events"), 0)
+        # rejections are written on their own queue, after the answer
+        self.d.wait_rows("SELECT count(*) FROM rejections WHERE reason = 'bad_signature'", 1)
         detail = self.d.query("SELECT detail FROM rejections WHERE reason = 'bad_signature'")[0][0]
         self.assertEqual(detail, "MsgSignature does not match the token or token_next")
         self.assertNotIn(NEXT_TOKEN, self.d.logtext())
