@@ -15,7 +15,8 @@
 #include "lib/util.h"
 
 enum { JB_CREATE, JB_CLAIM, JB_FINISH, JB_RESULT, JB_RECOVER, JB_RELEASE, JB_META,
-       JB_SCHEDULE_SOONER, JB_SCHEDULE_NEW, JB_CANCEL, JB_RUNNING, JB_ATTEMPTS, JB__COUNT };
+       JB_SCHEDULE_SOONER, JB_SCHEDULE_NEW, JB_CANCEL, JB_RUNNING, JB_ATTEMPTS, JB_UNCLAIM,
+       JB__COUNT };
 
 /* When a job created at ?1 with a delay of ?2 seconds is due. */
 #define JB_DUE_AT(now, delay) "strftime('%Y-%m-%dT%H:%M:%fZ', " now ", '+' || " delay " || ' seconds')"
@@ -59,6 +60,9 @@ static const char *const jb_sql[JB__COUNT] = {
                   " OR (state = 'running' AND lane GLOB '*.tokens'))",
     [JB_RUNNING] = "SELECT 1 FROM jobs WHERE app = ?1 AND kind = ?2 AND state = 'running'",
     [JB_ATTEMPTS] = "SELECT attempts FROM jobs WHERE id = ?1",
+    /* claimed, never started: as if never claimed, its attempt not spent */
+    [JB_UNCLAIM] = "UPDATE jobs SET state = 'queued', lease_until = NULL,"
+                   " attempts = max(attempts - 1, 0) WHERE id = ?1 AND state = 'running'",
 };
 
 const struct store_table store_jobs_table = {"jobs", jb_sql, JB__COUNT};
@@ -522,28 +526,38 @@ struct jb_ids {
     const int64_t *ids;
     size_t n;
     const char *due_at; /* NULL: keep */
+    int unclaim;        /* never started: the claim's attempt taken back */
 };
 
-/* In the transaction: the given running jobs back to the queue. */
+/* In the transaction: the given running jobs back to the queue (unclaimed:
+ * their attempt taken back too). */
 static int jb_release_write(struct store_tx *tx, void *data)
 {
     const struct jb_ids *l = data;
-    sqlite3_stmt *st = JB_ST(tx->s, JB_RELEASE);
+    sqlite3_stmt *st = JB_ST(tx->s, l->unclaim ? JB_UNCLAIM : JB_RELEASE);
     size_t i;
     int r;
 
     for (i = 0; i < l->n; i++) {
         sqlite3_bind_int64(st, 1, l->ids[i]);
-        store_bind_text(st, 2, l->due_at);
+        if (!l->unclaim)
+            store_bind_text(st, 2, l->due_at);
         if ((r = store_step_done(st)) < 0)
             return r;
     }
     return 0;
 }
 
+int store_jobs_unclaim(struct store *s, const int64_t *ids, size_t n)
+{
+    struct jb_ids l = {ids, n, NULL, 1};
+
+    return n ? store_op_wait(s, jb_release_write, &l) : 0;
+}
+
 int store_jobs_release(struct store *s, const int64_t *ids, size_t n, const char *due_at)
 {
-    struct jb_ids l = {ids, n, due_at};
+    struct jb_ids l = {ids, n, due_at, 0};
 
     return n ? store_op_wait(s, jb_release_write, &l) : 0;
 }
