@@ -3,7 +3,9 @@
  * per lane (platform) from the store, claims as many as the lane's rate
  * (token bucket) and concurrency caps and the idle workers allow -- the
  * claim is committed and durable before any call -- and hands them to a
- * pool of worker threads. Each worker makes its query with its own libcurl
+ * pool of worker threads. Without a rate cap a lane holds twice the claims
+ * of the calls it may run, so the next claims commit while calls run; the
+ * concurrency caps are then checked as each call starts. Each worker makes its query with its own libcurl
  * handle, holding no store connection, and records the answer through the
  * store's one writer: confirmed / mismatch (done), or a retry after an
  * exponential back-off with full jitter, or failed after max_attempts.

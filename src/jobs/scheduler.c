@@ -39,7 +39,10 @@
 struct lane {
     char name[64];
     int disabled; /* a hook that answered 410 Gone: nothing is sent until a reload */
-    unsigned inflight;
+    int query;    /* a query lane (not a hook): within the queries' share of the pool */
+    unsigned inflight; /* claimed: waiting for a worker or in a call */
+    unsigned running;  /* in a call: at most cap (checked when a worker takes one) */
+    unsigned cap;      /* calls at a time, as of the last dispatch */
     double tokens;
     uint64_t refill_ns;
 };
@@ -78,6 +81,7 @@ struct jobs {
     struct job_item *head, *tail; /* claimed, waiting for a worker */
     struct job_item *unrecorded;  /* ran, but the store could not record the result */
     unsigned queued, busy, pending;
+    unsigned q_running; /* calls of the query lanes, at most set.queries */
     unsigned started; /* worker threads created */
     pthread_t workers[JOBS_MAX_WORKERS];
     pthread_t dispatcher;
@@ -524,6 +528,55 @@ static void jobs_note_disabled(struct jobs *j, const char *hook)
                 hook, hook, r < 0 ? " (not recorded in the store: a restart enables it)" : "");
 }
 
+/* Whether a claimed job may start its call now (under j->lock): its lane's
+ * cap and the queries' share of the pool hold at the call itself, since
+ * jobs are claimed ahead of the workers (lane_allowance). */
+static int job_may_start(const struct jobs *j, const struct lane *l)
+{
+    if (l->disabled || l->running >= l->cap)
+        return 0;
+    return !l->query || j->q_running < j->set.queries;
+}
+
+/* Take the first claimed job that may start (under j->lock): NULL if none.
+ * Claims are in due order per lane, and one order's deliveries are never
+ * claimed together, so skipping a capped lane reorders nothing that counts. */
+static struct job_item *job_take(struct jobs *j)
+{
+    struct job_item *it, *prev = NULL;
+
+    for (it = j->head; it && !job_may_start(j, it->lane); it = it->next)
+        prev = it;
+    if (!it)
+        return NULL;
+    if (prev)
+        prev->next = it->next;
+    else
+        j->head = it->next;
+    if (j->tail == it)
+        j->tail = prev;
+    j->queued--;
+    j->busy++;
+    it->lane->running++;
+    j->q_running += it->lane->query ? 1 : 0;
+    return it;
+}
+
+/* A call ended (under j->lock). The dispatcher is woken once the lane's
+ * claimed jobs run low, not after every call: a pass reads and claims in
+ * one batch what the lane may take (its claim waits for a commit). */
+static void job_ended(struct jobs *j, struct lane *l)
+{
+    j->busy--;
+    l->running--;
+    l->inflight--;
+    j->q_running -= l->query ? 1 : 0;
+    if (l->inflight - l->running <= l->cap / 2) {
+        j->woken = 1;
+        pthread_cond_signal(&j->disp_cond);
+    }
+}
+
 static void *worker_main(void *p)
 {
     struct worker_arg *w = p;
@@ -538,18 +591,13 @@ static void *worker_main(void *p)
     for (;;) {
         pthread_mutex_lock(&j->lock);
         /* a worker above the configured count idles (a reload may lower it) */
-        while (!j->stopping && (idx >= j->set.workers || !j->head))
+        it = NULL;
+        while (!j->stopping && (idx >= j->set.workers || !(it = job_take(j))))
             pthread_cond_wait(idx >= j->set.workers ? &j->spare_cond : &j->work_cond, &j->lock);
-        if (j->stopping) {
+        if (j->stopping) { /* what is claimed and not taken goes back (jobs_stop) */
             pthread_mutex_unlock(&j->lock);
             break;
         }
-        it = j->head;
-        j->head = it->next;
-        if (!j->head)
-            j->tail = NULL;
-        j->queued--;
-        j->busy++;
         pthread_mutex_unlock(&j->lock);
 
         lane = it->lane; /* it may be freed once its result is submitted */
@@ -558,13 +606,10 @@ static void *worker_main(void *p)
         gone = job_run(j, client, it);
 
         pthread_mutex_lock(&j->lock);
-        j->busy--;
         gone = gone && !lane->disabled;
         if (gone)
             lane->disabled = 1;
-        lane->inflight--;
-        j->woken = 1;
-        pthread_cond_signal(&j->disp_cond);
+        job_ended(j, lane);
         pthread_mutex_unlock(&j->lock);
         if (gone)
             jobs_note_disabled(j, lane->name + 5);
@@ -604,29 +649,43 @@ static struct lane *lane_get(struct jobs *j, const char *name)
     if (j->n_lanes == JOBS_MAX_LANES)
         return NULL;
     snprintf(j->lanes[j->n_lanes].name, sizeof(j->lanes[0].name), "%s", name);
+    j->lanes[j->n_lanes].query = strncmp(name, "hook.", 5) != 0;
     j->lanes[j->n_lanes].refill_ns = util_now_ns();
     return &j->lanes[j->n_lanes++];
 }
 
 /* How many jobs of the lane may start now (under j->lock); *wait_ms lowered
  * to when the rate allows the next one. */
+/* How many claims a lane may hold per call it may run: without a rate cap,
+ * twice as many, so the next jobs' claims commit while these calls run and
+ * a worker that ends a call starts the next at once instead of waiting for
+ * a claim's commit (which bounded a lane to cap calls per commit). With a
+ * rate cap, claims stay as many as the calls, so calls keep the claims'
+ * pace. The caps themselves hold when a call starts (job_may_start). */
+static unsigned lane_ahead(const struct jobs *j, unsigned hook_cap)
+{
+    return j->set.rate && !hook_cap ? 1 : 2;
+}
+
 static unsigned lane_allowance(struct jobs *j, struct lane *l, unsigned hook_cap,
                                long *wait_ms)
 {
-    unsigned active = j->started < j->set.workers ? j->started : j->set.workers;
+    unsigned ahead = lane_ahead(j, hook_cap);
+    unsigned active = (j->started < j->set.workers ? j->started : j->set.workers) * ahead;
     unsigned used = j->busy + j->queued, idle = active > used ? active - used : 0;
     unsigned cap = hook_cap ? hook_cap : j->set.concurrency ? j->set.concurrency : j->set.queries;
-    unsigned allow = cap > l->inflight ? cap - l->inflight : 0;
+    unsigned allow = cap * ahead > l->inflight ? cap * ahead - l->inflight : 0;
     uint64_t now = util_now_ns();
 
+    l->cap = cap;
     if (l->disabled)
         return 0;
     if (!hook_cap) {
         /* the queries together stay within their share of the pool */
         unsigned q = 0;
         for (size_t i = 0; i < j->n_lanes; i++)
-            q += strncmp(j->lanes[i].name, "hook.", 5) ? j->lanes[i].inflight : 0;
-        q = j->set.queries > q ? j->set.queries - q : 0;
+            q += j->lanes[i].query ? j->lanes[i].inflight : 0;
+        q = j->set.queries * ahead > q ? j->set.queries * ahead - q : 0;
         allow = allow < q ? allow : q;
     }
     allow = allow < idle ? allow : idle;
@@ -704,7 +763,10 @@ static int jobs_dispatch_lane(struct jobs *j, const struct config *c, const char
     /* no memory for an item: that job and those after it stay queued */
     for (k = 0; k < n && (items[k] = calloc(1, sizeof(*items[k]))) != NULL; k++)
         ;
-    util_iso8601_in(((int64_t)(h ? h->timeout : j->set.timeout) + 30) * 1000, lease);
+    /* a job claimed ahead waits at most one call of its lane before its own */
+    util_iso8601_in(((int64_t)(h ? h->timeout : j->set.timeout) * lane_ahead(j, h ? 1 : 0) + 30) *
+                        1000,
+                    lease);
     if (k && store_jobs_claim(j->s, jobs, k, lease) == 0) {
         pthread_mutex_lock(&j->lock);
         jobs_hand_over(j, l, jobs, items, k);
@@ -727,6 +789,19 @@ static void jobs_gauges(struct jobs *j, int64_t oldest_due_ms)
     j->gauges_ns = now;
     if (store_jobs_counts(j->s, counts) == 0)
         metrics_set_jobs(counts, oldest_due_ms > 0 ? (double)oldest_due_ms / 1000.0 : 0);
+}
+
+/* Put a list of items back on the unrecorded ones, for the next pass. */
+static void jobs_keep_unrecorded(struct jobs *j, struct job_item *take)
+{
+    struct job_item *it;
+
+    for (it = take; it->next; it = it->next)
+        ;
+    pthread_mutex_lock(&j->lock);
+    it->next = j->unrecorded;
+    j->unrecorded = take;
+    pthread_mutex_unlock(&j->lock);
 }
 
 /* Jobs whose result the store could not record are still running there:
@@ -755,14 +830,62 @@ static void jobs_requeue_unrecorded(struct jobs *j)
             free(it);
         }
     }
-    if (!take)
-        return;
-    for (it = take; it->next; it = it->next)
-        ;
+    if (take)
+        jobs_keep_unrecorded(j, take);
+}
+
+/* Take out (under j->lock) up to max claimed jobs of hooks that answered
+ * 410 Gone since their claim; their ids in ids. */
+static struct job_item *jobs_take_disabled(struct jobs *j, int64_t *ids, size_t max,
+                                           size_t *n)
+{
+    struct job_item *it, *prev = NULL, *next, *take = NULL;
+
+    for (it = j->head; it && *n < max; it = next) {
+        next = it->next;
+        if (!it->lane->disabled) {
+            prev = it;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            j->head = next;
+        if (j->tail == it)
+            j->tail = prev;
+        j->queued--;
+        it->lane->inflight--;
+        ids[(*n)++] = it->job.id;
+        store_job_clear(&it->job);
+        it->job.id = ids[*n - 1];
+        it->next = take;
+        take = it;
+    }
+    return take;
+}
+
+/* Claimed jobs of a hook gone since are not sent: back to the queue, their
+ * attempt unspent, where the disabled lane holds them until the hook is
+ * enabled. Not returned now (the store refused): with the unrecorded ones. */
+static void jobs_drop_disabled(struct jobs *j)
+{
+    int64_t ids[64];
+    size_t n = 0;
+    struct job_item *take, *it;
+
     pthread_mutex_lock(&j->lock);
-    it->next = j->unrecorded;
-    j->unrecorded = take;
+    take = jobs_take_disabled(j, ids, ARRAY_SIZE(ids), &n);
     pthread_mutex_unlock(&j->lock);
+    if (!n)
+        return;
+    if (store_jobs_unclaim(j->s, ids, n) < 0) {
+        jobs_keep_unrecorded(j, take);
+        return;
+    }
+    while ((it = take)) {
+        take = it->next;
+        free(it);
+    }
 }
 
 /* The sweeps' daily schedule, looked at every JOBS_RECONCILE_MS (the first
@@ -788,6 +911,7 @@ static long jobs_dispatch(struct jobs *j)
 
     struct runtime *rt;
 
+    jobs_drop_disabled(j);
     jobs_requeue_unrecorded(j);
     if (store_jobs_lanes(j->s, lanes, JOBS_MAX_LANES, &n) < 0)
         return JOBS_IDLE_MS;
@@ -973,7 +1097,8 @@ void jobs_reconfigure(struct jobs *j)
     pthread_mutex_unlock(&j->lock);
 }
 
-/* Give claimed jobs that no worker started back to the queue. */
+/* Give claimed jobs that no worker started back to the queue (claimed
+ * ahead of the workers, there may be as many as the calls running). */
 static void jobs_release_waiting(struct jobs *j)
 {
     struct job_item *it, *next;
@@ -989,8 +1114,9 @@ static void jobs_release_waiting(struct jobs *j)
     }
     j->head = j->tail = NULL;
     j->queued = 0;
-    /* without memory for the list they stay running: recovered at the next start */
-    if (n && store_jobs_release(j->s, ids, n, NULL) < 0)
+    /* without memory for the list they stay running: recovered at the next
+     * start; with it, as they were before the claim (no call was made) */
+    if (n && store_jobs_unclaim(j->s, ids, n) < 0)
         log_err("cannot return %zu claimed jobs to the queue; the next start does", n);
     free(ids);
 }

@@ -367,6 +367,10 @@ int store_jobs_recover(struct store *s);
  * due), e.g. at shutdown those no worker started. Waits. */
 int store_jobs_release(struct store *s, const int64_t *ids, size_t n, const char *due_at);
 
+/* Put claimed jobs that no worker started back in the queue as they were
+ * before the claim (the attempt it counted taken back). Waits. */
+int store_jobs_unclaim(struct store *s, const int64_t *ids, size_t n);
+
 /* Jobs by state: queued, running, done, failed. 0 or -EIO. */
 int store_jobs_counts(struct store *s, long counts[4]);
 

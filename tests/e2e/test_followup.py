@@ -507,6 +507,44 @@ class Caps(FollowUp):
         self.assertEqual(self.d.query("SELECT count(*), sum(attempts) FROM jobs")[0], (8, 8))
 
 
+class ConcurrencyCap(FollowUp):
+    """Jobs are claimed ahead of the workers; the cap holds at the calls."""
+    openapi = "workers = 6\nconcurrency = 2\n"
+
+    def paid_orders(self, n):
+        """n paid events whose orders the mock knows."""
+        eids = []
+        for _ in range(n):
+            order = new_order_id()
+            tp = "T-" + order[-8:]
+            self.mock.baidu_orders[tp] = dict(orderId=order, status=2, totalMoney=1000)
+            eids.append(self.pay(order=order, tp_order=tp)[0])
+        return eids
+
+    def test_claimed_ahead_the_calls_keep_the_platforms_concurrency(self):
+        self.mock.delay("baidu.find_order", 0.3, times=10)
+        eids = self.paid_orders(10)
+        for eid in eids:
+            self.wait_confirmation(eid, "confirmed", timeout=30)
+        self.assertEqual(self.mock.max_in_flight("baidu.find_order"), 2)
+        self.assertEqual(self.mock.count("baidu.find_order"), 10)
+        self.assertEqual(self.d.query("SELECT count(*), sum(attempts) FROM jobs")[0], (10, 10))
+
+    def test_sigterm_returns_the_jobs_claimed_ahead_unspent(self):
+        self.mock.delay("baidu.find_order", 1.0, times=6)
+        eids = self.paid_orders(6)
+        self.mock.wait_for(2, "baidu.find_order")
+        self.assertEqual(self.d.stop(), 0, self.d.logtext())
+        called = self.mock.count("baidu.find_order")
+        rows = self.d.query("SELECT state, attempts FROM jobs")
+        self.assertNotIn("running", [r[0] for r in rows])
+        # an attempt counted for each call made, none for a job only claimed
+        self.assertEqual(sum(r[1] for r in rows), called)
+        self.d.start()
+        for eid in eids:
+            self.wait_confirmation(eid, "confirmed", timeout=30)
+
+
 class SlowPlatform(FollowUp):
     openapi = "workers = 2\n"
 

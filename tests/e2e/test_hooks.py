@@ -262,6 +262,29 @@ class Gone(Hooks):
         self.assertIn("hook ledger enabled by an operator", self.d.logtext())
 
 
+class GoneAhead(Hooks):
+    """A delivery claimed ahead of its call (while the one before it is out)
+    is not sent once the hook answers 410: it goes back unspent."""
+    hook_extra = "concurrency = 1"
+
+    def test_a_delivery_claimed_ahead_is_not_sent_to_a_gone_hook(self):
+        self.recv.answer(410, delay=1.0)
+        eid, _ = self.pay()
+        self.recv.wait_for(1, 10 * SLOW)
+        eid2, _ = self.pay()
+        # claimed ahead while the first call is out (concurrency 1, two claims)
+        wait_until(lambda: self.delivery(eid2)[1] == "running", "the second delivery claimed")
+        wait_until(lambda: "answered 410 Gone: disabled" in self.d.logtext(), "the 410 log line")
+        wait_until(lambda: self.delivery(eid2)[1] == "queued", "the claimed one returned")
+        time.sleep(1.0)
+        self.assertEqual(self.recv.count(), 1)
+        self.assertEqual(self.delivery(eid2)[1:3], ("queued", 0))   # its attempt not spent
+        self.assertEqual(ctl(self.d, "hooks", "enable", "ledger")[0], 0)
+        self.wait_state(eid, "delivered")
+        self.wait_state(eid2, "delivered")
+        self.assertEqual(self.recv.count(), 3)
+
+
 class Steer(Hooks):
     """payhookctl replay, retry --dead, hooks enable through the control socket."""
     hook_extra = "max_attempts = 2"
