@@ -686,7 +686,7 @@ static const struct conf_key baidu_app_keys[] = {
     {"access_token", conf_str, BA(access_token), 0, 0, NULL, 0, NULL, OWN_SECRET},
     {"access_token_file", conf_str, BA(access_token_file), 0, 0, NULL, 0, NULL, OWN_STR},
     {"query", conf_bool, BA(query), 0, 0, "yes", 0, NULL, OWN_NONE},
-    {"reconcile", conf_bool, BA(reconcile), 0, 0, "yes", 0, NULL, OWN_NONE},
+    {"reconcile", conf_bool, BA(reconcile), 0, 0, "no", 0, NULL, OWN_NONE},
     END_KEYS,
 };
 

@@ -41,7 +41,8 @@ static const char *const rc_sql[RC__COUNT] = {
                 " ORDER BY (status = ?5) DESC, id LIMIT 1",
     [RC_FIND_MERCHANT] = "SELECT id, amount_fen, status, source FROM events"
                          " WHERE provider = ?1 AND merchant_order_id = ?2 AND kind = ?3"
-                         " AND app = ?4 ORDER BY (status = ?5) DESC, id LIMIT 1",
+                         " AND app = ?4 AND (order_id IS NULL OR order_id = '')"
+                         " ORDER BY (status = ?5) DESC, id LIMIT 1",
     [RC_ITEM] = "INSERT INTO reconciliation_items (app, day, order_id, merchant_order_id,"
                 " finding, detail, event_id, amount_fen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [RC_SOURCE] = "UPDATE events SET source = 'sweep' WHERE id = ?1",
@@ -285,9 +286,14 @@ static int rc_record(struct store_tx *tx, struct store_sweep_page *p,
     *stored = found && strcmp(e.source, "sweep") != 0;
     if (!found && !r->paid)
         return 0; /* never paid, never told: nothing to reconcile */
+    if (!found && !r->ev) { /* paid, then refunded or refunding: no money to report */
+        p->missing++;
+        return rc_item(tx->s, p, r, FINDING_MISSING,
+                       "paid, then refunded or refunding, no callback: nothing synthesised", 0);
+    }
     if (!found) {
-        if (!r->ev || (id = rc_synthesise(tx, p, r)) < 0)
-            return r->ev ? (int)id : -EINVAL;
+        if ((id = rc_synthesise(tx, p, r)) < 0)
+            return (int)id;
         p->missing++;
         return rc_item(tx->s, p, r, FINDING_MISSING, "paid, no callback: event synthesised", id);
     }

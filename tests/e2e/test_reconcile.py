@@ -72,6 +72,7 @@ app_key = MMMpmkey
 platform_public_key = %s
 access_token = %s
 query = no
+reconcile = yes
 
 [hook h]
 url = %s
@@ -181,6 +182,28 @@ retry_max = 1
         self.assertIn(b'payhookd_reconcile_missing_total{app="%s"} 1' % APP_ID.encode(), body)
         self.assertRegex(body.decode(), r'payhookd_reconcile_last_success_timestamp_seconds\{app="%s"\} [1-9]'
                          % APP_ID)
+
+    def test_refunded_order_without_callback_is_found_but_never_synthesised(self):
+        """Paid, then refunded (sub_status 5) or refunding (4) on the platform,
+        no callback stored: a finding, never a paid event for a ledger."""
+        (o1, t1), (o2, t2) = self.orders(2)
+        self.mock.baidu_order_list[0]["sub_status"] = "5"
+        self.mock.baidu_order_list[1]["sub_status"] = "4"
+        rep = self.sweep()
+        self.assertEqual(self.report(), (2, 0, 2, 0, 0, "open"))
+        self.assertEqual(sorted((f["finding"], f["order_id"], f["event_id"]) for f in rep["findings"]),
+                         sorted([("missing", o1, None), ("missing", o2, None)]))
+        self.assertEqual(self.d.query("SELECT count(*) FROM events")[0][0], 0)
+
+    def test_a_second_payment_of_one_merchant_order_is_not_hidden(self):
+        """Two platform orders paid under one tpOrderId, one callback stored:
+        the other is a missing payment, not a match of the stored one."""
+        o1, o2 = new_order_id(), new_order_id()
+        self.mock.baidu_order_list.extend([listed(o1, "T-same"), listed(o2, "T-same")])
+        self.pay(o1, "T-same")
+        rep = self.sweep()
+        self.assertEqual(self.report(), (2, 1, 1, 0, 0, "open"))
+        self.assertEqual([(f["finding"], f["order_id"]) for f in rep["findings"]], [("missing", o2)])
 
     def test_amount_mismatch_flagged_on_the_stored_event(self):
         (o1, t1), = self.orders(1)

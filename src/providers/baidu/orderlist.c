@@ -28,6 +28,14 @@ static int bo_paid(const char *sub_status)
     return strlen(sub_status) == 1 && sub_status[0] >= '2' && sub_status[0] <= '6';
 }
 
+/* Paid and not refunded (2 paid, 3 consumed): only such an order becomes a
+ * paid event when no callback was stored; one refunded or refunding since
+ * must not reach a ledger as money received. */
+static int bo_still_paid(const char *sub_status)
+{
+    return strcmp(sub_status, "2") == 0 || strcmp(sub_status, "3") == 0;
+}
+
 /* A member as text in the arena, or NULL when absent. */
 static const char *bo_text(struct arena *ar, const cJSON *o, const char *key)
 {
@@ -103,7 +111,7 @@ static int bo_record(const struct query_env *env, const struct config_baidu_app 
     }
     r->has_amount = 1;
     r->paid = bo_paid(r->status);
-    if (r->paid && !(r->ev = bo_event(env, app, ar, r, item))) {
+    if (bo_still_paid(r->status) && !(r->ev = bo_event(env, app, ar, r, item))) {
         query_set(a, QUERY_ERROR, "out of memory");
         return -1;
     }
