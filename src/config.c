@@ -997,6 +997,21 @@ const struct config_baidu_app *config_baidu_app_by_deal(const struct config *c,
     return NULL;
 }
 
+const char *config_baidu_app_id(const struct config_baidu_app *b)
+{
+    return b->app_id && b->app_id[0] ? b->app_id : b->name;
+}
+
+const struct config_baidu_app *config_baidu_app_by_id(const struct config *c, const char *id)
+{
+    for (size_t i = 0; id && i < c->n_baidu_apps; i++) {
+        const struct config_baidu_app *b = c->baidu_apps[i];
+        if ((b->app_id && strcmp(b->app_id, id) == 0) || strcmp(b->name, id) == 0)
+            return b;
+    }
+    return NULL;
+}
+
 const struct config_hook *config_hook_by_kind(const struct config *c, const char *kind)
 {
     size_t i;

@@ -212,6 +212,11 @@ const struct config_hook *config_hook_by_kind(const struct config *c, const char
 /* The [baidu.app] whose deal_id is deal, or NULL. */
 const struct config_baidu_app *config_baidu_app_by_deal(const struct config *c,
                                                         const char *deal);
+/* The id the store names a Baidu app by (events.app, jobs.app): its
+ * app_id, else its NAME. */
+const char *config_baidu_app_id(const struct config_baidu_app *b);
+/* The first [baidu.app] whose NAME or app_id is id, or NULL. */
+const struct config_baidu_app *config_baidu_app_by_id(const struct config *c, const char *id);
 
 /* 1 when url is https://, or http:// to a loopback host (test mocks). */
 int config_url_ok(const char *url);

@@ -87,7 +87,7 @@ static int daemon_relabel_baidu(struct daemon *d, const struct config *c, char *
     for (i = 0; deal && app && i < c->n_baidu_apps; i++) {
         const struct config_baidu_app *a = c->baidu_apps[i];
         deal[i] = a->deal_id;
-        app[i] = a->app_id && a->app_id[0] ? a->app_id : a->name;
+        app[i] = config_baidu_app_id(a);
     }
     if (deal && app)
         r = store_relabel_baidu_apps(d->store, deal, app, c->n_baidu_apps);

@@ -78,6 +78,26 @@ START_TEST(baidu_rule)
 }
 END_TEST
 
+/* The last page: a short one; a full one only when it reaches a total that
+ * is a positive number; never past SWEEP_PAGES_MAX full pages. */
+START_TEST(last_page_rule)
+{
+    ck_assert_int_eq(reconcile_last_page(1, 5, 100, NULL), 1);
+    ck_assert_int_eq(reconcile_last_page(3, 0, 100, "250"), 1);
+    ck_assert_int_eq(reconcile_last_page(2, 100, 100, "200"), 1);
+    ck_assert_int_eq(reconcile_last_page(2, 100, 100, "201"), 0);
+    ck_assert_int_eq(reconcile_last_page(1, 100, 100, NULL), 0);
+    /* what a total_count that says nothing must not do: end the sweep */
+    ck_assert_int_eq(reconcile_last_page(1, 100, 100, "0"), 0);
+    ck_assert_int_eq(reconcile_last_page(1, 100, 100, "-"), 0);
+    ck_assert_int_eq(reconcile_last_page(1, 100, 100, "12abc"), 0);
+    ck_assert_int_eq(reconcile_last_page(1, 100, 100, "99999999999999999999"), 0);
+    ck_assert_int_eq(reconcile_last_page(SWEEP_PAGES_MAX - 1, 100, 100, NULL), 0);
+    ck_assert_int_eq(reconcile_last_page(SWEEP_PAGES_MAX, 100, 100, NULL), -1);
+    ck_assert_int_eq(reconcile_last_page(SWEEP_PAGES_MAX, 7, 100, NULL), 1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("reconcile");
@@ -89,6 +109,7 @@ int main(void)
     tcase_add_test(tc, bad_days_are_refused);
     tcase_add_test(tc, day_before_follows_the_zone);
     tcase_add_test(tc, baidu_rule);
+    tcase_add_test(tc, last_page_rule);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

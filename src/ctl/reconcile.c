@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "ctl/actions.h"
@@ -81,31 +82,74 @@ out:
     return r;
 }
 
-/* The app id the store names an app by, for a config NAME (else as given). */
+/* The app id the store names an app by, for a config NAME or app id (else
+ * as given). */
 static const char *rc_app_id(const struct config *cfg, const char *app)
 {
-    for (size_t i = 0; app && i < cfg->n_baidu_apps; i++)
-        if (strcmp(cfg->baidu_apps[i]->name, app) == 0 && cfg->baidu_apps[i]->app_id &&
-            cfg->baidu_apps[i]->app_id[0])
-            return cfg->baidu_apps[i]->app_id;
-    return app;
+    const struct config_baidu_app *b = config_baidu_app_by_id(cfg, app);
+
+    return b ? config_baidu_app_id(b) : app;
 }
 
-/* Ask the daemon for a sweep of (app, day) and wait for it. */
-static int rc_sweep(const struct config *cfg, const char *app, const char *day)
-{
-    char line[CONTROL_LINE_MAX], answer[CONTROL_LINE_MAX];
-    int r;
+/* How long payhookctl waits for a sweep it asked for, and how often it
+ * asks the daemon how the sweep's job is doing. */
+#define RC_WAIT_MS (30 * 60 * 1000)
+#define RC_POLL_MS 200
 
-    snprintf(line, sizeof(line), "reconcile %.200s %.16s", app, day);
-    if ((r = ctl_ask_daemon(cfg->store.path, line, answer, sizeof(answer))) == 0)
+/* Ask the daemon: -1 when it answered "ok ..." (into answer), else the
+ * exit status, after saying why. */
+static int rc_ask(const struct config *cfg, const char *line, char *answer, size_t len)
+{
+    int r = ctl_ask_daemon(cfg->store.path, line, answer, len);
+
+    if (r == 0)
         return ctl_fail("no payhookd holds the store %s: a sweep runs in the daemon (its "
                         "queue and its writer); start it, then ask again", cfg->store.path);
     if (r < 0)
         return ctl_fail("cannot talk to payhookd on %s.ctl", cfg->store.path);
     if (strncmp(answer, "ok ", 3) != 0)
         return ctl_fail("%s", strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
-    return CTL_EXIT_OK;
+    return -1;
+}
+
+/* Wait for sweep job id to end: CTL_EXIT_OK when it is done. */
+static int rc_wait(const struct config *cfg, long long id)
+{
+    struct timespec ts = {0, RC_POLL_MS * 1000000L};
+    char line[64], answer[CONTROL_LINE_MAX], state[16];
+    long waited;
+    int n;
+
+    snprintf(line, sizeof(line), "job %lld", id);
+    for (waited = 0; waited < RC_WAIT_MS; waited += RC_POLL_MS) {
+        nanosleep(&ts, NULL);
+        if (ctl_ask_daemon(cfg->store.path, line, answer, sizeof(answer)) != 1)
+            return ctl_fail("payhookd stopped while the sweep (job %lld) ran: it resumes at "
+                            "its page when payhookd starts again; see reconcile --report", id);
+        if (sscanf(answer, "ok %15s %n", state, &n) != 1)
+            return ctl_fail("%s", strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
+        if (strcmp(state, "done") == 0)
+            return CTL_EXIT_OK;
+        if (strcmp(state, "failed") == 0)
+            return ctl_fail("the sweep (job %lld) failed: %s", id, answer + n);
+    }
+    return ctl_fail("the sweep (job %lld) is still %s after %d minutes: it goes on; see "
+                    "reconcile --report later", id, state, RC_WAIT_MS / 60000);
+}
+
+/* Ask the daemon for a sweep of (app, day) and wait for it. */
+static int rc_sweep(const struct config *cfg, const char *app, const char *day)
+{
+    char line[CONTROL_LINE_MAX], answer[CONTROL_LINE_MAX];
+    long long id;
+    int r;
+
+    snprintf(line, sizeof(line), "reconcile %.200s %.16s", app, day);
+    if ((r = rc_ask(cfg, line, answer, sizeof(answer))) != -1)
+        return r;
+    if (sscanf(answer, "ok queued job %lld", &id) != 1)
+        return ctl_fail("unexpected answer: %s", answer);
+    return rc_wait(cfg, id);
 }
 
 void ctl_reconcile_help(FILE *f)

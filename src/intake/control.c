@@ -17,7 +17,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
@@ -157,32 +156,14 @@ static void ctl_keys_refresh(const struct config *cfg, struct store *s, struct j
     snprintf(out, len, "ok getbindservice queued for app %s", args);
 }
 
-/* How long a sweep asked for by an operator may take before the answer
- * says it is still running (it goes on; the report shows it later). */
-#define CONTROL_SWEEP_WAIT_MS (30 * 60 * 1000)
-
-/* Wait for job id to end: its state and last error. */
-static void ctl_wait_job(struct store *s, int64_t id, char *state, size_t len, char *error,
-                         size_t elen)
-{
-    struct timespec ts = {0, 100 * 1000000L};
-    long waited = 0;
-
-    snprintf(state, len, "running");
-    while (waited < CONTROL_SWEEP_WAIT_MS &&
-           store_job_state(s, id, state, len, error, elen) >= 0 &&
-           (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0)) {
-        nanosleep(&ts, NULL);
-        waited += 100;
-    }
-}
-
-/* reconcile APP DAY: a sweep now, through the queue; answered when it ends. */
+/* reconcile APP DAY: a sweep now, through the queue. Answered once it is
+ * queued: the sweep may take minutes, and this one thread serves every
+ * operator (and is joined at SIGTERM); payhookctl waits with `job ID`. */
 static void ctl_reconcile(const struct config *cfg, struct store *s, struct jobs *j, char *args,
                           char *out, size_t len)
 {
     char *save = NULL, *app = strtok_r(args, " ", &save), *day = strtok_r(NULL, " ", &save);
-    char err[200], state[16], error[160] = "";
+    char err[200];
     int64_t id;
 
     if (!app || !day || strtok_r(NULL, " ", &save)) {
@@ -199,14 +180,27 @@ static void ctl_reconcile(const struct config *cfg, struct store *s, struct jobs
     }
     jobs_poke(j);
     log_notice("operator: sweep of %s for %s queued (job %lld)", app, day, (long long)id);
-    ctl_wait_job(s, id, state, sizeof(state), error, sizeof(error));
-    if (strcmp(state, "done") == 0)
-        snprintf(out, len, "ok job %lld swept %s %s", (long long)id, app, day);
-    else if (strcmp(state, "failed") == 0)
-        snprintf(out, len, "error the sweep (job %lld) failed: %.300s", (long long)id, error);
+    snprintf(out, len, "ok queued job %lld", (long long)id);
+}
+
+/* job ID: the job's state and last error ("ok STATE ERROR"). */
+static void ctl_job(struct store *s, const char *args, char *out, size_t len)
+{
+    char state[16], error[300] = "";
+    long long id;
+    char tail;
+    int r;
+
+    if (!args || sscanf(args, "%lld%c", &id, &tail) != 1 || id <= 0) {
+        snprintf(out, len, "error usage: job ID");
+        return;
+    }
+    if ((r = store_job_state(s, id, state, sizeof(state), error, sizeof(error))) < 0)
+        snprintf(out, len, "error the store: %s", strerror(-r));
+    else if (r == 0)
+        snprintf(out, len, "error no job %lld", id);
     else
-        snprintf(out, len, "error the sweep (job %lld) is still %s: %.300s", (long long)id,
-                 state, error[0] ? error : "it goes on; see reconcile --report later");
+        snprintf(out, len, "ok %s %s", state, error);
 }
 
 /* prune DAYS: compact the events older than DAYS with nothing left to do. */
@@ -251,6 +245,8 @@ void control_do(const struct config *cfg, struct store *s, struct jobs *j, const
         ctl_prune(s, args, out, len);
     else if (strcmp(buf, "reconcile") == 0)
         ctl_reconcile(cfg, s, j, args, out, len);
+    else if (strcmp(buf, "job") == 0)
+        ctl_job(s, args, out, len);
     else if (strcmp(buf, "keys-refresh") == 0)
         ctl_keys_refresh(cfg, s, j, args, out, len);
     else

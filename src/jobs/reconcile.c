@@ -77,14 +77,20 @@ void reconcile_day_before(int64_t now_s, long zone_offset_s, int days_back, char
         out[0] = '\0';
 }
 
-/* unix seconds as the store's ISO-8601 UTC text. */
-static void rc_iso(int64_t s, char out[32])
+int reconcile_last_page(int page, size_t count, size_t page_size, const char *total)
 {
-    struct tm tm;
-    time_t t = (time_t)s;
+    char *end;
+    long long t;
 
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    if (count < page_size)
+        return 1;
+    if (total && *total >= '0' && *total <= '9') {
+        errno = 0;
+        t = strtoll(total, &end, 10);
+        if (errno == 0 && *end == '\0' && t > 0 && (long long)page * (long long)page_size >= t)
+            return 1;
+    }
+    return page >= SWEEP_PAGES_MAX ? -1 : 0;
 }
 
 /* ---- the sweep ----------------------------------------------------------------- */
@@ -122,8 +128,8 @@ static int rc_one_page(const struct query_env *env, struct query_answer *a,
         .give_up = rc_give_up(env->cfg, d), .judge = pl->judge};
     int r;
 
-    rc_iso(d->from_s, from);
-    rc_iso(d->to_s, to);
+    util_iso8601_at(d->from_s * 1000, from);
+    util_iso8601_at(d->to_s * 1000, to);
     if (pl->page(env, a, d, page, &ar, &sp.recs, &sp.n, &sp.last) < 0) {
         arena_free(&ar);
         return -1;
@@ -193,23 +199,6 @@ void reconcile_sweep(const struct query_env *env, struct query_answer *a)
 
 /* ---- starting sweeps ------------------------------------------------------------ */
 
-/* The id the store names a Baidu app by (events.app): its app id, else NAME. */
-static const char *rc_app_name(const struct config_baidu_app *b)
-{
-    return b->app_id && b->app_id[0] ? b->app_id : b->name;
-}
-
-/* The Baidu app named app (its NAME or app id) with its id. */
-static const struct config_baidu_app *rc_baidu_app(const struct config *c, const char *app)
-{
-    for (size_t i = 0; i < c->n_baidu_apps; i++) {
-        const struct config_baidu_app *b = c->baidu_apps[i];
-        if (strcmp(b->name, app) == 0 || (b->app_id && strcmp(b->app_id, app) == 0))
-            return b;
-    }
-    return NULL;
-}
-
 /* Whether the name is an Alipay app or a gateway: their sweeps are not built. */
 static int rc_unbuilt(const struct config *c, const char *app)
 {
@@ -227,7 +216,7 @@ static int rc_unbuilt(const struct config *c, const char *app)
 int reconcile_start(struct store *s, const struct config *c, const char *app,
                     const char *day, int64_t *job_id, char *err, size_t errlen)
 {
-    const struct config_baidu_app *b = rc_baidu_app(c, app);
+    const struct config_baidu_app *b = config_baidu_app_by_id(c, app);
     const struct sweep_platform *pl = &sweep_platforms[0];
     struct sweep_day d;
     int r;
@@ -242,7 +231,7 @@ int reconcile_start(struct store *s, const struct config *c, const char *app,
                -ENOENT;
     if (!b->reconcile)
         return snprintf(err, errlen, "[baidu.app %s] has reconcile = no", b->name), -EPERM;
-    r = store_reconcile_begin(s, rc_app_name(b), day,
+    r = store_reconcile_begin(s, config_baidu_app_id(b), day,
                               pl->provider, pl->job_kind, pl->lane, job_id);
     if (r < 0)
         snprintf(err, errlen, "the store refused the sweep: %s", strerror(-r));
@@ -272,12 +261,11 @@ static void rc_again(void *data, const char *day)
 static void rc_schedule_app(struct store *s, const struct config *c,
                             const struct config_baidu_app *b, int64_t now_s)
 {
-    const char *app = rc_app_name(b);
+    const char *app = config_baidu_app_id(b);
     struct rc_tick t = {s, c, app};
     char day[11], oldest[11];
     unsigned i;
 
-    metrics_reconcile(app, 0, 0, 0); /* its series exist from the start */
     reconcile_day_before(now_s, c->reconcile.zone_offset, (int)c->reconcile.give_up_days + 1,
                          oldest);
     if (store_reconcile_give_up(s, app, oldest) < 0)
@@ -306,7 +294,7 @@ void reconcile_tick(struct store *s, const struct config *c)
 
     for (i = 0; i < c->n_baidu_apps; i++)
         if (rc_app_sweeps(c->baidu_apps[i]))
-            metrics_reconcile(rc_app_name(c->baidu_apps[i]), 0, 0, 0);
+            metrics_reconcile(config_baidu_app_id(c->baidu_apps[i]), 0, 0, 0);
     if (local < (long)c->reconcile.at_minutes * 60)
         return;
     reconcile_day_before(now_s, c->reconcile.zone_offset, 0, today);

@@ -38,6 +38,19 @@ enum store_finding baidu_orderlist_judge(const struct store_sweep_record *r,
                                          const struct store_sweep_stored *e, char *detail,
                                          size_t len);
 
+/* The most pages one sweep of a day reads (a million orders at 100 a
+ * page): a list that goes on past it is refused, not followed forever. */
+#define SWEEP_PAGES_MAX 10000
+
+/* Whether `page` (from 1) of an order list is its last, from what came:
+ * `count` rows of the `page_size` asked for, and the list's total_count as
+ * the platform wrote it (NULL when absent). A short page is the last; so
+ * is a full one that reaches a total_count that is a positive number (the
+ * platforms also write "0" or "-" beside full pages: then the pages go
+ * on). 1 last, 0 more, -1 a full page past SWEEP_PAGES_MAX. Pure: tested
+ * in check_reconcile. */
+int reconcile_last_page(int page, size_t count, size_t page_size, const char *total);
+
 /* The job kind of a sweep (query_fn): runs the sweep of env->job's app and
  * day (its context) from the page it is on to the last. */
 void reconcile_sweep(const struct query_env *env, struct query_answer *a);

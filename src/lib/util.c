@@ -93,15 +93,19 @@ char *buf_steal(struct buf *b)
 }
 
 /* Wall-clock ISO-8601 UTC with milliseconds, delta_ms from now. */
-void util_iso8601_in(int64_t delta_ms, char out[32])
+void util_iso8601_at(int64_t unix_ms, char out[32])
 {
-    int64_t ms = util_unix_ms() + delta_ms;
-    time_t sec = (time_t)(ms / 1000);
+    time_t sec = (time_t)(unix_ms / 1000);
     struct tm tm;
 
     gmtime_r(&sec, &tm);
     strftime(out, 24, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + 19, 13, ".%03dZ", (int)(ms % 1000));
+    snprintf(out + 19, 13, ".%03dZ", (int)(unix_ms % 1000));
+}
+
+void util_iso8601_in(int64_t delta_ms, char out[32])
+{
+    util_iso8601_at(util_unix_ms() + delta_ms, out);
 }
 
 /* Wall-clock ISO-8601 UTC with milliseconds. */

@@ -37,6 +37,8 @@ char *buf_steal(struct buf *b);
 void util_iso8601_now(char out[32]);
 /* The same for now + delta_ms (may be negative). */
 void util_iso8601_in(int64_t delta_ms, char out[32]);
+/* The same for a time in milliseconds since the epoch (not before 1970). */
+void util_iso8601_at(int64_t unix_ms, char out[32]);
 /* Wall-clock milliseconds since the epoch. */
 int64_t util_unix_ms(void);
 /* Monotonic clock in nanoseconds. */

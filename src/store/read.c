@@ -7,6 +7,7 @@
  */
 #include "store/store_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #define READER_STMTS 32
@@ -95,4 +96,29 @@ void store_readers_close(struct store *s)
 {
     while (s->n_idle > 0)
         store_reader_free(s->idle[--s->n_idle]);
+}
+
+int store_read_rows(struct store *s, const char *sql, const char *a1, const char *a2,
+                   int (*row)(sqlite3_stmt *st, void *data), void *data)
+{
+    struct store_reader *r = store_reader_get(s);
+    sqlite3_stmt *st;
+    int rc = SQLITE_ERROR, ret = 0;
+
+    if (!r)
+        return -EIO;
+    if ((st = store_reader_stmt(r, sql)) != NULL) {
+        if (a1)
+            sqlite3_bind_text(st, 1, a1, -1, SQLITE_STATIC);
+        if (a2)
+            sqlite3_bind_text(st, 2, a2, -1, SQLITE_STATIC);
+        while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+            ret = row(st, data);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    store_reader_put(s, r);
+    if (ret)
+        return ret;
+    return rc == SQLITE_DONE ? 0 : -EIO;
 }

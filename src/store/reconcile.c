@@ -16,9 +16,18 @@
 #include "lib/util.h"
 
 enum { RC_RESET, RC_DROP_ITEMS, RC_JOB_FIND, RC_JOB_NEW, RC_PAGE_GUARD, RC_FIND, RC_FIND_MERCHANT,
-       RC_ITEM,
+       RC_FIND_KEY, RC_ITEM,
        RC_SOURCE, RC_CONFIRMED, RC_MARK, RC_COUNT, RC_UNKNOWN, RC_FINISH, RC_GIVE_UP,
        RC__COUNT };
+
+/* A day the sweep did not finish: its row 'open', or 'running' with no
+ * sweep job queued or running any more (it failed for good, or its run
+ * was lost): both are swept again, or given up. A sweep's job is the one
+ * with no event whose context is the day. */
+#define RC_UNFINISHED                                                                    \
+    "(r.state = 'open' OR (r.state = 'running' AND NOT EXISTS (SELECT 1 FROM jobs j"  \
+    " WHERE j.app = r.app AND j.context = r.day AND j.event_id IS NULL"                 \
+    " AND j.state IN ('queued', 'running'))))"
 
 static const char *const rc_sql[RC__COUNT] = {
     [RC_RESET] = "INSERT INTO reconciliations (app, day, provider, state, next_page, started_at)"
@@ -43,6 +52,9 @@ static const char *const rc_sql[RC__COUNT] = {
                          " WHERE provider = ?1 AND merchant_order_id = ?2 AND kind = ?3"
                          " AND app = ?4 AND (order_id IS NULL OR order_id = '')"
                          " ORDER BY (status = ?5) DESC, id LIMIT 1",
+    /* the event stored under the dedupe key a synthesised one would take
+     * (its callback labelled with another app, say): that is the order's */
+    [RC_FIND_KEY] = "SELECT id, amount_fen, status, source FROM events WHERE dedupe_key = ?1",
     [RC_ITEM] = "INSERT INTO reconciliation_items (app, day, order_id, merchant_order_id,"
                 " finding, detail, event_id, amount_fen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [RC_SOURCE] = "UPDATE events SET source = 'sweep' WHERE id = ?1",
@@ -68,13 +80,20 @@ static const char *const rc_sql[RC__COUNT] = {
                   " state = CASE WHEN missing + mismatched + unknown + ?3 = 0 THEN 'reconciled'"
                   " WHEN ?5 THEN 'given_up' ELSE 'open' END"
                   " WHERE app = ?1 AND day = ?2 RETURNING state",
-    [RC_GIVE_UP] = "UPDATE reconciliations SET state = 'given_up'"
-                   " WHERE app = ?1 AND state = 'open' AND day < ?2",
+    [RC_GIVE_UP] = "UPDATE reconciliations AS r SET state = 'given_up'"
+                   " WHERE app = ?1 AND day < ?2 AND " RC_UNFINISHED,
 };
 
 const struct store_table store_reconcile_table = {"reconcile", rc_sql, RC__COUNT};
 
 #define RC_ST(s, i) STORE_ST(s, TBL_RECONCILE, i)
+
+/* ?1 app and ?2 day: every statement of a sweep's day takes them first. */
+static void rc_bind_day(sqlite3_stmt *st, const char *app, const char *day)
+{
+    sqlite3_bind_text(st, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, day, -1, SQLITE_STATIC);
+}
 
 /* ---- beginning a sweep ---------------------------------------------------- */
 
@@ -108,15 +127,13 @@ static int rc_begin_write(struct store_tx *tx, void *data)
     if ((b->job_id = rc_job_find(s, b)) != 0)
         return 0; /* one sweep of a day at a time: that one answers */
     st = RC_ST(s, RC_RESET);
-    sqlite3_bind_text(st, 1, b->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, b->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, b->app, b->day);
     sqlite3_bind_text(st, 3, b->provider, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, tx->received_at, -1, SQLITE_STATIC);
     if (store_step_done(st) < 0)
         return -EIO;
     st = RC_ST(s, RC_DROP_ITEMS);
-    sqlite3_bind_text(st, 1, b->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, b->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, b->app, b->day);
     if (store_step_done(st) < 0)
         return -EIO;
     st = RC_ST(s, RC_JOB_NEW);
@@ -152,8 +169,7 @@ static int rc_page_due(struct store *s, const struct store_sweep_page *p)
     sqlite3_stmt *st = RC_ST(s, RC_PAGE_GUARD);
     int rc;
 
-    sqlite3_bind_text(st, 1, p->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, p->app, p->day);
     sqlite3_bind_int(st, 3, p->page);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -161,20 +177,13 @@ static int rc_page_due(struct store *s, const struct store_sweep_page *p)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-/* One lookup (which: RC_FIND or RC_FIND_MERCHANT) of an order id: 1 found
- * (e filled; its strings copied into buf), 0 none, -EIO. */
-static int rc_find_by(struct store *s, int which, const struct store_sweep_page *p,
-                      const char *id, struct store_sweep_stored *e, char *buf, size_t len)
+/* Step a bound lookup (id, amount_fen, status, source): 1 found (e filled;
+ * its strings copied into buf), 0 none, -EIO. */
+static int rc_stored(sqlite3_stmt *st, struct store_sweep_stored *e, char *buf, size_t len)
 {
-    sqlite3_stmt *st = RC_ST(s, which);
     const unsigned char *v;
     int rc;
 
-    sqlite3_bind_text(st, 1, p->provider, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, p->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, p->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, p->paid_status, -1, SQLITE_STATIC);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         e->id = sqlite3_column_int64(st, 0);
         e->has_amount = sqlite3_column_type(st, 1) != SQLITE_NULL;
@@ -191,8 +200,37 @@ static int rc_find_by(struct store *s, int which, const struct store_sweep_page 
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-/* The stored event of a record, by the platform's order id first, else by
- * the merchant's: 1 found, 0 none, -EIO. */
+/* One lookup (which: RC_FIND or RC_FIND_MERCHANT) of an order id; as
+ * rc_stored. */
+static int rc_find_by(struct store *s, int which, const struct store_sweep_page *p,
+                      const char *id, struct store_sweep_stored *e, char *buf, size_t len)
+{
+    sqlite3_stmt *st = RC_ST(s, which);
+
+    sqlite3_bind_text(st, 1, p->provider, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, p->app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, p->paid_status, -1, SQLITE_STATIC);
+    return rc_stored(st, e, buf, len);
+}
+
+/* The event stored under the dedupe key the record's synthesised event
+ * would take (so a sweep never writes over, or counts again, a stored
+ * callback); as rc_stored, 0 when the record would synthesise none. */
+static int rc_find_key(struct store *s, const struct store_sweep_record *r,
+                       struct store_sweep_stored *e, char *buf, size_t len)
+{
+    sqlite3_stmt *st = RC_ST(s, RC_FIND_KEY);
+
+    if (!r->ev || !r->ev->dedupe_key)
+        return 0;
+    sqlite3_bind_text(st, 1, r->ev->dedupe_key, -1, SQLITE_STATIC);
+    return rc_stored(st, e, buf, len);
+}
+
+/* The stored event of a record: by the platform's order id, else by the
+ * merchant's, else by its dedupe key. 1 found, 0 none, -EIO. */
 static int rc_find(struct store *s, const struct store_sweep_page *p,
                    const struct store_sweep_record *r, struct store_sweep_stored *e,
                    char *buf, size_t len)
@@ -203,7 +241,7 @@ static int rc_find(struct store *s, const struct store_sweep_page *p,
         found = rc_find_by(s, RC_FIND, p, r->order_id, e, buf, len);
     if (found == 0 && r->merchant_order_id && r->merchant_order_id[0])
         found = rc_find_by(s, RC_FIND_MERCHANT, p, r->merchant_order_id, e, buf, len);
-    return found;
+    return found == 0 ? rc_find_key(s, r, e, buf, len) : found;
 }
 
 static const char *const rc_finding_names[] = {
@@ -217,8 +255,7 @@ static int rc_item(struct store *s, const struct store_sweep_page *p,
 {
     sqlite3_stmt *st = RC_ST(s, RC_ITEM);
 
-    sqlite3_bind_text(st, 1, p->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, p->app, p->day);
     store_bind_text(st, 3, r->order_id);
     store_bind_text(st, 4, r->merchant_order_id);
     sqlite3_bind_text(st, 5, rc_finding_names[f], -1, SQLITE_STATIC);
@@ -254,8 +291,8 @@ static int64_t rc_synthesise(struct store_tx *tx, const struct store_sweep_page 
     free(q.answer_copy);
     if (rc < 0)
         return rc;
-    if (q.res.outcome != STORE_NEW)
-        return q.res.id; /* its key was stored (by other ids): nothing new */
+    if (q.res.outcome != STORE_NEW) /* rc_find looked its key up first */
+        return -EEXIST;
     if (rc_by_id(tx->s, RC_SOURCE, q.res.id) < 0)
         return -EIO;
     st = RC_ST(tx->s, RC_CONFIRMED);
@@ -277,12 +314,13 @@ static int rc_record(struct store_tx *tx, struct store_sweep_page *p,
     int64_t id = 0;
     int found = rc_find(tx->s, p, r, &e, buf, sizeof(buf));
 
+    /* only an unpaid notification stored, and the platform says paid: the
+     * paid one (its own dedupe key) is what is missing, unless it is
+     * stored by that key */
+    if (found > 0 && r->paid && strcmp(e.status, p->paid_status) != 0)
+        found = rc_find_key(tx->s, r, &e, buf, sizeof(buf));
     if (found < 0)
         return -EIO;
-    /* only an unpaid notification stored, and the platform says paid: the
-     * paid one (its own dedupe key) is what is missing */
-    if (found && r->paid && strcmp(e.status, p->paid_status) != 0)
-        found = 0;
     *stored = found && strcmp(e.source, "sweep") != 0;
     if (!found && !r->paid)
         return 0; /* never paid, never told: nothing to reconcile */
@@ -313,8 +351,7 @@ static int rc_finish(struct store_tx *tx, struct store_sweep_page *p)
     sqlite3_stmt *st = RC_ST(s, RC_UNKNOWN);
     int rc;
 
-    sqlite3_bind_text(st, 1, p->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, p->app, p->day);
     sqlite3_bind_text(st, 3, p->provider, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, p->kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, p->paid_status, -1, SQLITE_STATIC);
@@ -324,8 +361,7 @@ static int rc_finish(struct store_tx *tx, struct store_sweep_page *p)
         return -EIO;
     p->unknown = sqlite3_changes(s->db);
     st = RC_ST(s, RC_FINISH);
-    sqlite3_bind_text(st, 1, p->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, p->app, p->day);
     sqlite3_bind_int64(st, 3, p->unknown);
     sqlite3_bind_text(st, 4, tx->received_at, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 5, p->give_up);
@@ -355,8 +391,7 @@ static int rc_page_write(struct store_tx *tx, void *data)
         stored += one;
     }
     st = RC_ST(tx->s, RC_COUNT);
-    sqlite3_bind_text(st, 1, p->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, p->day, -1, SQLITE_STATIC);
+    rc_bind_day(st, p->app, p->day);
     sqlite3_bind_int64(st, 3, (int64_t)p->n);
     sqlite3_bind_int64(st, 4, stored);
     sqlite3_bind_int64(st, 5, p->missing);
@@ -400,35 +435,10 @@ int store_reconcile_give_up(struct store *s, const char *app, const char *before
 static const char rc_next_sql[] =
     "SELECT next_page, state FROM reconciliations WHERE app = ?1 AND day = ?2";
 static const char rc_open_sql[] =
-    "SELECT day FROM reconciliations WHERE app = ?1 AND state = 'open' AND day >= ?2"
+    "SELECT day FROM reconciliations r WHERE app = ?1 AND day >= ?2 AND " RC_UNFINISHED
     " ORDER BY day";
 static const char rc_meta_sql[] = "SELECT value FROM meta WHERE key = ?1";
 static const char rc_job_state_sql[] = "SELECT state, last_error FROM jobs WHERE id = ?1";
-/* Prepare sql on a reader with two text parameters, step fn over rows. */
-static int rc_read(struct store *s, const char *sql, const char *a1, const char *a2,
-                   int (*row)(sqlite3_stmt *st, void *data), void *data)
-{
-    struct store_reader *r = store_reader_get(s);
-    sqlite3_stmt *st;
-    int rc = SQLITE_ERROR, ret = 0;
-
-    if (!r)
-        return -EIO;
-    if ((st = store_reader_stmt(r, sql)) != NULL) {
-        sqlite3_bind_text(st, 1, a1, -1, SQLITE_STATIC);
-        if (a2)
-            sqlite3_bind_text(st, 2, a2, -1, SQLITE_STATIC);
-        while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
-            ret = row(st, data);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-    }
-    store_reader_put(s, r);
-    if (ret)
-        return ret;
-    return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
 struct rc_next {
     int *page;
     char *state;
@@ -450,7 +460,7 @@ int store_reconcile_next(struct store *s, const char *app, const char *day, int 
                          char *state, size_t len)
 {
     struct rc_next n = {page, state, len, 0};
-    int r = rc_read(s, rc_next_sql, app, day, rc_next_row, &n);
+    int r = store_read_rows(s, rc_next_sql, app, day, rc_next_row, &n);
 
     return r < 0 ? r : n.found;
 }
@@ -474,7 +484,7 @@ int store_get_meta(struct store *s, const char *key, char *buf, size_t len)
     struct rc_meta m = {buf, len};
 
     buf[0] = '\0';
-    return rc_read(s, rc_meta_sql, key, NULL, rc_meta_row, &m);
+    return store_read_rows(s, rc_meta_sql, key, NULL, rc_meta_row, &m);
 }
 
 struct rc_open {
@@ -495,7 +505,7 @@ int store_reconcile_open_days(struct store *s, const char *app, const char *sinc
 {
     struct rc_open o = {fn, data};
 
-    return rc_read(s, rc_open_sql, app, since, rc_open_row, &o);
+    return store_read_rows(s, rc_open_sql, app, since, rc_open_row, &o);
 }
 
 int store_job_state(struct store *s, int64_t job_id, char *state, size_t len, char *error,

@@ -219,6 +219,11 @@ void store_reader_put(struct store *s, struct store_reader *r);
 /* The reader's statement for `sql` (prepared on first use, kept): NULL on
  * failure. `sql` must be a string constant: it is the cache key. */
 sqlite3_stmt *store_reader_stmt(struct store_reader *r, const char *sql);
+/* Run sql (a string constant) on a reader with text parameters a1 and a2
+ * (each bound when not NULL), calling row for each row until it returns
+ * non-zero. 0 done, row's non-zero return, or -EIO. */
+int store_read_rows(struct store *s, const char *sql, const char *a1, const char *a2,
+                    int (*row)(sqlite3_stmt *st, void *data), void *data);
 /* Close every idle reader (store_close). */
 void store_readers_close(struct store *s);
 

@@ -141,29 +141,28 @@ int store_tx_app_keys_set(struct store_tx *tx, const struct store_app_keys *k)
     return store_step_done(st);
 }
 
+struct tk_each {
+    int (*fn)(void *ctx, const struct store_app_keys *k);
+    void *ctx;
+};
+
+static int tk_keys_row(sqlite3_stmt *st, void *data)
+{
+    const struct tk_each *e = data;
+    struct store_app_keys k = {
+        .app_id = (const char *)sqlite3_column_text(st, 0),
+        .deal_id = (const char *)sqlite3_column_text(st, 1),
+        .pm_app_key = (const char *)sqlite3_column_text(st, 2),
+        .platform_public_key = (const char *)sqlite3_column_text(st, 3),
+    };
+
+    return e->fn(e->ctx, &k);
+}
+
 int store_app_keys_each(struct store *s, int (*fn)(void *ctx, const struct store_app_keys *k),
                         void *ctx)
 {
-    struct store_reader *r = store_reader_get(s);
-    sqlite3_stmt *st;
-    int rc = SQLITE_ERROR, ret = 0;
+    struct tk_each e = {fn, ctx};
 
-    if (!r)
-        return -EIO;
-    if ((st = store_reader_stmt(r, tk_keys_sql)) != NULL) {
-        while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            struct store_app_keys k = {
-                .app_id = (const char *)sqlite3_column_text(st, 0),
-                .deal_id = (const char *)sqlite3_column_text(st, 1),
-                .pm_app_key = (const char *)sqlite3_column_text(st, 2),
-                .platform_public_key = (const char *)sqlite3_column_text(st, 3),
-            };
-            ret = fn(ctx, &k);
-        }
-        sqlite3_reset(st);
-    }
-    store_reader_put(s, r);
-    if (ret < 0)
-        return ret;
-    return rc == SQLITE_DONE ? 0 : -EIO;
+    return store_read_rows(s, tk_keys_sql, NULL, NULL, tk_keys_row, &e);
 }

@@ -7,6 +7,7 @@ is its redelivery; a disagreement is flagged. Alipay and gateway sweeps are
 not built yet: asking for them is refused."""
 import datetime
 import json
+import sqlite3
 import subprocess
 import threading
 import time
@@ -16,7 +17,7 @@ import harness
 from harness import Daemon, RsaKey, baidu_signed, form_body
 from hook_receiver import HookReceiver, new_secret
 from mock_openapi import MockOpenAPI, MockTestCase
-from test_baidu_pay import new_order_id, pay_fields
+from test_baidu_pay import audit_answer, audit_fields, new_order_id, pay_fields
 
 FORM = "application/x-www-form-urlencoded"
 PAY = "/baidu/pay/notify"
@@ -205,6 +206,63 @@ retry_max = 1
         self.assertEqual(self.report(), (2, 1, 1, 0, 0, "open"))
         self.assertEqual([(f["finding"], f["order_id"]) for f in rep["findings"]], [("missing", o2)])
 
+    def test_a_refund_audit_of_a_swept_order_is_decided_on_its_pay_money(self):
+        """The synthesised event holds what a refund audit is decided on
+        (payMoney, dealId) as the callback would have."""
+        (o1, t1), = self.orders(1)
+        self.mock.baidu_order_list[0]["pay_money"] = "800"
+        self.sweep()
+        fields = json.loads(self.d.query("SELECT fields FROM events WHERE order_id = ?", o1)[0][0])
+        self.assertEqual((fields["totalMoney"], fields["payMoney"], fields["dealId"]),
+                         ("1000", "800", "470193086"))
+        st, data = self.d.post("/baidu/pay/refund-audit",
+                               form_body(baidu_signed(audit_fields(o1, "B1", 500, tp_order=t1), KEY)), FORM)
+        self.assertEqual((st, data), (200, audit_answer(1, 500)))
+        st, data = self.d.post("/baidu/pay/refund-audit",
+                               form_body(baidu_signed(audit_fields(o1, "B2", 301, tp_order=t1), KEY)), FORM)
+        self.assertEqual((st, data), (200, audit_answer(2, 301)))   # 800 paid, 500 approved
+
+    def test_a_callback_stored_under_another_app_is_not_counted_again(self):
+        """The order's callback is stored under its dedupe key but labelled
+        with another app: the sweep finds it by that key and neither bumps
+        its deliveries nor calls the order missing."""
+        (o1, t1), = self.orders(1)
+        self.pay(o1, t1)
+        self.d.stop()
+        con = sqlite3.connect(self.d.db_path)
+        con.execute("UPDATE events SET app = 'relabelled' WHERE order_id = ?", (o1,))
+        con.commit()
+        con.close()
+        self.d.start()
+        self.sweep()
+        self.assertEqual(self.d.query("SELECT count(*), max(deliveries) FROM events")[0], (1, 1))
+        self.assertEqual(self.d.query("SELECT finding FROM reconciliation_items WHERE order_id = ?", o1),
+                         [("matched",)])
+
+    def test_a_total_count_that_says_nothing_does_not_end_the_sweep(self):
+        """total_count "0" or "-" beside full pages: the pages go on to the
+        short one."""
+        self.orders(150)
+
+        def no_total(req):
+            a = self.mock._h_baidu_orderlist(req)
+            doc = json.loads(a.body)
+            doc["data"]["total_count"] = "0" if req.query["current_page"] == "1" else "-"
+            a.body = json.dumps(doc).encode()
+            return a
+        self.mock.handlers["baidu.orderlist"] = no_total
+        self.sweep()
+        self.assertEqual(self.pages(), [1, 2])
+        self.assertEqual(self.report(), (150, 0, 150, 0, 0, "open"))
+
+    def test_a_listed_order_without_an_id_is_refused(self):
+        (o1, t1), = self.orders(1)
+        self.mock.baidu_order_list[0]["order_id"] = ""
+        r, out, err = self.sweep(ok=False)
+        self.assertEqual(r, 1)
+        self.assertIn("a listed order lacks order_id or sub_status", err)
+        self.assertEqual(self.d.query("SELECT count(*) FROM events")[0][0], 0)
+
     def test_amount_mismatch_flagged_on_the_stored_event(self):
         (o1, t1), = self.orders(1)
         self.mock.baidu_order_list[0]["total_money"] = "900"
@@ -249,20 +307,25 @@ retry_max = 1
         self.assertEqual(self.report(), (250, 0, 250, 0, 0, "open"))
         self.assertEqual(self.d.query("SELECT count(*) FROM events WHERE source = 'sweep'")[0][0], 250)
 
-    def test_restart_mid_sweep_resumes_at_its_page(self):
-        self.orders(250)
+    def sweep_slowly(self, page, seconds, once=False):
+        """Start `payhookctl reconcile` whose sweep finds `page` slow (every
+        time, or once); returns the payhookctl process once that page is out."""
+        out = threading.Event()
 
-        third = threading.Event()
-
-        def slow_third(req):
-            if req.query["current_page"] == "3":
-                third.set()
-                time.sleep(3)
+        def slow(req):
+            if req.query["current_page"] == str(page) and not (once and out.is_set()):
+                out.set()
+                time.sleep(seconds)
             return self.mock._h_baidu_orderlist(req)
-        self.mock.handlers["baidu.orderlist"] = slow_third
+        self.mock.handlers["baidu.orderlist"] = slow
         p = subprocess.Popen([harness.PAYHOOKCTL, "-c", self.d.conf, "reconcile", "--app", "shop",
                               "--date", DAY], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.assertTrue(third.wait(15 * SLOW))
+        self.assertTrue(out.wait(15 * SLOW))
+        return p
+
+    def test_restart_mid_sweep_resumes_at_its_page(self):
+        self.orders(250)
+        p = self.sweep_slowly(3, 3)
         self.d.kill()                                      # kill -9 while page 3 is out
         p.wait(timeout=30)
         self.assertEqual(self.d.query("SELECT next_page, state, missing FROM reconciliations WHERE day = ?", DAY)[0],
@@ -274,6 +337,41 @@ retry_max = 1
         self.assertEqual(self.report(), (250, 0, 250, 0, 0, "open"))
         self.assertEqual(self.d.query("SELECT count(*) FROM events WHERE source = 'sweep'")[0][0], 250)
         self.assertEqual(self.recv.wait_for(250, timeout=30 * SLOW)[0].data["source"], "sweep")
+
+    def test_operators_are_answered_while_a_sweep_runs(self):
+        """A sweep takes minutes; the control socket (one thread for every
+        operator, joined at SIGTERM) is not held by it."""
+        self.orders(150)
+        p = self.sweep_slowly(2, 2.5, once=True)   # within the 3 s [openapi] timeout
+        t = time.monotonic()
+        r, out, err = ctl("-c", self.d.conf, "prune", "--older-than", "36500")
+        self.assertEqual(r, 0, err)
+        self.assertLess(time.monotonic() - t, 1.5 * SLOW, "prune waited for the sweep")
+        self.assertEqual(p.wait(timeout=30 * SLOW), 0, p.stderr.read())
+        self.assertEqual(self.report(), (150, 0, 150, 0, 0, "open"))
+
+    def test_a_sweep_that_failed_for_good_is_swept_again_by_the_schedule(self):
+        """Its job failed (every attempt refused): the day is not left
+        'running' for ever; the next daily schedule sweeps it again."""
+        self.orders(3)
+        self.mock.handlers["baidu.orderlist"] = lambda req: (503, b"busy")
+        r, out, err = self.sweep(ok=False)
+        self.assertEqual(r, 1)
+        self.assertIn("failed", err)
+        self.assertEqual(self.report()[5], "running")
+        self.mock.handlers.pop("baidu.orderlist")
+        self.d.stop()
+        with open(self.d.conf) as f:
+            conf = f.read()
+        with open(self.d.conf, "w") as f:       # today's schedule is due at once
+            f.write(conf.replace("at = 02:30", "at = 00:00"))
+        con = sqlite3.connect(self.d.db_path)   # and was not queued yet today
+        con.execute("DELETE FROM meta WHERE key = 'reconcile_scheduled'")
+        con.commit()
+        con.close()
+        self.d.start()
+        self.wait_state("open")
+        self.assertEqual(self.report(), (3, 0, 3, 0, 0, "open"))
 
     def test_report_table_and_json(self):
         (o1, t1), = self.orders(1)

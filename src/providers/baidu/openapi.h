@@ -32,8 +32,5 @@ const struct config_baidu_app *baidu_query_app(const struct query_env *env,
                                                struct query_answer *a);
 /* The app's token: the config's, else the one in `tokens`. */
 const char *baidu_query_token(const struct query_env *env, const struct config_baidu_app *app);
-/* A cashier method's path (a TP-managed app's under tp/). */
-const char *baidu_query_path(const struct config_baidu_app *app, const char *method, char *buf,
-                             size_t len);
 
 #endif

@@ -44,22 +44,29 @@ static const char *bo_text(struct arena *ar, const cJSON *o, const char *key)
     return query_text(o, key, buf, sizeof(buf)) == 0 ? arena_strdup(ar, buf) : NULL;
 }
 
+/* A text member of the callback's fields, when the list gave it. */
+static int bo_field(cJSON *f, const char *name, const char *value)
+{
+    return !value || cJSON_AddStringToObject(f, name, value);
+}
+
 /* The pay notification a paid order's callback would have been: Baidu's
- * field names, status 2, Baidu's answer. NULL on ENOMEM. */
-static struct store_event *bo_event(const struct query_env *env, const struct config_baidu_app *app,
-                                    struct arena *ar, const struct store_sweep_record *r,
-                                    const cJSON *item)
+ * field names, as text like the callback's (payMoney and dealId too:
+ * a refund audit of the order is decided on them), status 2, Baidu's
+ * answer. NULL on ENOMEM. */
+static struct store_event *bo_event(const struct config_baidu_app *app, struct arena *ar,
+                                    const struct store_sweep_record *r, const char *total,
+                                    const char *pay, const char *deal, const cJSON *item)
 {
     struct store_event *ev = arena_alloc(ar, sizeof(*ev));
     cJSON *f = cJSON_CreateObject();
     char *fields = NULL, *body = cJSON_PrintUnformatted(item);
     int ok = ev && f && body;
 
-    ok = ok && cJSON_AddStringToObject(f, "orderId", r->order_id) &&
-         cJSON_AddStringToObject(f, "tpOrderId", r->merchant_order_id ? r->merchant_order_id : "") &&
-         cJSON_AddStringToObject(f, "status", "2") &&
-         cJSON_AddNumberToObject(f, "totalMoney", (double)r->amount_fen) &&
-         cJSON_AddStringToObject(f, "subStatus", r->status);
+    ok = ok && bo_field(f, "orderId", r->order_id) && bo_field(f, "tpOrderId", r->merchant_order_id) &&
+         bo_field(f, "status", "2") && bo_field(f, "totalMoney", total) &&
+         bo_field(f, "payMoney", pay) && bo_field(f, "dealId", deal) &&
+         bo_field(f, "subStatus", r->status);
     ok = ok && (fields = cJSON_PrintUnformatted(f)) != NULL;
     cJSON_Delete(f);
     if (!ok) {
@@ -70,7 +77,7 @@ static struct store_event *bo_event(const struct query_env *env, const struct co
     memset(ev, 0, sizeof(*ev));
     ev->provider = "baidu";
     ev->kind = "pay_notify";
-    ev->app = app->app_id && app->app_id[0] ? app->app_id : app->name;
+    ev->app = config_baidu_app_id(app);
     ev->dedupe_key = baidu_pay_dedupe_key(ar, r->order_id, "2");
     ev->verified = 1;
     ev->order_id = r->order_id;
@@ -84,34 +91,51 @@ static struct store_event *bo_event(const struct query_env *env, const struct co
     ev->body_len = strlen(body);
     ev->answer = arena_printf(ar, "{\"errno\":0,\"msg\":\"success\",\"data\":{\"isConsumed\":%u}}",
                               app->is_consumed);
-    (void)env;
     return ev->dedupe_key && ev->answer ? ev : NULL;
 }
 
-/* One listed order into a record. 0, or -1 with a set. */
-static int bo_record(const struct query_env *env, const struct config_baidu_app *app,
-                     struct query_answer *a, struct arena *ar, const cJSON *item,
-                     struct store_sweep_record *r)
+/* A listed amount in fen (text of digits), or NULL when absent or "-"
+ * (pay_money of an unpaid order); -1 with a set when it is not fen. */
+static int bo_fen(struct query_answer *a, struct arena *ar, const cJSON *item, const char *key,
+                  const char *order, const char **text, int64_t *fen)
 {
-    const char *money;
+    int64_t v;
+
+    *text = bo_text(ar, item, key);
+    if (!*text || strcmp(*text, "-") == 0)
+        return *text = NULL, 0;
+    if (amount_fen_parse(*text, strlen(*text), 0, fen ? fen : &v) < 0)
+        return query_set(a, QUERY_ERROR, "order %.40s: %s %.24s is not fen", order, key, *text),
+               -1;
+    return 0;
+}
+
+/* One listed order into a record. 0, or -1 with a set. */
+static int bo_record(const struct config_baidu_app *app, struct query_answer *a,
+                     struct arena *ar, const cJSON *item, struct store_sweep_record *r)
+{
+    const char *total, *pay;
 
     memset(r, 0, sizeof(*r));
     r->order_id = bo_text(ar, item, "order_id");
     r->merchant_order_id = bo_text(ar, item, "tp_order_id");
     r->status = bo_text(ar, item, "sub_status");
-    money = bo_text(ar, item, "total_money");
-    if (!r->order_id || !r->status || !money) {
-        query_set(a, QUERY_ERROR, "a listed order lacks order_id, sub_status or total_money");
+    /* an empty order id would be one dedupe key for every such order */
+    if (!r->order_id || !r->order_id[0] || !r->status) {
+        query_set(a, QUERY_ERROR, "a listed order lacks order_id or sub_status");
         return -1;
     }
-    if (amount_fen_parse(money, strlen(money), 0, &r->amount_fen) < 0) {
-        query_set(a, QUERY_ERROR, "order %.40s: total_money %.24s is not fen", r->order_id,
-                  money);
+    if (bo_fen(a, ar, item, "total_money", r->order_id, &total, &r->amount_fen) < 0 ||
+        bo_fen(a, ar, item, "pay_money", r->order_id, &pay, NULL) < 0)
+        return -1;
+    if (!total) {
+        query_set(a, QUERY_ERROR, "order %.40s: no total_money", r->order_id);
         return -1;
     }
     r->has_amount = 1;
     r->paid = bo_paid(r->status);
-    if (bo_still_paid(r->status) && !(r->ev = bo_event(env, app, ar, r, item))) {
+    if (bo_still_paid(r->status) &&
+        !(r->ev = bo_event(app, ar, r, total, pay, bo_text(ar, item, "deal_id"), item))) {
         query_set(a, QUERY_ERROR, "out of memory");
         return -1;
     }
@@ -119,13 +143,14 @@ static int bo_record(const struct query_env *env, const struct config_baidu_app 
 }
 
 /* The records of a page's data; *last when it is the last page. */
-static int bo_records(const struct query_env *env, const struct config_baidu_app *app,
+static int bo_records(const struct config_baidu_app *app,
                       struct query_answer *a, const cJSON *data, int page, struct arena *ar,
                       struct store_sweep_record **recs, size_t *n, int *last)
 {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(data, "data"), *it;
     char total[24];
     size_t k = 0, count = (size_t)cJSON_GetArraySize(list);
+    int end;
 
     if (!cJSON_IsArray(list))
         return query_set(a, QUERY_ERROR, "answer has no data.data list"), -1;
@@ -135,13 +160,16 @@ static int bo_records(const struct query_env *env, const struct config_baidu_app
     if (!(*recs = arena_alloc(ar, (count ? count : 1) * sizeof(**recs))))
         return query_set(a, QUERY_ERROR, "out of memory"), -1;
     cJSON_ArrayForEach(it, list)
-        if (bo_record(env, app, a, ar, it, &(*recs)[k++]) < 0)
+        if (bo_record(app, a, ar, it, &(*recs)[k++]) < 0)
             return -1;
     *n = k;
-    /* a short page is the last; so is one that reaches total_count */
-    *last = count < BO_PAGE_SIZE ||
-            (query_text(data, "total_count", total, sizeof(total)) == 0 &&
-             (long long)page * BO_PAGE_SIZE >= strtoll(total, NULL, 10));
+    end = reconcile_last_page(page, count, BO_PAGE_SIZE,
+                              query_text(data, "total_count", total, sizeof(total)) == 0 ? total
+                                                                                          : NULL);
+    if (end < 0)
+        return query_set(a, QUERY_ERROR, "the order list goes on past %d full pages: refused",
+                         SWEEP_PAGES_MAX), -1;
+    *last = end;
     return 0;
 }
 
@@ -170,7 +198,7 @@ int baidu_orderlist_page(const struct query_env *env, struct query_answer *a,
     if (data && !cJSON_IsObject(data))
         query_set(a, QUERY_ERROR, "answer's data is not an object");
     else if (data)
-        r = bo_records(env, app, a, data, page, ar, recs, n, last);
+        r = bo_records(app, a, data, page, ar, recs, n, last);
     cJSON_Delete(root);
     return r;
 }

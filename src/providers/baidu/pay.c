@@ -262,7 +262,7 @@ static enum provider_verdict bp_event(const struct provider_request *rq,
     ev->kind = kind;
     /* The platform's app id, whatever the callback names (design.md): the
      * dealId stays in the fields. */
-    ev->app = app->app_id && app->app_id[0] ? app->app_id : app->name;
+    ev->app = config_baidu_app_id(app);
     ev->verified = 1;
     ev->order_id = form_get(f, "orderId", NULL);
     ev->merchant_order_id = form_get(f, "tpOrderId", NULL);
@@ -291,7 +291,7 @@ static void bp_followup(const struct bp_state *st, const struct config_baidu_app
         return;
     out->ev.followup = (struct store_followup){
         .kind = kind, .lane = "baidu", .confirms = 1, .delay_s = st->c->openapi.first_delay,
-        .token_app = configured ? NULL : app->app_id && app->app_id[0] ? app->app_id : app->name};
+        .token_app = configured ? NULL : config_baidu_app_id(app)};
 }
 
 /* Pay status notification. */

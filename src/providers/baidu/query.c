@@ -20,22 +20,17 @@
 
 /* The [baidu.app] of the job's event (events.app is its app id, or NAME). */
 const struct config_baidu_app *baidu_query_app(const struct query_env *env,
-                                             struct query_answer *a)
+                                               struct query_answer *a)
 {
-    const struct config *c = env->cfg;
-    const struct config_baidu_app *b;
     const char *id = env->job->app;
-    size_t i;
+    const struct config_baidu_app *b = config_baidu_app_by_id(env->cfg, id);
 
-    for (i = 0; id && i < c->n_baidu_apps; i++) {
-        b = c->baidu_apps[i];
-        if ((b->app_id && strcmp(b->app_id, id) == 0) || strcmp(b->name, id) == 0) {
-            if ((b->access_token && b->access_token[0]) || env->job->token)
-                return b;
-            query_set(a, QUERY_ERROR, "[baidu.app %s] has no access_token, and tokens none",
-                      b->name);
-            return NULL;
-        }
+    if (b) {
+        if ((b->access_token && b->access_token[0]) || env->job->token)
+            return b;
+        query_set(a, QUERY_ERROR, "[baidu.app %s] has no access_token, and tokens none",
+                  b->name);
+        return NULL;
     }
     if ((b = baidu_learned_by_app(id)) != NULL) {
         if (env->job->token)
@@ -50,7 +45,7 @@ const struct config_baidu_app *baidu_query_app(const struct query_env *env,
 
 /* A cashier method's path: a TP-managed (learned) app's calls go through
  * the TP paths (".../paymentservice/tp/<method>"). */
-const char *baidu_query_path(const struct config_baidu_app *app, const char *method, char *buf,
+static const char *bq_path(const struct config_baidu_app *app, const char *method, char *buf,
                            size_t len)
 {
     snprintf(buf, len, BQ_PATH "%s%s", app->learned ? "tp/" : "", method);
@@ -159,7 +154,7 @@ static int bq_refunded(const struct query_env *env, const struct config_baidu_ap
     cJSON *root;
     char path[96], st[16];
     const cJSON *data = baidu_openapi_call(
-                    env, a, baidu_query_path(app, "findOrderRefund", path, sizeof(path)), params, NULL, &root),
+                    env, a, bq_path(app, "findOrderRefund", path, sizeof(path)), params, NULL, &root),
                 *it;
     int found = data ? 0 : -1;
 
@@ -229,7 +224,7 @@ void baidu_query_find_order(const struct query_env *env, struct query_answer *a)
         const char *params[] = {"access_token", baidu_query_token(env, app), "tpOrderId", tp_order,
                                 "pmAppKey", app->app_key, NULL};
         char path[96];
-        data = baidu_openapi_call(env, a, baidu_query_path(app, "findByTpOrderId", path, sizeof(path)),
+        data = baidu_openapi_call(env, a, bq_path(app, "findByTpOrderId", path, sizeof(path)),
                                   params, NULL, &root);
     }
     if (!data && strcmp(a->code, "0") == 0)
@@ -280,7 +275,7 @@ void baidu_query_find_refund(const struct query_env *env, struct query_answer *a
         return;
     if (!env->job->merchant_order_id)
         return query_set(a, QUERY_ERROR, "the event has no tpOrderId");
-    if ((data = baidu_openapi_call(env, a, baidu_query_path(app, "findOrderRefund", path, sizeof(path)),
+    if ((data = baidu_openapi_call(env, a, bq_path(app, "findOrderRefund", path, sizeof(path)),
                                    params, NULL, &root)) != NULL)
         bq_judge_refund(env, data, a);
     cJSON_Delete(root);
